@@ -1,0 +1,402 @@
+/**
+ * websockets.ts — a WebSocket client and server for Node.js in one file, with the same small
+ * API over the browser's native WebSocket.
+ *
+ * Protocol: RFC 6455 (https://www.rfc-editor.org/rfc/rfc6455). API after Julia's HTTP.jl
+ * `WebSockets` module: a `WebSocket` you `receive` from, `send` to, `ping`, `pong`, `close`
+ * and iterate; `open(url, handler)` for clients and `listen(host, port, handler)` for servers.
+ * Zero dependencies: Node built-ins are imported lazily, so this file also loads in a browser.
+ *
+ * Contents
+ *   1. Constants and errors
+ *   2. Handshake (RFC 6455 §4)
+ *   3. Frame codec (RFC 6455 §5): pure functions over bytes
+ *   4. Connection core: the WebSocket class, independent of the transport
+ *   5. Node transport
+ *   6. open / connect / listen / upgrade
+ *   7. Browser facade (wrap)
+ *   8. Exports
+ */
+/** What `receive()` yields: TEXT messages as `string`, BINARY messages as `Uint8Array`. */
+type Data = string | Uint8Array;
+/** One piece of an outgoing message: a string is sent as TEXT, bytes as BINARY. */
+type Chunk = string | ArrayBuffer | ArrayBufferView;
+/** What `send()` takes: a chunk is one message; an iterable of chunks is one fragmented message. */
+type Outgoing = Chunk | Iterable<Chunk> | AsyncIterable<Chunk>;
+/** Frame opcodes (RFC 6455 §5.2). */
+declare const Opcode: {
+    readonly CONTINUATION: 0;
+    readonly TEXT: 1;
+    readonly BINARY: 2;
+    readonly CLOSE: 8;
+    readonly PING: 9;
+    readonly PONG: 10;
+};
+/** Close status codes (RFC 6455 §7.4.1 and the IANA registry). */
+declare const CloseCode: {
+    readonly NORMAL_CLOSURE: 1000;
+    readonly GOING_AWAY: 1001;
+    readonly PROTOCOL_ERROR: 1002;
+    readonly UNSUPPORTED_DATA: 1003;
+    readonly NO_STATUS_RECEIVED: 1005;
+    readonly ABNORMAL_CLOSURE: 1006;
+    readonly INVALID_PAYLOAD: 1007;
+    readonly POLICY_VIOLATION: 1008;
+    readonly MESSAGE_TOO_BIG: 1009;
+    readonly MANDATORY_EXTENSION: 1010;
+    readonly INTERNAL_ERROR: 1011;
+    readonly SERVICE_RESTART: 1012;
+    readonly TRY_AGAIN_LATER: 1013;
+    readonly BAD_GATEWAY: 1014;
+    readonly TLS_HANDSHAKE: 1015;
+};
+/** Defaults of every limit and timer; each one is an option. Durations in milliseconds. */
+declare const DEFAULTS: {
+    maxMessageSize: number;
+    maxFragments: number;
+    closeTimeout: number;
+    pingInterval: number;
+    pingTimeout: number;
+    handshakeTimeout: number;
+    highWaterMark: number;
+    maxQueuedMessages: number;
+    maxQueuedBytes: number;
+};
+/** Options of one WebSocket connection, on either side. */
+interface ConnectionOptions {
+    /** Largest message accepted, in bytes, inclusive; larger closes with 1009. 0: no limit. */
+    maxMessageSize?: number;
+    /** Most frames in one message (empty ones count); more closes with 1009. 0: no limit. */
+    maxFragments?: number;
+    /** Keepalive: ping this often (ms). 0 disables keepalive. */
+    pingInterval?: number;
+    /** Keepalive: close with 1011 if no pong arrives within this time (ms). */
+    pingTimeout?: number;
+    /** How long the closing handshake may take before the socket is destroyed (ms). */
+    closeTimeout?: number;
+    /** How long the opening handshake may take (ms). 0: no limit. */
+    handshakeTimeout?: number;
+    /** `send()` resolves once no more than this many bytes wait in the socket's buffer. */
+    highWaterMark?: number;
+    /** Unreceived messages kept before the socket stops reading (TCP backpressure). */
+    maxQueuedMessages?: number;
+    /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
+    maxQueuedBytes?: number;
+}
+/** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
+interface ClientTlsOptions {
+    ca?: string | Uint8Array | Array<string | Uint8Array>;
+    cert?: string | Uint8Array | Array<string | Uint8Array>;
+    key?: string | Uint8Array | Array<string | Uint8Array>;
+    servername?: string;
+    rejectUnauthorized?: boolean;
+    [option: string]: unknown;
+}
+/** TLS options for a `wss://` server, passed to `node:https` (`key` and `cert` at least). */
+interface ServerTlsOptions {
+    key: string | Uint8Array | Array<string | Uint8Array>;
+    cert: string | Uint8Array | Array<string | Uint8Array>;
+    [option: string]: unknown;
+}
+/** Options of `open` and `connect`. */
+interface ClientOptions extends ConnectionOptions {
+    /** Subprotocols to offer, in order of preference. */
+    protocols?: string | string[];
+    /** Extra request headers (Node only; a browser cannot set them). */
+    headers?: Record<string, string>;
+    /** Aborts the opening handshake. */
+    signal?: AbortSignal;
+    /** TLS options for `wss://` (Node only). */
+    tls?: ClientTlsOptions;
+}
+/** The handshake request: method, request target and headers (names in lower case). */
+interface RequestInfo {
+    readonly method: string;
+    readonly url: string;
+    readonly headers: Readonly<Record<string, string>>;
+}
+/** The handshake response the client received. */
+interface ResponseInfo {
+    readonly status: number;
+    readonly headers: Readonly<Record<string, string>>;
+}
+/** How a server refuses a handshake. */
+interface Refusal {
+    status: number;
+    headers?: Record<string, string>;
+    body?: string;
+}
+/** Options of `listen` and `upgrade`. */
+interface ServerOptions extends ConnectionOptions {
+    /** Subprotocols the server accepts, in its order of preference (first match wins). */
+    protocols?: string[];
+    /** Picks the subprotocol among those the client offered; return '' or undefined for none. */
+    selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
+    /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
+    verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
+    /** Where handler errors go; the default writes them to stderr. */
+    onError?: (error: unknown, ws: WebSocket) => void;
+    /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
+    tls?: ServerTlsOptions;
+}
+/** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
+interface CloseInfo {
+    readonly code: number;
+    readonly reason: string;
+}
+/**
+ * The one error for everything that ends a connection: a close frame received, a protocol
+ * error detected (1002, 1007, 1009, …), a dead link (1006) or a refused handshake (1006, with
+ * the HTTP `status` and `headers` the server answered).
+ *
+ * @example
+ * try { await ws.receive() } catch (error) { if (error instanceof WebSocketError) console.log(error.code) }
+ */
+declare class WebSocketError extends Error {
+    readonly code: number;
+    readonly reason: string;
+    /** The HTTP status of a refused handshake. */
+    readonly status?: number;
+    /** The HTTP headers of a refused handshake. */
+    readonly headers?: Readonly<Record<string, string>>;
+    constructor(code: number, reason?: string, options?: {
+        cause?: unknown;
+        status?: number;
+        headers?: Record<string, string>;
+    });
+}
+/**
+ * True for a `WebSocketError` that ends a connection normally: 1000, 1001 or 1005.
+ *
+ * @example
+ * try { for await (const m of ws) handle(m) } catch (error) { if (!isOk(error)) throw error }
+ */
+declare function isOk(error: unknown): boolean;
+/**
+ * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), as if `data` began at byte
+ * `offset` of the payload. Works in 32-bit words where the data is aligned.
+ */
+declare function applyMask(data: Uint8Array, key: Uint8Array, offset?: number): void;
+/** A frame to encode. */
+interface Frame {
+    fin?: boolean;
+    rsv1?: boolean;
+    opcode: number;
+    payload?: Uint8Array;
+    /** A 4-byte masking key, or `true` for a random one (clients must mask, RFC 6455 §5.3). */
+    mask?: Uint8Array | boolean;
+}
+/**
+ * Encodes one frame into a new buffer. The payload is copied, never masked in place.
+ *
+ * @example
+ * encodeFrame({ opcode: Opcode.TEXT, payload: new TextEncoder().encode('Hello') }) // 81 05 48 65 6c 6c 6f
+ */
+declare function encodeFrame(frame: Frame): Uint8Array;
+/** A frame header, as the parser reports it before any payload byte. */
+interface FrameHeader {
+    fin: boolean;
+    rsv1: boolean;
+    opcode: number;
+    length: number;
+}
+/** Receives what a `FrameParser` reads. A method may throw `WebSocketError` to stop parsing. */
+interface FrameSink {
+    /** A header was read; nothing of the payload is buffered yet (check limits here). */
+    onFrameHeader(header: FrameHeader): void;
+    /** Payload bytes, already unmasked, in order; `complete` is true on the frame's last piece. */
+    onFramePayload(bytes: Uint8Array, complete: boolean): void;
+    /** The frame ended (also called after a header whose length is 0). */
+    onFrameEnd(): void;
+}
+/**
+ * An incremental frame parser over a byte stream: feed it chunks as they arrive; it reports
+ * headers, payload pieces and frame ends to a sink. Payload is unmasked in place and handed
+ * over as views of the input chunks, so a frame that arrives in one chunk is never copied.
+ * Protocol errors throw a `WebSocketError` with code 1002.
+ */
+declare class FrameParser {
+    #private;
+    /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
+    constructor(sink: FrameSink, options: {
+        expectMasked: boolean;
+        allowRsv1?: boolean;
+    });
+    push(chunk: Uint8Array): void;
+}
+/** What the WebSocket is told by its transport. */
+interface TransportEvents {
+    data(chunk: Uint8Array): void;
+    /** The peer finished sending (TCP FIN). */
+    end(): void;
+    /** The transport is gone; `error` if it failed. */
+    close(error?: Error): void;
+    /** The write buffer drained. */
+    drain(): void;
+}
+/** The byte stream a WebSocket runs over: a Node socket, or a test double. */
+interface Transport {
+    start(events: TransportEvents): void;
+    write(bytes: Uint8Array): void;
+    readonly bufferedAmount: number;
+    pause(): void;
+    resume(): void;
+    /** Sends FIN after what is buffered. */
+    end(): void;
+    destroy(): void;
+}
+/** Connection details given at construction. */
+interface ConnectionInit {
+    client: boolean;
+    url: string;
+    request: RequestInfo;
+    response?: ResponseInfo;
+    protocol: string;
+    extensions: string;
+    remoteAddress?: string;
+    options: ConnectionOptions;
+}
+/**
+ * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
+ * it is not constructed directly.
+ *
+ * @example
+ * await open('ws://127.0.0.1:8080', async (ws) => {
+ *   await ws.send('hello')
+ *   console.log(await ws.receive())
+ * })
+ */
+declare class WebSocket implements AsyncIterable<Data> {
+    #private;
+    /** The URL on the client; the request target on the server. */
+    readonly url: string;
+    /** The handshake request (header names in lower case). */
+    readonly request: RequestInfo;
+    /** The handshake response (client side only). */
+    readonly response?: ResponseInfo;
+    /** The negotiated subprotocol, '' if none. */
+    readonly protocol: string;
+    /** The negotiated extensions, '' if none. */
+    readonly extensions: string;
+    /** The peer's address (Node only). */
+    readonly remoteAddress?: string;
+    /** Resolves with the peer's close code and reason once the connection is gone. */
+    readonly closed: Promise<CloseInfo>;
+    /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
+    constructor(transport: Transport, init: ConnectionInit);
+    /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
+    get closeCode(): number | undefined;
+    /** The close reason the peer sent, once closed. */
+    get closeReason(): string | undefined;
+    /** Bytes written but not yet handed to the operating system. */
+    get bufferedAmount(): number;
+    /**
+     * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
+     * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
+     * and every message that arrived before has been received.
+     */
+    receive(): Promise<Data>;
+    /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
+    [Symbol.asyncIterator](): AsyncIterator<Data>;
+    /** @internal FrameSink: called by the parser. */
+    onFrameHeader(header: FrameHeader): void;
+    /** @internal FrameSink: called by the parser. */
+    onFramePayload(bytes: Uint8Array, complete: boolean): void;
+    /** @internal FrameSink: called by the parser. */
+    onFrameEnd(): void;
+    /**
+     * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
+     * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
+     * Resolves when the socket's buffer is below the high-water mark.
+     *
+     * @example
+     * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
+     */
+    send(message: Outgoing): Promise<void>;
+    /**
+     * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
+     * Without `data`, a unique 4-byte payload is used.
+     */
+    ping(data?: Chunk): Promise<number>;
+    /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
+    pong(data?: Chunk): Promise<void>;
+    /**
+     * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
+     * bounded by the close timeout. Closing twice is harmless.
+     *
+     * @example
+     * await ws.close(1000, 'bye')
+     */
+    close(code?: number, reason?: string): Promise<void>;
+}
+/** `receive(ws)`: HTTP.jl-style alias of `ws.receive()`. */
+declare function receive(ws: WebSocket): Promise<Data>;
+/** `send(ws, message)`: HTTP.jl-style alias of `ws.send(message)`. */
+declare function send(ws: WebSocket, message: Outgoing): Promise<void>;
+/** `ping(ws, data)`: HTTP.jl-style alias of `ws.ping(data)`. */
+declare function ping(ws: WebSocket, data?: Chunk): Promise<number>;
+/** `pong(ws, data)`: HTTP.jl-style alias of `ws.pong(data)`. */
+declare function pong(ws: WebSocket, data?: Chunk): Promise<void>;
+/** `close(ws, code, reason)`: HTTP.jl-style alias of `ws.close(code, reason)`. */
+declare function close(ws: WebSocket, code?: number, reason?: string): Promise<void>;
+type NodeIncomingMessage = import('node:http').IncomingMessage;
+/**
+ * Opens a client connection and resolves with the WebSocket once the handshake is done.
+ * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
+ * answered) if the handshake fails, times out, or `signal` aborts it.
+ *
+ * @example
+ * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })
+ */
+declare function connect(url: string | URL, options?: ClientOptions): Promise<WebSocket>;
+/**
+ * Connects, runs `handler` with the socket, closes it with 1000 when the handler returns and
+ * resolves with the handler's value. If the handler throws, closes with 1008 and rejects with
+ * that same error.
+ *
+ * @example
+ * const reply = await open('ws://127.0.0.1:8080', async (ws) => {
+ *   await ws.send('ping?')
+ *   return ws.receive()
+ * })
+ */
+declare function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options?: ClientOptions): Promise<T>;
+/** A running WebSocket server from `listen`. */
+interface Server {
+    readonly host: string;
+    readonly port: number;
+    /** `ws://host:port` (or `wss://`). */
+    readonly url: string;
+    /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
+    close(): Promise<void>;
+    [Symbol.asyncDispose](): Promise<void>;
+}
+/**
+ * Starts a WebSocket server. Each connection runs `handler`; when it returns, the socket is
+ * closed with 1000; when it throws, the error goes to `onError` and the socket closes with
+ * 1011. Port 0 picks a free port. Plain HTTP requests get 426 Upgrade Required.
+ *
+ * @example
+ * const server = await listen('127.0.0.1', 8080, async (ws) => {
+ *   for await (const message of ws) await ws.send(message)
+ * })
+ * console.log(server.url)
+ */
+declare function listen(host: string, port: number, handler: (ws: WebSocket) => unknown, options?: ServerOptions): Promise<Server>;
+/**
+ * Completes a WebSocket handshake on a request that a `node:http` or `node:https` server
+ * received in its 'upgrade' event, then runs `handler` as `listen` does. A bad handshake gets
+ * an HTTP 4xx answer and the socket is closed.
+ *
+ * @example
+ * httpServer.on('upgrade', (request, socket, head) => {
+ *   if (isUpgrade(request)) upgrade(request, socket, head, async (ws) => { for await (const m of ws) await ws.send(m) })
+ * })
+ */
+declare function upgrade(request: NodeIncomingMessage, socket: import('node:stream').Duplex, head: Uint8Array, handler: (ws: WebSocket) => unknown, options?: ServerOptions): void;
+/** True if a `node:http` request asks for a WebSocket upgrade. */
+declare function isUpgrade(request: {
+    headers: Record<string, string | string[] | undefined>;
+}): boolean;
+export { WebSocket, WebSocketError, isOk, open, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ClientTlsOptions, ServerTlsOptions, Frame, FrameHeader, FrameSink, };

@@ -1,0 +1,1281 @@
+const Opcode = {
+  CONTINUATION: 0,
+  TEXT: 1,
+  BINARY: 2,
+  CLOSE: 8,
+  PING: 9,
+  PONG: 10
+};
+const CloseCode = {
+  NORMAL_CLOSURE: 1e3,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  NO_STATUS_RECEIVED: 1005,
+  ABNORMAL_CLOSURE: 1006,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  MANDATORY_EXTENSION: 1010,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  BAD_GATEWAY: 1014,
+  TLS_HANDSHAKE: 1015
+};
+const CLOSE_CODE_DESCRIPTIONS = {
+  1e3: "normal closure",
+  1001: "going away",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "no status received",
+  1006: "abnormal closure",
+  1007: "invalid payload data",
+  1008: "policy violation",
+  1009: "message too big",
+  1010: "mandatory extension",
+  1011: "internal error",
+  1012: "service restart",
+  1013: "try again later",
+  1014: "bad gateway",
+  1015: "TLS handshake failure"
+};
+function describeCloseCode(code) {
+  if (code in CLOSE_CODE_DESCRIPTIONS) return CLOSE_CODE_DESCRIPTIONS[code];
+  if (code >= 4e3 && code <= 4999) return "private use";
+  if (code >= 3e3 && code <= 3999) return "registered";
+  return "unknown";
+}
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DEFAULTS = {
+  maxMessageSize: 16 * MiB,
+  // inclusive; Autobahn 9.* sends exactly 16 MiB
+  maxFragments: 131072,
+  // Autobahn 9.3.1 sends 4 MiB in 65,536 fragments
+  closeTimeout: 5e3,
+  pingInterval: 2e4,
+  pingTimeout: 2e4,
+  handshakeTimeout: 1e4,
+  highWaterMark: 64 * KiB,
+  maxQueuedMessages: 1024,
+  maxQueuedBytes: 1 * MiB
+};
+const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+class WebSocketError extends Error {
+  code;
+  reason;
+  /** The HTTP status of a refused handshake. */
+  status;
+  /** The HTTP headers of a refused handshake. */
+  headers;
+  constructor(code, reason = "", options = {}) {
+    const detail = reason ? `: ${reason}` : "";
+    super(`websocket closed with status ${code} (${describeCloseCode(code)})${detail}`, { cause: options.cause });
+    this.name = "WebSocketError";
+    this.code = code;
+    this.reason = reason;
+    if (options.status !== void 0) this.status = options.status;
+    if (options.headers !== void 0) this.headers = options.headers;
+  }
+}
+function isOk(error) {
+  return error instanceof WebSocketError && (error.code === 1e3 || error.code === 1001 || error.code === 1005);
+}
+function isValidCloseCode(code) {
+  return code >= 1e3 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006 || code >= 3e3 && code <= 4999;
+}
+function checkCloseArguments(code, reason) {
+  if (!Number.isInteger(code)) throw new TypeError(`close code must be an integer, got ${String(code)}`);
+  if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 \xA77.4)`);
+  const reasonBytes = textEncoder.encode(reason);
+  if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
+  return reasonBytes;
+}
+const textEncoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+function isDataView(value) {
+  return value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+function toBytes(chunk) {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return new Uint8Array(chunk);
+}
+function concatBytes(parts, length) {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+let randomPool = new Uint8Array(0);
+let randomOffset = 0;
+function randomBytes(length) {
+  if (randomOffset + length > randomPool.length) {
+    randomPool = globalThis.crypto.getRandomValues(new Uint8Array(Math.max(4096, length)));
+    randomOffset = 0;
+  }
+  const bytes = randomPool.subarray(randomOffset, randomOffset + length);
+  randomOffset += length;
+  return bytes;
+}
+function base64(bytes) {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+function startTimer(ms, callback) {
+  const timer = setTimeout(callback, ms);
+  timer.unref?.();
+  return timer;
+}
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const UNSAFE_HEADER_VALUE = /[\r\n\0]/;
+const KEY = /^[A-Za-z0-9+/]{22}==$/;
+const HANDSHAKE_HEADERS = /* @__PURE__ */ new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions"
+]);
+const HTTP_REASONS = {
+  101: "Switching Protocols",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  426: "Upgrade Required",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable"
+};
+function headerTokens(value) {
+  if (!value) return [];
+  return value.split(",").map((token) => token.trim()).filter((token) => token !== "");
+}
+function hasToken(value, token) {
+  return headerTokens(value).some((item) => item.toLowerCase() === token);
+}
+function normalizeProtocols(protocols) {
+  const list = protocols === void 0 ? [] : typeof protocols === "string" ? [protocols] : protocols;
+  for (const protocol of list) {
+    if (!TOKEN.test(protocol)) throw new TypeError(`invalid subprotocol ${JSON.stringify(protocol)}: it must be an HTTP token`);
+  }
+  if (new Set(list).size !== list.length) throw new TypeError("subprotocols must be unique");
+  return list;
+}
+function checkClientHeaders(headers) {
+  const checked = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+    if (typeof value !== "string" || UNSAFE_HEADER_VALUE.test(value)) {
+      throw new TypeError(`invalid value for header ${name}: it must be a string without CR, LF or NUL`);
+    }
+    if (HANDSHAKE_HEADERS.has(name.toLowerCase())) throw new TypeError(`header ${name} is set by the handshake itself`);
+    checked[name] = value;
+  }
+  return checked;
+}
+function acceptKey(key, sha1) {
+  return base64(sha1(key + WEBSOCKET_GUID));
+}
+function checkClientRequest(method, httpVersion, headers) {
+  if (method !== "GET") return { status: 405, headers: { Allow: "GET" }, body: "the WebSocket handshake must be a GET request" };
+  const [major, minor] = httpVersion.split(".").map(Number);
+  if (!(major > 1 || major === 1 && minor >= 1)) return { status: 400, body: "the WebSocket handshake needs HTTP/1.1" };
+  if (!hasToken(headers["upgrade"], "websocket")) {
+    return { status: 426, headers: { Upgrade: "websocket", Connection: "Upgrade" }, body: "this is a WebSocket endpoint: Upgrade: websocket required" };
+  }
+  if (!hasToken(headers["connection"], "upgrade")) return { status: 400, body: 'Connection header must contain "upgrade"' };
+  if (!headers["host"]) return { status: 400, body: "Host header missing" };
+  if (headers["sec-websocket-version"] !== "13") {
+    return { status: 426, headers: { "Sec-WebSocket-Version": "13" }, body: "unsupported Sec-WebSocket-Version: only 13 is supported" };
+  }
+  const key = headers["sec-websocket-key"];
+  if (key === void 0 || !KEY.test(key)) return { status: 400, body: "Sec-WebSocket-Key must be 16 bytes in base64" };
+  return { key, protocols: headerTokens(headers["sec-websocket-protocol"]) };
+}
+function formatHeaders(headers) {
+  let text = "";
+  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r
+`;
+  return text;
+}
+function formatAcceptance(accept, protocol) {
+  const headers = { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Accept": accept };
+  if (protocol) headers["Sec-WebSocket-Protocol"] = protocol;
+  return `HTTP/1.1 101 Switching Protocols\r
+${formatHeaders(headers)}\r
+`;
+}
+function formatRefusal(refusal) {
+  const body = refusal.body ?? HTTP_REASONS[refusal.status] ?? "";
+  const headers = {
+    Connection: "close",
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": String(textEncoder.encode(body).length)
+  };
+  for (const [name, value] of Object.entries(refusal.headers ?? {})) {
+    if (!TOKEN.test(name) || UNSAFE_HEADER_VALUE.test(value)) throw new TypeError(`invalid refusal header ${name}`);
+    headers[name] = value;
+  }
+  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? "Refused"}\r
+${formatHeaders(headers)}\r
+${body}`;
+}
+function chooseProtocol(offered, request, options) {
+  if (options.selectProtocol) {
+    const chosen = options.selectProtocol(offered, request) ?? "";
+    if (chosen !== "" && !offered.includes(chosen)) throw new Error(`selectProtocol chose ${JSON.stringify(chosen)}, which the client did not offer`);
+    return chosen;
+  }
+  return options.protocols?.find((protocol) => offered.includes(protocol)) ?? "";
+}
+function checkServerResponse(headers, expectedAccept, offered) {
+  const fail = (why) => new WebSocketError(1006, `handshake failed: ${why}`, { status: 101, headers });
+  if (!hasToken(headers["upgrade"], "websocket")) throw fail('the response has no "Upgrade: websocket"');
+  if (!hasToken(headers["connection"], "upgrade")) throw fail('the response has no "Connection: upgrade"');
+  if (headers["sec-websocket-accept"] !== expectedAccept) throw fail("Sec-WebSocket-Accept does not match the key");
+  if (headers["sec-websocket-extensions"]) throw fail(`the server chose extensions that were not offered: ${headers["sec-websocket-extensions"]}`);
+  const protocol = headers["sec-websocket-protocol"] ?? "";
+  if (protocol !== "" && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
+  return protocol;
+}
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+function applyMask(data, key, offset = 0) {
+  const length = data.length;
+  let i = 0;
+  if (length >= 32 && LITTLE_ENDIAN) {
+    const head = 4 - (data.byteOffset & 3) & 3;
+    for (; i < head; i++) data[i] ^= key[offset + i & 3];
+    const words = length - i >>> 2;
+    const o = offset + i;
+    const word = key[o & 3] | key[o + 1 & 3] << 8 | key[o + 2 & 3] << 16 | key[o + 3 & 3] << 24;
+    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] ^= word;
+    i += words << 2;
+  }
+  for (; i < length; i++) data[i] ^= key[offset + i & 3];
+}
+function frameHeaderSize(length, masked) {
+  return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+function writeFrameHeader(target, fin, rsv1, opcode, length, maskKey) {
+  target[0] = (fin ? 128 : 0) | (rsv1 ? 64 : 0) | opcode;
+  const maskBit = maskKey ? 128 : 0;
+  let offset;
+  if (length < 126) {
+    target[1] = maskBit | length;
+    offset = 2;
+  } else if (length < 65536) {
+    target[1] = maskBit | 126;
+    target[2] = length >>> 8;
+    target[3] = length & 255;
+    offset = 4;
+  } else {
+    target[1] = maskBit | 127;
+    const high = Math.floor(length / 2 ** 32);
+    const low = length >>> 0;
+    target[2] = 0;
+    target[3] = 0;
+    target[4] = high >>> 8 & 255;
+    target[5] = high & 255;
+    target[6] = low >>> 24;
+    target[7] = low >>> 16 & 255;
+    target[8] = low >>> 8 & 255;
+    target[9] = low & 255;
+    offset = 10;
+  }
+  if (maskKey) target.set(maskKey, offset);
+}
+function encodeFrame(frame) {
+  const payload = frame.payload ?? new Uint8Array(0);
+  const maskKey = frame.mask === true ? randomBytes(4) : frame.mask || null;
+  const headerSize = frameHeaderSize(payload.length, maskKey !== null);
+  const bytes = new Uint8Array(headerSize + payload.length);
+  writeFrameHeader(bytes, frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, payload.length, maskKey);
+  bytes.set(payload, headerSize);
+  if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
+  return bytes;
+}
+const isControl = (opcode) => opcode >= 8;
+const isKnownOpcode = (opcode) => opcode <= 2 || opcode >= 8 && opcode <= 10;
+class FrameParser {
+  #sink;
+  #expectMasked;
+  #allowRsv1;
+  /** Header bytes from the end of the previous chunk, waiting for the rest. */
+  #pending = null;
+  /** Payload bytes still to come in the current frame; -1 between frames. */
+  #remaining = -1;
+  #masked = false;
+  #maskKey = new Uint8Array(4);
+  #maskOffset = 0;
+  /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
+  constructor(sink, options) {
+    this.#sink = sink;
+    this.#expectMasked = options.expectMasked;
+    this.#allowRsv1 = options.allowRsv1 ?? false;
+  }
+  push(chunk) {
+    let bytes = chunk;
+    if (this.#pending) {
+      bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
+      this.#pending = null;
+    }
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (this.#remaining < 0) {
+        const consumed = this.#readHeader(bytes, offset);
+        if (consumed === 0) {
+          this.#pending = bytes.slice(offset);
+          return;
+        }
+        offset += consumed;
+      } else {
+        offset = this.#readPayload(bytes, offset);
+      }
+    }
+  }
+  /** Reads a header at `offset`; returns its size, or 0 if it is not complete yet. */
+  #readHeader(bytes, offset) {
+    const available = bytes.length - offset;
+    if (available < 2) return 0;
+    const first = bytes[offset];
+    const second = bytes[offset + 1];
+    const masked = (second & 128) !== 0;
+    let length = second & 127;
+    const size = (length < 126 ? 2 : length === 126 ? 4 : 10) + (masked ? 4 : 0);
+    if (available < size) return 0;
+    const fin = (first & 128) !== 0;
+    const rsv1 = (first & 64) !== 0;
+    const opcode = first & 15;
+    if ((first & 48) !== 0 || rsv1 && !this.#allowRsv1) throw protocolError("reserved bits set");
+    if (!isKnownOpcode(opcode)) throw protocolError(`reserved opcode ${opcode}`);
+    if (masked !== this.#expectMasked) throw protocolError(masked ? "masked frame from a server" : "unmasked frame from a client");
+    if (length === 126) {
+      length = bytes[offset + 2] << 8 | bytes[offset + 3];
+    } else if (length === 127) {
+      if (bytes[offset + 2] & 128) throw protocolError("frame length has its most significant bit set");
+      const high = (bytes[offset + 2] << 24 | bytes[offset + 3] << 16 | bytes[offset + 4] << 8 | bytes[offset + 5]) >>> 0;
+      const low = (bytes[offset + 6] << 24 | bytes[offset + 7] << 16 | bytes[offset + 8] << 8 | bytes[offset + 9]) >>> 0;
+      length = high * 2 ** 32 + low;
+    }
+    if (isControl(opcode)) {
+      if (!fin) throw protocolError("fragmented control frame");
+      if (length > 125) throw protocolError("control frame longer than 125 bytes");
+    }
+    this.#masked = masked;
+    if (masked) this.#maskKey.set(bytes.subarray(offset + size - 4, offset + size));
+    this.#maskOffset = 0;
+    this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
+    if (length === 0) {
+      this.#sink.onFrameEnd();
+    } else {
+      this.#remaining = length;
+    }
+    return size;
+  }
+  #readPayload(bytes, offset) {
+    const take = Math.min(this.#remaining, bytes.length - offset);
+    const piece = bytes.subarray(offset, offset + take);
+    if (this.#masked) {
+      applyMask(piece, this.#maskKey, this.#maskOffset);
+      this.#maskOffset = this.#maskOffset + take & 3;
+    }
+    this.#remaining -= take;
+    const complete = this.#remaining === 0;
+    if (complete) this.#remaining = -1;
+    this.#sink.onFramePayload(piece, complete);
+    if (complete) this.#sink.onFrameEnd();
+    return offset + take;
+  }
+}
+function protocolError(reason) {
+  return new WebSocketError(CloseCode.PROTOCOL_ERROR, reason);
+}
+function parseClosePayload(payload) {
+  if (payload.length === 0) return { code: CloseCode.NO_STATUS_RECEIVED, reason: "" };
+  if (payload.length === 1) throw protocolError("close frame with a 1-byte payload");
+  const code = payload[0] << 8 | payload[1];
+  if (!isValidCloseCode(code)) throw protocolError(`invalid close code ${code}`);
+  let reason;
+  try {
+    reason = utf8Decoder.decode(payload.subarray(2));
+  } catch (cause) {
+    throw new WebSocketError(CloseCode.INVALID_PAYLOAD, "close reason is not valid UTF-8", { cause });
+  }
+  return { code, reason };
+}
+function encodeClosePayload(code, reasonBytes) {
+  if (code === CloseCode.NO_STATUS_RECEIVED) return new Uint8Array(0);
+  const payload = new Uint8Array(2 + reasonBytes.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 255;
+  payload.set(reasonBytes, 2);
+  return payload;
+}
+const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
+const RESOLVED = Promise.resolve();
+const COPY_THRESHOLD = 16 * KiB;
+function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+function resolveOptions(options) {
+  const resolved = { ...DEFAULTS };
+  for (const key of Object.keys(DEFAULTS)) {
+    const value = options[key];
+    if (value === void 0) continue;
+    if (typeof value !== "number" || !(value >= 0)) throw new RangeError(`option ${key} must be a number \u2265 0, got ${String(value)}`);
+    resolved[key] = value;
+  }
+  return resolved;
+}
+class WebSocket {
+  /** The URL on the client; the request target on the server. */
+  url;
+  /** The handshake request (header names in lower case). */
+  request;
+  /** The handshake response (client side only). */
+  response;
+  /** The negotiated subprotocol, '' if none. */
+  protocol;
+  /** The negotiated extensions, '' if none. */
+  extensions;
+  /** The peer's address (Node only). */
+  remoteAddress;
+  /** Resolves with the peer's close code and reason once the connection is gone. */
+  closed;
+  #transport;
+  #client;
+  #options;
+  #parser;
+  #state = State.OPEN;
+  // Receiving: a bounded queue of messages, and the receive() calls waiting for one.
+  #queue = [];
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #waiters = [];
+  #readingPaused = false;
+  // The message being reassembled, and the frame being read.
+  #messageOpcode = 0;
+  #messageParts = [];
+  #messageSize = 0;
+  #messageFragments = 0;
+  #textParts = [];
+  #textDecoder = null;
+  #frameOpcode = 0;
+  #frameFin = false;
+  #controlParts = [];
+  // Sending: async iterables hold the message lock; later sends wait behind them.
+  #sendQueue = null;
+  #sendsPending = 0;
+  #drainWaiters = [];
+  #pings = [];
+  #pingCounter = 0;
+  // Closing.
+  #closeSent = false;
+  #closeReceived = false;
+  #discardInput = false;
+  /** Why the connection ended, for receive() and send(); set once. */
+  #error = null;
+  #closeCode;
+  #closeReason;
+  #resolveClosed;
+  #closeTimer = null;
+  #keepaliveTimer = null;
+  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
+  constructor(transport, init) {
+    this.#transport = transport;
+    this.#client = init.client;
+    this.#options = resolveOptions(init.options);
+    this.url = init.url;
+    this.request = init.request;
+    if (init.response) this.response = init.response;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions;
+    if (init.remoteAddress !== void 0) this.remoteAddress = init.remoteAddress;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#parser = new FrameParser(this, { expectMasked: !init.client });
+    this.#scheduleKeepalive();
+    transport.start({
+      data: (chunk) => this.#onData(chunk),
+      end: () => this.#onEnd(),
+      close: (error) => this.#onTransportClose(error),
+      drain: () => this.#onDrain()
+    });
+  }
+  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
+  get closeCode() {
+    return this.#closeCode;
+  }
+  /** The close reason the peer sent, once closed. */
+  get closeReason() {
+    return this.#closeReason;
+  }
+  /** Bytes written but not yet handed to the operating system. */
+  get bufferedAmount() {
+    return this.#transport.bufferedAmount;
+  }
+  // ── receiving ──────────────────────────────────────────────────────────────────────────
+  /**
+   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
+   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
+   * and every message that arrived before has been received.
+   */
+  receive() {
+    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+  /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
+  async *[Symbol.asyncIterator]() {
+    while (true) {
+      let message;
+      try {
+        message = await this.receive();
+      } catch (error) {
+        if (isOk(error)) return;
+        throw error;
+      }
+      yield message;
+    }
+  }
+  #dequeue() {
+    const message = this.#queue[this.#queueHead];
+    this.#queue[this.#queueHead++] = "";
+    this.#queuedBytes -= message.length;
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    }
+    if (this.#readingPaused && !this.#queueIsFull(2)) {
+      this.#readingPaused = false;
+      this.#transport.resume();
+    }
+    return message;
+  }
+  #queueIsFull(divisor = 1) {
+    const count = this.#queue.length - this.#queueHead;
+    return count * divisor >= this.#options.maxQueuedMessages || this.#queuedBytes * divisor >= this.#options.maxQueuedBytes;
+  }
+  #deliver(message) {
+    const waiter = this.#waiters.shift();
+    if (waiter) return waiter.resolve(message);
+    this.#queue.push(message);
+    this.#queuedBytes += message.length;
+    if (!this.#readingPaused && this.#queueIsFull()) {
+      this.#readingPaused = true;
+      this.#transport.pause();
+    }
+  }
+  #onData(chunk) {
+    if (this.#discardInput) return;
+    try {
+      this.#parser.push(chunk);
+    } catch (error) {
+      this.#fail(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
+    }
+  }
+  /** @internal FrameSink: called by the parser. */
+  onFrameHeader(header) {
+    const { opcode, length } = header;
+    this.#frameOpcode = opcode;
+    this.#frameFin = header.fin;
+    if (isControl(opcode)) return;
+    if (opcode === Opcode.CONTINUATION) {
+      if (this.#messageOpcode === 0) throw protocolError("continuation frame without a message to continue");
+    } else {
+      if (this.#messageOpcode !== 0) throw protocolError("new message started before the previous one ended");
+      this.#messageOpcode = opcode;
+    }
+    const { maxMessageSize, maxFragments } = this.#options;
+    this.#messageFragments++;
+    if (maxFragments > 0 && this.#messageFragments > maxFragments) {
+      throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message has more than ${maxFragments} fragments`);
+    }
+    if (maxMessageSize > 0 && this.#messageSize + length > maxMessageSize) {
+      throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
+    }
+    this.#messageSize += length;
+  }
+  /** @internal FrameSink: called by the parser. */
+  onFramePayload(bytes, complete) {
+    if (isControl(this.#frameOpcode)) {
+      this.#controlParts.push(bytes);
+    } else if (this.#messageOpcode === Opcode.TEXT && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
+      this.#decodeTextPiece(bytes);
+    } else {
+      this.#messageParts.push(bytes);
+    }
+  }
+  /**
+   * A text message that arrives in pieces is validated as it comes, so invalid UTF-8 fails
+   * the connection at the first bad byte, not at the end of the message (RFC 6455 §8.1).
+   */
+  #decodeTextPiece(bytes) {
+    if (!this.#textDecoder) {
+      this.#textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+      for (const part of this.#messageParts) this.#textParts.push(this.#decodeText(part, true));
+      this.#messageParts = [];
+    }
+    this.#textParts.push(this.#decodeText(bytes, true));
+  }
+  #decodeText(bytes, stream) {
+    try {
+      return this.#textDecoder ? this.#textDecoder.decode(bytes, { stream }) : utf8Decoder.decode(bytes);
+    } catch (cause) {
+      throw new WebSocketError(CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8", { cause });
+    }
+  }
+  /** @internal FrameSink: called by the parser. */
+  onFrameEnd() {
+    const opcode = this.#frameOpcode;
+    if (isControl(opcode)) {
+      const payload = concatBytes(this.#controlParts, this.#controlParts.reduce((sum, part) => sum + part.length, 0));
+      this.#controlParts = [];
+      this.#onControlFrame(opcode, payload);
+    } else if (this.#frameFin) {
+      this.#onMessageEnd();
+    }
+  }
+  #onMessageEnd() {
+    const size = this.#messageSize;
+    let message;
+    if (this.#messageOpcode === Opcode.TEXT) {
+      if (this.#textDecoder) {
+        this.#textParts.push(this.#decodeText(new Uint8Array(0), false));
+        message = this.#textParts.join("");
+        this.#textParts = [];
+        this.#textDecoder = null;
+      } else {
+        message = this.#decodeText(concatBytes(this.#messageParts, size), false);
+      }
+    } else {
+      message = concatBytes(this.#messageParts, size);
+    }
+    this.#messageOpcode = 0;
+    this.#messageParts = [];
+    this.#messageSize = 0;
+    this.#messageFragments = 0;
+    this.#deliver(message);
+  }
+  #onControlFrame(opcode, payload) {
+    if (opcode === Opcode.PING) {
+      if (!this.#closeSent) this.#writeFrame(Opcode.PONG, payload, true);
+    } else if (opcode === Opcode.PONG) {
+      this.#onPong(payload);
+    } else {
+      this.#onCloseFrame(parseClosePayload(payload));
+    }
+  }
+  /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
+  #onPong(payload) {
+    const index = this.#pings.findIndex((ping2) => sameBytes(ping2.payload, payload));
+    if (index < 0) return;
+    const now = performance.now();
+    for (const ping2 of this.#pings.splice(0, index + 1)) ping2.resolve(now - ping2.sentAt);
+  }
+  #onCloseFrame(info) {
+    this.#closeReceived = true;
+    this.#discardInput = true;
+    this.#closeCode = info.code;
+    this.#closeReason = info.reason;
+    this.#setError(new WebSocketError(info.code, info.reason));
+    this.#state = State.CLOSING;
+    if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+    this.#finishClosing();
+    this.#rejectWaiters();
+  }
+  /**
+   * After both close frames: RFC 6455 §7.1.1 has the server close the TCP connection first;
+   * the client waits for that, bounded by the close timeout.
+   */
+  #finishClosing() {
+    if (!this.#client) this.#transport.end();
+    this.#startCloseTimer();
+  }
+  #onEnd() {
+    this.#transport.end();
+  }
+  #onTransportClose(cause) {
+    if (this.#state === State.CLOSED) return;
+    this.#state = State.CLOSED;
+    if (!this.#closeReceived) {
+      this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
+      this.#closeReason = "";
+      this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, cause ? cause.message : "connection closed without a close frame", { cause }));
+    }
+    this.#clearTimers();
+    const error = this.#error;
+    for (const ping2 of this.#pings.splice(0)) ping2.reject(error);
+    this.#onDrain();
+    this.#rejectWaiters();
+    this.#resolveClosed({ code: this.#closeCode, reason: this.#closeReason });
+  }
+  #setError(error) {
+    this.#error ??= error;
+  }
+  #rejectWaiters() {
+    if (!this.#error) return;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+  }
+  /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
+  #fail(error) {
+    this.#setError(error);
+    this.#discardInput = true;
+    if (this.#state === State.OPEN) this.#state = State.CLOSING;
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : textEncoder.encode(error.reason.slice(0, 120)));
+    this.#transport.end();
+    this.#startCloseTimer();
+    this.#rejectWaiters();
+  }
+  // ── sending ────────────────────────────────────────────────────────────────────────────
+  /**
+   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
+   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
+   * Resolves when the socket's buffer is below the high-water mark.
+   *
+   * @example
+   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
+   */
+  send(message) {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
+    try {
+      this.#writeMessage(message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#backpressure();
+  }
+  /** Sends behind the message that holds the lock (an async iterable still being sent). */
+  #enqueueSend(message) {
+    this.#sendsPending++;
+    const sent = (this.#sendQueue ?? RESOLVED).then(() => this.#sendLocked(message));
+    const release = () => {
+      if (--this.#sendsPending === 0) this.#sendQueue = null;
+    };
+    this.#sendQueue = sent.then(release, release);
+    return sent;
+  }
+  async #sendLocked(message) {
+    if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+    if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
+    this.#writeMessage(message);
+    await this.#backpressure();
+  }
+  #writeMessage(message) {
+    if (typeof message === "string" || isDataView(message)) {
+      const [bytes, opcode] = encodeChunk(message);
+      this.#writeFrame(opcode, bytes, true);
+    } else if (message !== null && typeof message === "object" && Symbol.iterator in message) {
+      this.#writeFragments(message);
+    } else {
+      throw new TypeError("send() takes a string, bytes, or an iterable or async iterable of them");
+    }
+  }
+  /**
+   * One frame per chunk, the last one with FIN (RFC 6455 §5.4). The chunks are all read
+   * first, so an iterable that throws or mixes text and bytes sends nothing.
+   */
+  #writeFragments(chunks) {
+    const parts = Array.from(chunks, encodeChunk);
+    const opcode = parts.length > 0 ? parts[0][1] : Opcode.BINARY;
+    if (parts.some(([, partOpcode]) => partOpcode !== opcode)) throw new TypeError("a fragmented message mixes strings and bytes");
+    if (parts.length === 0) return this.#writeFrame(opcode, new Uint8Array(0), true);
+    parts.forEach(([bytes], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+  }
+  /**
+   * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
+   * throws mid-message, the message cannot be finished, so the connection closes with 1011.
+   */
+  async #sendAsyncFragments(chunks) {
+    let opcode = 0;
+    try {
+      for await (const chunk of chunks) {
+        if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+        const [bytes, chunkOpcode] = encodeChunk(chunk);
+        if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
+        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
+        opcode = chunkOpcode;
+        await this.#backpressure();
+      }
+    } catch (error) {
+      if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
+      throw error;
+    }
+    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, new Uint8Array(0), true);
+    await this.#backpressure();
+  }
+  #backpressure() {
+    if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
+    return new Promise(
+      (resolve, reject) => this.#drainWaiters.push(() => this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())
+    );
+  }
+  #onDrain() {
+    for (const wake of this.#drainWaiters.splice(0)) wake();
+  }
+  #sendError() {
+    return this.#error ?? new WebSocketError(this.#closeCode ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
+  }
+  /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
+  #writeFrame(opcode, payload, fin) {
+    const length = payload.length;
+    const maskKey = this.#client ? randomBytes(4) : null;
+    const headerSize = frameHeaderSize(length, maskKey !== null);
+    if (maskKey || length <= COPY_THRESHOLD) {
+      const frame = new Uint8Array(headerSize + length);
+      writeFrameHeader(frame, fin, false, opcode, length, maskKey);
+      frame.set(payload, headerSize);
+      if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
+      this.#transport.write(frame);
+    } else {
+      const header = new Uint8Array(headerSize);
+      writeFrameHeader(header, fin, false, opcode, length, null);
+      this.#transport.write(header);
+      this.#transport.write(payload);
+    }
+  }
+  // ── control frames ─────────────────────────────────────────────────────────────────────
+  /**
+   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
+   * Without `data`, a unique 4-byte payload is used.
+   */
+  ping(data) {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    let payload;
+    try {
+      payload = data === void 0 ? this.#nextPingPayload() : controlPayload(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#pings.push({ payload, sentAt: performance.now(), resolve, reject });
+      this.#writeFrame(Opcode.PING, payload, true);
+    });
+  }
+  /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
+  pong(data) {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    try {
+      this.#writeFrame(Opcode.PONG, data === void 0 ? new Uint8Array(0) : controlPayload(data), true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#backpressure();
+  }
+  #nextPingPayload() {
+    const payload = new Uint8Array(4);
+    new DataView(payload.buffer).setUint32(0, ++this.#pingCounter);
+    return payload;
+  }
+  /** Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. */
+  #scheduleKeepalive() {
+    const { pingInterval, pingTimeout } = this.#options;
+    if (pingInterval <= 0) return;
+    this.#keepaliveTimer = startTimer(pingInterval, () => {
+      if (this.#state !== State.OPEN) return;
+      const timeout = pingTimeout > 0 ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout()) : null;
+      this.#keepaliveTimer = timeout;
+      this.ping().then(
+        () => {
+          if (timeout) clearTimeout(timeout);
+          this.#scheduleKeepalive();
+        },
+        () => {
+        }
+      );
+    });
+  }
+  #onKeepaliveTimeout() {
+    if (this.#state !== State.OPEN) return;
+    this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "keepalive ping timeout"));
+    this.#transport.destroy();
+  }
+  // ── closing ────────────────────────────────────────────────────────────────────────────
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
+   * bounded by the close timeout. Closing twice is harmless.
+   *
+   * @example
+   * await ws.close(1000, 'bye')
+   */
+  async close(code = CloseCode.NORMAL_CLOSURE, reason = "") {
+    const reasonBytes = checkCloseArguments(code, reason);
+    if (this.#state === State.OPEN && !this.#closeSent) {
+      this.#state = State.CLOSING;
+      this.#sendClose(code, reasonBytes);
+      this.#startCloseTimer();
+    }
+    await this.closed;
+  }
+  #sendClose(code, reasonBytes) {
+    this.#closeSent = true;
+    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, reasonBytes), true);
+  }
+  #startCloseTimer() {
+    if (this.#closeTimer || this.#state === State.CLOSED) return;
+    const { closeTimeout } = this.#options;
+    if (closeTimeout > 0) this.#closeTimer = startTimer(closeTimeout, () => this.#transport.destroy());
+  }
+  #clearTimers() {
+    if (this.#closeTimer) clearTimeout(this.#closeTimer);
+    if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
+    this.#closeTimer = this.#keepaliveTimer = null;
+  }
+}
+function isAsyncIterable(value) {
+  return value !== null && typeof value === "object" && Symbol.asyncIterator in value;
+}
+function encodeChunk(chunk) {
+  if (typeof chunk === "string") return [textEncoder.encode(chunk), Opcode.TEXT];
+  if (isDataView(chunk)) return [toBytes(chunk), Opcode.BINARY];
+  throw new TypeError("a message chunk must be a string or bytes");
+}
+function controlPayload(data) {
+  const [bytes] = encodeChunk(data);
+  if (bytes.length > 125) throw new RangeError(`a ping or pong payload is at most 125 bytes, got ${bytes.length}`);
+  return bytes.slice();
+}
+function receive(ws) {
+  return ws.receive();
+}
+function send(ws, message) {
+  return ws.send(message);
+}
+function ping(ws, data) {
+  return ws.ping(data);
+}
+function pong(ws, data) {
+  return ws.pong(data);
+}
+function close(ws, code, reason) {
+  return ws.close(code, reason);
+}
+let nodeModules;
+function loadNode() {
+  nodeModules ??= Promise.all([import("node:http"), import("node:https"), import("node:crypto")]).then(
+    ([http, https, crypto]) => ({
+      http,
+      https,
+      sha1: (text) => crypto.createHash("sha1").update(text).digest()
+    })
+  );
+  return nodeModules;
+}
+const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
+function socketTransport(socket, head) {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  return {
+    start(events) {
+      socket.setNoDelay(true);
+      socket.on("data", events.data);
+      socket.on("end", events.end);
+      socket.on("drain", events.drain);
+      let failure;
+      socket.on("error", (error) => failure = error);
+      socket.on("close", () => events.close(failure));
+      if (head.length > 0) events.data(head);
+      if (socket.destroyed) events.close(new Error("socket closed during the handshake"));
+    },
+    write(bytes) {
+      if (socket.destroyed || socket.writableEnded) return;
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        queueMicrotask(uncork);
+      }
+      socket.write(bytes);
+    },
+    get bufferedAmount() {
+      return socket.writableLength;
+    },
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+    end: () => {
+      if (!socket.writableEnded) socket.end();
+    },
+    destroy: () => socket.destroy()
+  };
+}
+function lowerCaseHeaders(raw) {
+  const headers = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value !== void 0) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  return headers;
+}
+function parseUrl(url) {
+  const parsed = new URL(url);
+  if (parsed.protocol === "http:") parsed.protocol = "ws:";
+  if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") throw new TypeError(`a WebSocket URL must start with ws: or wss:, got ${parsed.protocol}`);
+  if (parsed.hash) throw new TypeError("a WebSocket URL may not have a #fragment");
+  return parsed;
+}
+async function connect(url, options = {}) {
+  const target = parseUrl(url);
+  const protocols = normalizeProtocols(options.protocols);
+  if (!isNode) return connectNative(target, protocols, options);
+  const headers = checkClientHeaders(options.headers);
+  resolveOptions(options);
+  options.signal?.throwIfAborted();
+  const node = await loadNode();
+  const key = base64(randomBytes(16));
+  const requestHeaders = {
+    ...headers,
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": key,
+    "Sec-WebSocket-Version": "13"
+  };
+  if (protocols.length > 0) requestHeaders["Sec-WebSocket-Protocol"] = protocols.join(", ");
+  const secure = target.protocol === "wss:";
+  const path = target.pathname + target.search;
+  const request = (secure ? node.https : node.http).request({
+    ...secure ? options.tls : {},
+    host: target.hostname.replace(/^\[|\]$/g, ""),
+    port: target.port || (secure ? 443 : 80),
+    path,
+    method: "GET",
+    headers: requestHeaders,
+    agent: false,
+    auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : void 0
+  });
+  const requestInfo = {
+    method: "GET",
+    url: path,
+    headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value]))
+  };
+  return new Promise((resolve, reject) => {
+    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+    let settled = false;
+    const fail = (error) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      request.destroy();
+      reject(error);
+    };
+    const timer = timeout > 0 ? startTimer(timeout, () => fail(new WebSocketError(1006, `handshake timed out after ${timeout} ms`))) : null;
+    const onAbort = () => fail(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const cleanup = () => {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+    };
+    request.on("error", (cause) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
+    request.on("response", (response) => {
+      const status = response.statusCode ?? 0;
+      const responseHeaders = lowerCaseHeaders(response.headers);
+      response.resume();
+      fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
+        status,
+        headers: responseHeaders
+      }));
+    });
+    request.on("upgrade", (response, socket, head) => {
+      if (settled) return socket.destroy();
+      settled = true;
+      cleanup();
+      const responseHeaders = lowerCaseHeaders(response.headers);
+      let protocol;
+      try {
+        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+      } catch (error) {
+        socket.destroy();
+        return reject(error);
+      }
+      resolve(new WebSocket(socketTransport(socket, head), {
+        client: true,
+        url: target.href,
+        request: requestInfo,
+        response: { status: response.statusCode ?? 101, headers: responseHeaders },
+        protocol,
+        extensions: "",
+        remoteAddress: socket.remoteAddress,
+        options
+      }));
+    });
+    request.end();
+  });
+}
+async function open(url, handler, options = {}) {
+  const ws = await connect(url, options);
+  return runHandler(ws, handler, CloseCode.POLICY_VIOLATION);
+}
+async function runHandler(ws, handler, failCode) {
+  let result;
+  try {
+    result = await handler(ws);
+  } catch (error) {
+    await ws.close(failCode).catch(() => {
+    });
+    throw error;
+  }
+  await ws.close(CloseCode.NORMAL_CLOSURE);
+  return result;
+}
+async function listen(host, port, handler, options = {}) {
+  if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
+  resolveOptions(options);
+  const node = await loadNode();
+  const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const serverOptions = {
+    headersTimeout: handshakeTimeout,
+    requestTimeout: handshakeTimeout,
+    connectionsCheckingInterval: Math.min(handshakeTimeout || 3e4, 1e3)
+  };
+  const answerPlainHttp = (request, response) => {
+    const verdict = checkClientRequest(request.method ?? "", request.httpVersion, lowerCaseHeaders(request.headers));
+    const refusal = "status" in verdict ? verdict : { status: 426, body: "Upgrade Required" };
+    response.writeHead(refusal.status, { "Content-Type": "text/plain; charset=utf-8", Connection: "close", ...refusal.headers });
+    response.end(refusal.body);
+  };
+  const httpServer = options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
+  const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
+  httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
+  await new Promise((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(port, host, () => {
+      httpServer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  let closing;
+  const closeServer = () => closing ??= shutdown(httpServer, tracker);
+  return {
+    host,
+    port: boundPort,
+    url: `${options.tls ? "wss" : "ws"}://${urlHost}:${boundPort}`,
+    close: closeServer,
+    [Symbol.asyncDispose]: closeServer
+  };
+}
+async function shutdown(httpServer, tracker) {
+  tracker.closing = true;
+  const stopped = new Promise((resolve) => httpServer.close(() => resolve()));
+  httpServer.closeAllConnections();
+  for (const socket of tracker.pending) socket.destroy();
+  await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {
+  })));
+  await stopped;
+}
+function upgrade(request, socket, head, handler, options = {}) {
+  const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
+  loadNode().then(
+    (node) => acceptUpgrade(node, request, socket, head, handler, options, tracker),
+    () => socket.destroy()
+  );
+}
+function isUpgrade(request) {
+  const upgradeHeader = request.headers["upgrade"];
+  return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(",") : upgradeHeader, "websocket");
+}
+function reportError(options, error, ws) {
+  try {
+    if (options.onError) options.onError(error, ws);
+    else console.error("websockets.ts: connection handler failed:", error);
+  } catch {
+  }
+}
+function refuse(socket, refusal) {
+  if (socket.destroyed) return;
+  socket.end(formatRefusal(refusal));
+  startTimer(1e3, () => socket.destroy());
+}
+async function acceptUpgrade(node, request, socket, head, handler, options, tracker) {
+  socket.on("error", () => socket.destroy());
+  if (tracker.closing) return refuse(socket, { status: 503, body: "the server is shutting down" });
+  const headers = lowerCaseHeaders(request.headers);
+  const requestInfo = { method: request.method ?? "", url: request.url ?? "/", headers };
+  const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
+  if ("status" in hello) return refuse(socket, hello);
+  tracker.pending.add(socket);
+  let protocol;
+  try {
+    const verdict = await verifyWithTimeout(options, requestInfo);
+    if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
+    protocol = chooseProtocol(hello.protocols, requestInfo, options);
+  } catch (error) {
+    console.error("websockets.ts: handshake hook failed:", error);
+    return refuse(socket, { status: 500 });
+  } finally {
+    tracker.pending.delete(socket);
+  }
+  if (socket.destroyed) return;
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
+  const ws = new WebSocket(socketTransport(socket, head), {
+    client: false,
+    url: requestInfo.url,
+    request: requestInfo,
+    protocol,
+    extensions: "",
+    remoteAddress: socket.remoteAddress,
+    options
+  });
+  tracker.sockets.add(ws);
+  ws.closed.then(() => tracker.sockets.delete(ws));
+  try {
+    await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
+  } catch (error) {
+    if (!isOk(error)) reportError(options, error, ws);
+  }
+}
+async function verifyWithTimeout(options, request) {
+  if (!options.verify) return true;
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const verdict = Promise.resolve(options.verify(request));
+  if (timeout <= 0) return verdict;
+  let timer;
+  const expired = new Promise((resolve) => timer = startTimer(timeout, () => resolve({ status: 408, body: "handshake timed out" })));
+  try {
+    return await Promise.race([verdict, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+function connectNative(_target, _protocols, _options) {
+  return Promise.reject(new Error("websockets.ts: the browser facade is not available yet"));
+}
+export {
+  CloseCode,
+  DEFAULTS,
+  FrameParser,
+  Opcode,
+  WebSocket,
+  WebSocketError,
+  applyMask,
+  close,
+  connect,
+  encodeFrame,
+  isOk,
+  isUpgrade,
+  listen,
+  open,
+  ping,
+  pong,
+  receive,
+  send,
+  upgrade
+};

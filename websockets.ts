@@ -1,0 +1,1845 @@
+/**
+ * websockets.ts — a WebSocket client and server for Node.js in one file, with the same small
+ * API over the browser's native WebSocket.
+ *
+ * Protocol: RFC 6455 (https://www.rfc-editor.org/rfc/rfc6455). API after Julia's HTTP.jl
+ * `WebSockets` module: a `WebSocket` you `receive` from, `send` to, `ping`, `pong`, `close`
+ * and iterate; `open(url, handler)` for clients and `listen(host, port, handler)` for servers.
+ * Zero dependencies: Node built-ins are imported lazily, so this file also loads in a browser.
+ *
+ * Contents
+ *   1. Constants and errors
+ *   2. Handshake (RFC 6455 §4)
+ *   3. Frame codec (RFC 6455 §5): pure functions over bytes
+ *   4. Connection core: the WebSocket class, independent of the transport
+ *   5. Node transport
+ *   6. open / connect / listen / upgrade
+ *   7. Browser facade (wrap)
+ *   8. Exports
+ */
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 1. Constants and errors
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+/** What `receive()` yields: TEXT messages as `string`, BINARY messages as `Uint8Array`. */
+type Data = string | Uint8Array;
+/** One piece of an outgoing message: a string is sent as TEXT, bytes as BINARY. */
+type Chunk = string | ArrayBuffer | ArrayBufferView;
+/** What `send()` takes: a chunk is one message; an iterable of chunks is one fragmented message. */
+type Outgoing = Chunk | Iterable<Chunk> | AsyncIterable<Chunk>;
+
+/** Frame opcodes (RFC 6455 §5.2). */
+const Opcode = {
+  CONTINUATION: 0x0,
+  TEXT: 0x1,
+  BINARY: 0x2,
+  CLOSE: 0x8,
+  PING: 0x9,
+  PONG: 0xa,
+} as const;
+
+/** Close status codes (RFC 6455 §7.4.1 and the IANA registry). */
+const CloseCode = {
+  NORMAL_CLOSURE: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  NO_STATUS_RECEIVED: 1005,
+  ABNORMAL_CLOSURE: 1006,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  MANDATORY_EXTENSION: 1010,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  BAD_GATEWAY: 1014,
+  TLS_HANDSHAKE: 1015,
+} as const;
+
+const CLOSE_CODE_DESCRIPTIONS: Record<number, string> = {
+  1000: 'normal closure',
+  1001: 'going away',
+  1002: 'protocol error',
+  1003: 'unsupported data',
+  1005: 'no status received',
+  1006: 'abnormal closure',
+  1007: 'invalid payload data',
+  1008: 'policy violation',
+  1009: 'message too big',
+  1010: 'mandatory extension',
+  1011: 'internal error',
+  1012: 'service restart',
+  1013: 'try again later',
+  1014: 'bad gateway',
+  1015: 'TLS handshake failure',
+};
+
+function describeCloseCode(code: number): string {
+  if (code in CLOSE_CODE_DESCRIPTIONS) return CLOSE_CODE_DESCRIPTIONS[code];
+  if (code >= 4000 && code <= 4999) return 'private use';
+  if (code >= 3000 && code <= 3999) return 'registered';
+  return 'unknown';
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Defaults of every limit and timer; each one is an option. Durations in milliseconds. */
+const DEFAULTS = {
+  maxMessageSize: 16 * MiB, // inclusive; Autobahn 9.* sends exactly 16 MiB
+  maxFragments: 131_072, // Autobahn 9.3.1 sends 4 MiB in 65,536 fragments
+  closeTimeout: 5_000,
+  pingInterval: 20_000,
+  pingTimeout: 20_000,
+  handshakeTimeout: 10_000,
+  highWaterMark: 64 * KiB,
+  maxQueuedMessages: 1_024,
+  maxQueuedBytes: 1 * MiB,
+};
+
+/** RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** Options of one WebSocket connection, on either side. */
+interface ConnectionOptions {
+  /** Largest message accepted, in bytes, inclusive; larger closes with 1009. 0: no limit. */
+  maxMessageSize?: number;
+  /** Most frames in one message (empty ones count); more closes with 1009. 0: no limit. */
+  maxFragments?: number;
+  /** Keepalive: ping this often (ms). 0 disables keepalive. */
+  pingInterval?: number;
+  /** Keepalive: close with 1011 if no pong arrives within this time (ms). */
+  pingTimeout?: number;
+  /** How long the closing handshake may take before the socket is destroyed (ms). */
+  closeTimeout?: number;
+  /** How long the opening handshake may take (ms). 0: no limit. */
+  handshakeTimeout?: number;
+  /** `send()` resolves once no more than this many bytes wait in the socket's buffer. */
+  highWaterMark?: number;
+  /** Unreceived messages kept before the socket stops reading (TCP backpressure). */
+  maxQueuedMessages?: number;
+  /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
+  maxQueuedBytes?: number;
+}
+
+/** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
+interface ClientTlsOptions {
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  cert?: string | Uint8Array | Array<string | Uint8Array>;
+  key?: string | Uint8Array | Array<string | Uint8Array>;
+  servername?: string;
+  rejectUnauthorized?: boolean;
+  [option: string]: unknown;
+}
+
+/** TLS options for a `wss://` server, passed to `node:https` (`key` and `cert` at least). */
+interface ServerTlsOptions {
+  key: string | Uint8Array | Array<string | Uint8Array>;
+  cert: string | Uint8Array | Array<string | Uint8Array>;
+  [option: string]: unknown;
+}
+
+/** Options of `open` and `connect`. */
+interface ClientOptions extends ConnectionOptions {
+  /** Subprotocols to offer, in order of preference. */
+  protocols?: string | string[];
+  /** Extra request headers (Node only; a browser cannot set them). */
+  headers?: Record<string, string>;
+  /** Aborts the opening handshake. */
+  signal?: AbortSignal;
+  /** TLS options for `wss://` (Node only). */
+  tls?: ClientTlsOptions;
+}
+
+/** The handshake request: method, request target and headers (names in lower case). */
+interface RequestInfo {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** The handshake response the client received. */
+interface ResponseInfo {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** How a server refuses a handshake. */
+interface Refusal {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** Options of `listen` and `upgrade`. */
+interface ServerOptions extends ConnectionOptions {
+  /** Subprotocols the server accepts, in its order of preference (first match wins). */
+  protocols?: string[];
+  /** Picks the subprotocol among those the client offered; return '' or undefined for none. */
+  selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
+  /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
+  verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
+  /** Where handler errors go; the default writes them to stderr. */
+  onError?: (error: unknown, ws: WebSocket) => void;
+  /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
+  tls?: ServerTlsOptions;
+}
+
+/** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
+interface CloseInfo {
+  readonly code: number;
+  readonly reason: string;
+}
+
+/**
+ * The one error for everything that ends a connection: a close frame received, a protocol
+ * error detected (1002, 1007, 1009, …), a dead link (1006) or a refused handshake (1006, with
+ * the HTTP `status` and `headers` the server answered).
+ *
+ * @example
+ * try { await ws.receive() } catch (error) { if (error instanceof WebSocketError) console.log(error.code) }
+ */
+class WebSocketError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  /** The HTTP status of a refused handshake. */
+  readonly status?: number;
+  /** The HTTP headers of a refused handshake. */
+  readonly headers?: Readonly<Record<string, string>>;
+
+  constructor(
+    code: number,
+    reason = '',
+    options: { cause?: unknown; status?: number; headers?: Record<string, string> } = {},
+  ) {
+    const detail = reason ? `: ${reason}` : '';
+    super(`websocket closed with status ${code} (${describeCloseCode(code)})${detail}`, { cause: options.cause });
+    this.name = 'WebSocketError';
+    this.code = code;
+    this.reason = reason;
+    if (options.status !== undefined) this.status = options.status;
+    if (options.headers !== undefined) this.headers = options.headers;
+  }
+}
+
+/**
+ * True for a `WebSocketError` that ends a connection normally: 1000, 1001 or 1005.
+ *
+ * @example
+ * try { for await (const m of ws) handle(m) } catch (error) { if (!isOk(error)) throw error }
+ */
+function isOk(error: unknown): boolean {
+  return error instanceof WebSocketError && (error.code === 1000 || error.code === 1001 || error.code === 1005);
+}
+
+/**
+ * RFC 6455 §7.4: codes below 1000 are unused; 1004, 1005, 1006 and 1015 are reserved and never
+ * sent on the wire; 1016–2999 are reserved for future revisions of the protocol (1012–1014
+ * were registered with IANA after the RFC); 3000–4999 belong to libraries and applications.
+ */
+function isValidCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/** Checks what a user passes to `close()`: programming mistakes throw, they never reach the wire. */
+function checkCloseArguments(code: number, reason: string): Uint8Array {
+  if (!Number.isInteger(code)) throw new TypeError(`close code must be an integer, got ${String(code)}`);
+  if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 §7.4)`);
+  const reasonBytes = textEncoder.encode(reason);
+  // RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
+  if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
+  return reasonBytes;
+}
+
+const textEncoder = new TextEncoder();
+// ignoreBOM: a leading U+FEFF is part of the message, not a byte-order mark to strip.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function isDataView(value: unknown): value is ArrayBufferView | ArrayBuffer {
+  return value instanceof ArrayBuffer || ArrayBuffer.isView(value);
+}
+
+function toBytes(chunk: ArrayBuffer | ArrayBufferView): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return new Uint8Array(chunk);
+}
+
+function concatBytes(parts: Uint8Array[], length: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Cryptographically random bytes, drawn from a pool so each frame's mask costs no system call. */
+let randomPool = new Uint8Array(0);
+let randomOffset = 0;
+function randomBytes(length: number): Uint8Array {
+  if (randomOffset + length > randomPool.length) {
+    randomPool = globalThis.crypto.getRandomValues(new Uint8Array(Math.max(4096, length)));
+    randomOffset = 0;
+  }
+  const bytes = randomPool.subarray(randomOffset, randomOffset + length);
+  randomOffset += length;
+  return bytes;
+}
+
+function base64(bytes: Uint8Array): string {
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+/** A timer that never keeps a process alive by itself. */
+function startTimer(ms: number, callback: () => void): Timer {
+  const timer = setTimeout(callback, ms);
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 2. Handshake (RFC 6455 §4)
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+/** RFC 7230 §3.2.6: header names and subprotocols are tokens. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 7230 §3.2: a header value may not contain CR, LF or NUL (no header injection). */
+const UNSAFE_HEADER_VALUE = /[\r\n\0]/;
+/** RFC 6455 §4.1: the key is 16 random bytes, base64-encoded: 22 characters and '=='. */
+const KEY = /^[A-Za-z0-9+/]{22}==$/;
+/** Headers the handshake owns; a user may not set them. */
+const HANDSHAKE_HEADERS = new Set([
+  'upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions',
+]);
+
+const HTTP_REASONS: Record<number, string> = {
+  101: 'Switching Protocols', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 408: 'Request Timeout', 426: 'Upgrade Required', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+/** Splits a comma-separated header into its tokens, trimmed. */
+function headerTokens(value: string | undefined): string[] {
+  if (!value) return [];
+  return value.split(',').map((token) => token.trim()).filter((token) => token !== '');
+}
+
+function hasToken(value: string | undefined, token: string): boolean {
+  return headerTokens(value).some((item) => item.toLowerCase() === token);
+}
+
+function normalizeProtocols(protocols: string | string[] | undefined): string[] {
+  const list = protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : protocols;
+  for (const protocol of list) {
+    if (!TOKEN.test(protocol)) throw new TypeError(`invalid subprotocol ${JSON.stringify(protocol)}: it must be an HTTP token`);
+  }
+  if (new Set(list).size !== list.length) throw new TypeError('subprotocols must be unique');
+  return list;
+}
+
+/** Validates user headers for a client request; CR/LF would let a value inject headers. */
+function checkClientHeaders(headers: Record<string, string> | undefined): Record<string, string> {
+  const checked: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+    if (typeof value !== 'string' || UNSAFE_HEADER_VALUE.test(value)) {
+      throw new TypeError(`invalid value for header ${name}: it must be a string without CR, LF or NUL`);
+    }
+    if (HANDSHAKE_HEADERS.has(name.toLowerCase())) throw new TypeError(`header ${name} is set by the handshake itself`);
+    checked[name] = value;
+  }
+  return checked;
+}
+
+/** RFC 6455 §4.2.2: Sec-WebSocket-Accept is base64(SHA-1(key + GUID)). */
+function acceptKey(key: string, sha1: (text: string) => Uint8Array): string {
+  return base64(sha1(key + WEBSOCKET_GUID));
+}
+
+/** What the server learned from a valid opening handshake. */
+interface ClientHello {
+  key: string;
+  protocols: string[];
+}
+
+/**
+ * RFC 6455 §4.2.1: validates a client's opening handshake. Returns the key and offered
+ * subprotocols, or the HTTP refusal to answer with.
+ */
+function checkClientRequest(method: string, httpVersion: string, headers: Record<string, string>): ClientHello | Refusal {
+  if (method !== 'GET') return { status: 405, headers: { Allow: 'GET' }, body: 'the WebSocket handshake must be a GET request' };
+  const [major, minor] = httpVersion.split('.').map(Number);
+  if (!(major > 1 || (major === 1 && minor >= 1))) return { status: 400, body: 'the WebSocket handshake needs HTTP/1.1' };
+  if (!hasToken(headers['upgrade'], 'websocket')) {
+    return { status: 426, headers: { Upgrade: 'websocket', Connection: 'Upgrade' }, body: 'this is a WebSocket endpoint: Upgrade: websocket required' };
+  }
+  if (!hasToken(headers['connection'], 'upgrade')) return { status: 400, body: 'Connection header must contain "upgrade"' };
+  if (!headers['host']) return { status: 400, body: 'Host header missing' };
+  if (headers['sec-websocket-version'] !== '13') {
+    return { status: 426, headers: { 'Sec-WebSocket-Version': '13' }, body: 'unsupported Sec-WebSocket-Version: only 13 is supported' };
+  }
+  const key = headers['sec-websocket-key'];
+  if (key === undefined || !KEY.test(key)) return { status: 400, body: 'Sec-WebSocket-Key must be 16 bytes in base64' };
+  return { key, protocols: headerTokens(headers['sec-websocket-protocol']) };
+}
+
+function formatHeaders(headers: Record<string, string>): string {
+  let text = '';
+  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+  return text;
+}
+
+/** The 101 answer that completes a handshake (RFC 6455 §4.2.2). */
+function formatAcceptance(accept: string, protocol: string): string {
+  const headers: Record<string, string> = { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Accept': accept };
+  if (protocol) headers['Sec-WebSocket-Protocol'] = protocol;
+  return `HTTP/1.1 101 Switching Protocols\r\n${formatHeaders(headers)}\r\n`;
+}
+
+/** An HTTP answer that refuses a handshake and closes the connection. */
+function formatRefusal(refusal: Refusal): string {
+  const body = refusal.body ?? HTTP_REASONS[refusal.status] ?? '';
+  const headers: Record<string, string> = {
+    Connection: 'close',
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(textEncoder.encode(body).length),
+  };
+  for (const [name, value] of Object.entries(refusal.headers ?? {})) {
+    if (!TOKEN.test(name) || UNSAFE_HEADER_VALUE.test(value)) throw new TypeError(`invalid refusal header ${name}`);
+    headers[name] = value;
+  }
+  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? 'Refused'}\r\n${formatHeaders(headers)}\r\n${body}`;
+}
+
+/** Chooses the subprotocol: the server's hook, else its first accepted protocol that the client offered. */
+function chooseProtocol(offered: string[], request: RequestInfo, options: ServerOptions): string {
+  if (options.selectProtocol) {
+    const chosen = options.selectProtocol(offered, request) ?? '';
+    if (chosen !== '' && !offered.includes(chosen)) throw new Error(`selectProtocol chose ${JSON.stringify(chosen)}, which the client did not offer`);
+    return chosen;
+  }
+  return options.protocols?.find((protocol) => offered.includes(protocol)) ?? '';
+}
+
+/**
+ * RFC 6455 §4.1: the client checks the server's 101 answer. Returns the agreed subprotocol,
+ * or throws a WebSocketError saying what is wrong.
+ */
+function checkServerResponse(headers: Record<string, string>, expectedAccept: string, offered: string[]): string {
+  const fail = (why: string) => new WebSocketError(1006, `handshake failed: ${why}`, { status: 101, headers });
+  if (!hasToken(headers['upgrade'], 'websocket')) throw fail('the response has no "Upgrade: websocket"');
+  if (!hasToken(headers['connection'], 'upgrade')) throw fail('the response has no "Connection: upgrade"');
+  if (headers['sec-websocket-accept'] !== expectedAccept) throw fail('Sec-WebSocket-Accept does not match the key');
+  // RFC 6455 §4.1: an extension the client did not offer fails the connection.
+  if (headers['sec-websocket-extensions']) throw fail(`the server chose extensions that were not offered: ${headers['sec-websocket-extensions']}`);
+  const protocol = headers['sec-websocket-protocol'] ?? '';
+  if (protocol !== '' && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
+  return protocol;
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 3. Frame codec (RFC 6455 §5)
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), as if `data` began at byte
+ * `offset` of the payload. Works in 32-bit words where the data is aligned.
+ */
+function applyMask(data: Uint8Array, key: Uint8Array, offset = 0): void {
+  const length = data.length;
+  let i = 0;
+  if (length >= 32 && LITTLE_ENDIAN) {
+    const head = (4 - (data.byteOffset & 3)) & 3;
+    for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
+    const words = (length - i) >>> 2;
+    const o = offset + i;
+    const word = key[o & 3] | (key[(o + 1) & 3] << 8) | (key[(o + 2) & 3] << 16) | (key[(o + 3) & 3] << 24);
+    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] ^= word;
+    i += words << 2;
+  }
+  for (; i < length; i++) data[i] ^= key[(offset + i) & 3];
+}
+
+/** Bytes of a frame header for a payload of this length (RFC 6455 §5.2: 7, 16 or 64-bit length). */
+function frameHeaderSize(length: number, masked: boolean): number {
+  return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/** Writes a frame header at the start of `target`; the masking key, if any, goes in its last 4 bytes. */
+function writeFrameHeader(target: Uint8Array, fin: boolean, rsv1: boolean, opcode: number, length: number, maskKey: Uint8Array | null): void {
+  target[0] = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
+  const maskBit = maskKey ? 0x80 : 0;
+  let offset: number;
+  if (length < 126) {
+    target[1] = maskBit | length;
+    offset = 2;
+  } else if (length < 65536) {
+    target[1] = maskBit | 126;
+    target[2] = length >>> 8;
+    target[3] = length & 0xff;
+    offset = 4;
+  } else {
+    target[1] = maskBit | 127;
+    const high = Math.floor(length / 2 ** 32);
+    const low = length >>> 0;
+    target[2] = 0;
+    target[3] = 0;
+    target[4] = (high >>> 8) & 0xff;
+    target[5] = high & 0xff;
+    target[6] = low >>> 24;
+    target[7] = (low >>> 16) & 0xff;
+    target[8] = (low >>> 8) & 0xff;
+    target[9] = low & 0xff;
+    offset = 10;
+  }
+  if (maskKey) target.set(maskKey, offset);
+}
+
+/** A frame to encode. */
+interface Frame {
+  fin?: boolean;
+  rsv1?: boolean;
+  opcode: number;
+  payload?: Uint8Array;
+  /** A 4-byte masking key, or `true` for a random one (clients must mask, RFC 6455 §5.3). */
+  mask?: Uint8Array | boolean;
+}
+
+/**
+ * Encodes one frame into a new buffer. The payload is copied, never masked in place.
+ *
+ * @example
+ * encodeFrame({ opcode: Opcode.TEXT, payload: new TextEncoder().encode('Hello') }) // 81 05 48 65 6c 6c 6f
+ */
+function encodeFrame(frame: Frame): Uint8Array {
+  const payload = frame.payload ?? new Uint8Array(0);
+  const maskKey = frame.mask === true ? randomBytes(4) : frame.mask || null;
+  const headerSize = frameHeaderSize(payload.length, maskKey !== null);
+  const bytes = new Uint8Array(headerSize + payload.length);
+  writeFrameHeader(bytes, frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, payload.length, maskKey);
+  bytes.set(payload, headerSize);
+  if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
+  return bytes;
+}
+
+/** A frame header, as the parser reports it before any payload byte. */
+interface FrameHeader {
+  fin: boolean;
+  rsv1: boolean;
+  opcode: number;
+  length: number;
+}
+
+/** Receives what a `FrameParser` reads. A method may throw `WebSocketError` to stop parsing. */
+interface FrameSink {
+  /** A header was read; nothing of the payload is buffered yet (check limits here). */
+  onFrameHeader(header: FrameHeader): void;
+  /** Payload bytes, already unmasked, in order; `complete` is true on the frame's last piece. */
+  onFramePayload(bytes: Uint8Array, complete: boolean): void;
+  /** The frame ended (also called after a header whose length is 0). */
+  onFrameEnd(): void;
+}
+
+const isControl = (opcode: number) => opcode >= 0x8;
+const isKnownOpcode = (opcode: number) => opcode <= 0x2 || (opcode >= 0x8 && opcode <= 0xa);
+
+/**
+ * An incremental frame parser over a byte stream: feed it chunks as they arrive; it reports
+ * headers, payload pieces and frame ends to a sink. Payload is unmasked in place and handed
+ * over as views of the input chunks, so a frame that arrives in one chunk is never copied.
+ * Protocol errors throw a `WebSocketError` with code 1002.
+ */
+class FrameParser {
+  readonly #sink: FrameSink;
+  readonly #expectMasked: boolean;
+  readonly #allowRsv1: boolean;
+  /** Header bytes from the end of the previous chunk, waiting for the rest. */
+  #pending: Uint8Array | null = null;
+  /** Payload bytes still to come in the current frame; -1 between frames. */
+  #remaining = -1;
+  #masked = false;
+  readonly #maskKey = new Uint8Array(4);
+  #maskOffset = 0;
+
+  /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
+  constructor(sink: FrameSink, options: { expectMasked: boolean; allowRsv1?: boolean }) {
+    this.#sink = sink;
+    this.#expectMasked = options.expectMasked;
+    this.#allowRsv1 = options.allowRsv1 ?? false;
+  }
+
+  push(chunk: Uint8Array): void {
+    let bytes = chunk;
+    if (this.#pending) {
+      bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
+      this.#pending = null;
+    }
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (this.#remaining < 0) {
+        const consumed = this.#readHeader(bytes, offset);
+        if (consumed === 0) {
+          this.#pending = bytes.slice(offset);
+          return;
+        }
+        offset += consumed;
+      } else {
+        offset = this.#readPayload(bytes, offset);
+      }
+    }
+  }
+
+  /** Reads a header at `offset`; returns its size, or 0 if it is not complete yet. */
+  #readHeader(bytes: Uint8Array, offset: number): number {
+    const available = bytes.length - offset;
+    if (available < 2) return 0;
+    const first = bytes[offset];
+    const second = bytes[offset + 1];
+    const masked = (second & 0x80) !== 0;
+    let length = second & 0x7f;
+    const size = (length < 126 ? 2 : length === 126 ? 4 : 10) + (masked ? 4 : 0);
+    if (available < size) return 0;
+
+    const fin = (first & 0x80) !== 0;
+    const rsv1 = (first & 0x40) !== 0;
+    const opcode = first & 0x0f;
+    // RFC 6455 §5.2: reserved bits must be 0 unless an extension defines them.
+    if ((first & 0x30) !== 0 || (rsv1 && !this.#allowRsv1)) throw protocolError('reserved bits set');
+    if (!isKnownOpcode(opcode)) throw protocolError(`reserved opcode ${opcode}`);
+    // RFC 6455 §5.1: a client masks every frame it sends; a server masks none.
+    if (masked !== this.#expectMasked) throw protocolError(masked ? 'masked frame from a server' : 'unmasked frame from a client');
+    if (length === 126) {
+      length = (bytes[offset + 2] << 8) | bytes[offset + 3];
+    } else if (length === 127) {
+      // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
+      if (bytes[offset + 2] & 0x80) throw protocolError('frame length has its most significant bit set');
+      const high = ((bytes[offset + 2] << 24) | (bytes[offset + 3] << 16) | (bytes[offset + 4] << 8) | bytes[offset + 5]) >>> 0;
+      const low = ((bytes[offset + 6] << 24) | (bytes[offset + 7] << 16) | (bytes[offset + 8] << 8) | bytes[offset + 9]) >>> 0;
+      length = high * 2 ** 32 + low;
+    }
+    if (isControl(opcode)) {
+      // RFC 6455 §5.5: control frames are never fragmented and carry at most 125 bytes.
+      if (!fin) throw protocolError('fragmented control frame');
+      if (length > 125) throw protocolError('control frame longer than 125 bytes');
+    }
+    this.#masked = masked;
+    if (masked) this.#maskKey.set(bytes.subarray(offset + size - 4, offset + size));
+    this.#maskOffset = 0;
+    this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
+    if (length === 0) {
+      this.#sink.onFrameEnd();
+    } else {
+      this.#remaining = length;
+    }
+    return size;
+  }
+
+  #readPayload(bytes: Uint8Array, offset: number): number {
+    const take = Math.min(this.#remaining, bytes.length - offset);
+    const piece = bytes.subarray(offset, offset + take);
+    if (this.#masked) {
+      applyMask(piece, this.#maskKey, this.#maskOffset);
+      this.#maskOffset = (this.#maskOffset + take) & 3;
+    }
+    this.#remaining -= take;
+    const complete = this.#remaining === 0;
+    if (complete) this.#remaining = -1;
+    this.#sink.onFramePayload(piece, complete);
+    if (complete) this.#sink.onFrameEnd();
+    return offset + take;
+  }
+}
+
+function protocolError(reason: string): WebSocketError {
+  return new WebSocketError(CloseCode.PROTOCOL_ERROR, reason);
+}
+
+/** RFC 6455 §5.5.1: a close payload is empty, or a 2-byte code and a UTF-8 reason. */
+function parseClosePayload(payload: Uint8Array): CloseInfo {
+  if (payload.length === 0) return { code: CloseCode.NO_STATUS_RECEIVED, reason: '' };
+  if (payload.length === 1) throw protocolError('close frame with a 1-byte payload');
+  const code = (payload[0] << 8) | payload[1];
+  if (!isValidCloseCode(code)) throw protocolError(`invalid close code ${code}`);
+  let reason: string;
+  try {
+    reason = utf8Decoder.decode(payload.subarray(2));
+  } catch (cause) {
+    throw new WebSocketError(CloseCode.INVALID_PAYLOAD, 'close reason is not valid UTF-8', { cause });
+  }
+  return { code, reason };
+}
+
+function encodeClosePayload(code: number, reasonBytes: Uint8Array): Uint8Array {
+  if (code === CloseCode.NO_STATUS_RECEIVED) return new Uint8Array(0);
+  const payload = new Uint8Array(2 + reasonBytes.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(reasonBytes, 2);
+  return payload;
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 4. Connection core: the WebSocket class
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+/** What the WebSocket is told by its transport. */
+interface TransportEvents {
+  data(chunk: Uint8Array): void;
+  /** The peer finished sending (TCP FIN). */
+  end(): void;
+  /** The transport is gone; `error` if it failed. */
+  close(error?: Error): void;
+  /** The write buffer drained. */
+  drain(): void;
+}
+
+/** The byte stream a WebSocket runs over: a Node socket, or a test double. */
+interface Transport {
+  start(events: TransportEvents): void;
+  write(bytes: Uint8Array): void;
+  readonly bufferedAmount: number;
+  pause(): void;
+  resume(): void;
+  /** Sends FIN after what is buffered. */
+  end(): void;
+  destroy(): void;
+}
+
+/** Connection details given at construction. */
+interface ConnectionInit {
+  client: boolean;
+  url: string;
+  request: RequestInfo;
+  response?: ResponseInfo;
+  protocol: string;
+  extensions: string;
+  remoteAddress?: string;
+  options: ConnectionOptions;
+}
+
+const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+
+interface PendingPing {
+  payload: Uint8Array;
+  sentAt: number;
+  resolve(rtt: number): void;
+  reject(error: unknown): void;
+}
+
+interface Waiter {
+  resolve(data: Data): void;
+  reject(error: unknown): void;
+}
+
+const RESOLVED = Promise.resolve();
+/** Frames at most this large are written as one buffer with their header; larger ones as two writes. */
+const COPY_THRESHOLD = 16 * KiB;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function resolveOptions(options: ConnectionOptions): Required<ConnectionOptions> {
+  const resolved = { ...DEFAULTS };
+  for (const key of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`option ${key} must be a number ≥ 0, got ${String(value)}`);
+    resolved[key] = value;
+  }
+  return resolved;
+}
+
+/**
+ * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
+ * it is not constructed directly.
+ *
+ * @example
+ * await open('ws://127.0.0.1:8080', async (ws) => {
+ *   await ws.send('hello')
+ *   console.log(await ws.receive())
+ * })
+ */
+class WebSocket implements AsyncIterable<Data> {
+  /** The URL on the client; the request target on the server. */
+  readonly url: string;
+  /** The handshake request (header names in lower case). */
+  readonly request: RequestInfo;
+  /** The handshake response (client side only). */
+  readonly response?: ResponseInfo;
+  /** The negotiated subprotocol, '' if none. */
+  readonly protocol: string;
+  /** The negotiated extensions, '' if none. */
+  readonly extensions: string;
+  /** The peer's address (Node only). */
+  readonly remoteAddress?: string;
+  /** Resolves with the peer's close code and reason once the connection is gone. */
+  readonly closed: Promise<CloseInfo>;
+
+  readonly #transport: Transport;
+  readonly #client: boolean;
+  readonly #options: Required<ConnectionOptions>;
+  readonly #parser: FrameParser;
+  #state: number = State.OPEN;
+
+  // Receiving: a bounded queue of messages, and the receive() calls waiting for one.
+  readonly #queue: Data[] = [];
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #waiters: Waiter[] = [];
+  #readingPaused = false;
+
+  // The message being reassembled, and the frame being read.
+  #messageOpcode = 0;
+  #messageParts: Uint8Array[] = [];
+  #messageSize = 0;
+  #messageFragments = 0;
+  #textParts: string[] = [];
+  #textDecoder: TextDecoder | null = null;
+  #frameOpcode = 0;
+  #frameFin = false;
+  #controlParts: Uint8Array[] = [];
+
+  // Sending: async iterables hold the message lock; later sends wait behind them.
+  #sendQueue: Promise<void> | null = null;
+  #sendsPending = 0;
+  #drainWaiters: Array<() => void> = [];
+  #pings: PendingPing[] = [];
+  #pingCounter = 0;
+
+  // Closing.
+  #closeSent = false;
+  #closeReceived = false;
+  #discardInput = false;
+  /** Why the connection ended, for receive() and send(); set once. */
+  #error: WebSocketError | null = null;
+  #closeCode?: number;
+  #closeReason?: string;
+  #resolveClosed!: (info: CloseInfo) => void;
+  #closeTimer: Timer | null = null;
+  #keepaliveTimer: Timer | null = null;
+
+  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
+  constructor(transport: Transport, init: ConnectionInit) {
+    this.#transport = transport;
+    this.#client = init.client;
+    this.#options = resolveOptions(init.options);
+    this.url = init.url;
+    this.request = init.request;
+    if (init.response) this.response = init.response;
+    this.protocol = init.protocol;
+    this.extensions = init.extensions;
+    if (init.remoteAddress !== undefined) this.remoteAddress = init.remoteAddress;
+    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#parser = new FrameParser(this, { expectMasked: !init.client });
+    this.#scheduleKeepalive();
+    transport.start({
+      data: (chunk) => this.#onData(chunk),
+      end: () => this.#onEnd(),
+      close: (error) => this.#onTransportClose(error),
+      drain: () => this.#onDrain(),
+    });
+  }
+
+  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
+  get closeCode(): number | undefined {
+    return this.#closeCode;
+  }
+
+  /** The close reason the peer sent, once closed. */
+  get closeReason(): string | undefined {
+    return this.#closeReason;
+  }
+
+  /** Bytes written but not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.#transport.bufferedAmount;
+  }
+
+  // ── receiving ──────────────────────────────────────────────────────────────────────────
+
+  /**
+   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
+   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
+   * and every message that arrived before has been received.
+   */
+  receive(): Promise<Data> {
+    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Data> {
+    while (true) {
+      let message: Data;
+      try {
+        message = await this.receive();
+      } catch (error) {
+        if (isOk(error)) return;
+        throw error;
+      }
+      yield message;
+    }
+  }
+
+  #dequeue(): Data {
+    const message = this.#queue[this.#queueHead];
+    this.#queue[this.#queueHead++] = '';
+    this.#queuedBytes -= message.length;
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    }
+    if (this.#readingPaused && !this.#queueIsFull(2)) {
+      this.#readingPaused = false;
+      this.#transport.resume();
+    }
+    return message;
+  }
+
+  #queueIsFull(divisor = 1): boolean {
+    const count = this.#queue.length - this.#queueHead;
+    return count * divisor >= this.#options.maxQueuedMessages || this.#queuedBytes * divisor >= this.#options.maxQueuedBytes;
+  }
+
+  #deliver(message: Data): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) return waiter.resolve(message);
+    this.#queue.push(message);
+    this.#queuedBytes += message.length;
+    // Backpressure: stop reading the socket until the application catches up.
+    if (!this.#readingPaused && this.#queueIsFull()) {
+      this.#readingPaused = true;
+      this.#transport.pause();
+    }
+  }
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#discardInput) return;
+    try {
+      this.#parser.push(chunk);
+    } catch (error) {
+      // The parser's failures carry their close code; anything else is our bug: 1011.
+      this.#fail(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
+    }
+  }
+
+  /** @internal FrameSink: called by the parser. */
+  onFrameHeader(header: FrameHeader): void {
+    const { opcode, length } = header;
+    this.#frameOpcode = opcode;
+    this.#frameFin = header.fin;
+    if (isControl(opcode)) return;
+    if (opcode === Opcode.CONTINUATION) {
+      if (this.#messageOpcode === 0) throw protocolError('continuation frame without a message to continue');
+    } else {
+      // RFC 6455 §5.4: the fragments of one message are not interleaved with another message.
+      if (this.#messageOpcode !== 0) throw protocolError('new message started before the previous one ended');
+      this.#messageOpcode = opcode;
+    }
+    const { maxMessageSize, maxFragments } = this.#options;
+    this.#messageFragments++;
+    if (maxFragments > 0 && this.#messageFragments > maxFragments) {
+      throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message has more than ${maxFragments} fragments`);
+    }
+    // Checked from the header, before a byte of the payload is buffered.
+    if (maxMessageSize > 0 && this.#messageSize + length > maxMessageSize) {
+      throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
+    }
+    this.#messageSize += length;
+  }
+
+  /** @internal FrameSink: called by the parser. */
+  onFramePayload(bytes: Uint8Array, complete: boolean): void {
+    if (isControl(this.#frameOpcode)) {
+      this.#controlParts.push(bytes);
+    } else if (this.#messageOpcode === Opcode.TEXT && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
+      this.#decodeTextPiece(bytes);
+    } else {
+      this.#messageParts.push(bytes);
+    }
+  }
+
+  /**
+   * A text message that arrives in pieces is validated as it comes, so invalid UTF-8 fails
+   * the connection at the first bad byte, not at the end of the message (RFC 6455 §8.1).
+   */
+  #decodeTextPiece(bytes: Uint8Array): void {
+    if (!this.#textDecoder) {
+      this.#textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+      for (const part of this.#messageParts) this.#textParts.push(this.#decodeText(part, true));
+      this.#messageParts = [];
+    }
+    this.#textParts.push(this.#decodeText(bytes, true));
+  }
+
+  #decodeText(bytes: Uint8Array, stream: boolean): string {
+    try {
+      return this.#textDecoder ? this.#textDecoder.decode(bytes, { stream }) : utf8Decoder.decode(bytes);
+    } catch (cause) {
+      throw new WebSocketError(CloseCode.INVALID_PAYLOAD, 'text message is not valid UTF-8', { cause });
+    }
+  }
+
+  /** @internal FrameSink: called by the parser. */
+  onFrameEnd(): void {
+    const opcode = this.#frameOpcode;
+    if (isControl(opcode)) {
+      const payload = concatBytes(this.#controlParts, this.#controlParts.reduce((sum, part) => sum + part.length, 0));
+      this.#controlParts = [];
+      this.#onControlFrame(opcode, payload);
+    } else if (this.#frameFin) {
+      this.#onMessageEnd();
+    }
+  }
+
+  #onMessageEnd(): void {
+    const size = this.#messageSize;
+    let message: Data;
+    if (this.#messageOpcode === Opcode.TEXT) {
+      if (this.#textDecoder) {
+        this.#textParts.push(this.#decodeText(new Uint8Array(0), false));
+        message = this.#textParts.join('');
+        this.#textParts = [];
+        this.#textDecoder = null;
+      } else {
+        message = this.#decodeText(concatBytes(this.#messageParts, size), false);
+      }
+    } else {
+      message = concatBytes(this.#messageParts, size);
+    }
+    this.#messageOpcode = 0;
+    this.#messageParts = [];
+    this.#messageSize = 0;
+    this.#messageFragments = 0;
+    this.#deliver(message);
+  }
+
+  #onControlFrame(opcode: number, payload: Uint8Array): void {
+    if (opcode === Opcode.PING) {
+      // RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless closing.
+      if (!this.#closeSent) this.#writeFrame(Opcode.PONG, payload, true);
+    } else if (opcode === Opcode.PONG) {
+      this.#onPong(payload);
+    } else {
+      this.#onCloseFrame(parseClosePayload(payload));
+    }
+  }
+
+  /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
+  #onPong(payload: Uint8Array): void {
+    const index = this.#pings.findIndex((ping) => sameBytes(ping.payload, payload));
+    if (index < 0) return; // unsolicited pong (RFC 6455 §5.5.3): nothing to do
+    const now = performance.now();
+    for (const ping of this.#pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
+  }
+
+  #onCloseFrame(info: CloseInfo): void {
+    this.#closeReceived = true;
+    this.#discardInput = true; // RFC 6455 §5.5.1: nothing follows a close frame
+    this.#closeCode = info.code;
+    this.#closeReason = info.reason;
+    this.#setError(new WebSocketError(info.code, info.reason));
+    this.#state = State.CLOSING;
+    // RFC 6455 §5.5.1: answer a close with a close, echoing the code.
+    if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+    this.#finishClosing();
+    this.#rejectWaiters();
+  }
+
+  /**
+   * After both close frames: RFC 6455 §7.1.1 has the server close the TCP connection first;
+   * the client waits for that, bounded by the close timeout.
+   */
+  #finishClosing(): void {
+    if (!this.#client) this.#transport.end();
+    this.#startCloseTimer();
+  }
+
+  #onEnd(): void {
+    // The peer will send nothing more; finish our side too.
+    this.#transport.end();
+  }
+
+  #onTransportClose(cause?: Error): void {
+    if (this.#state === State.CLOSED) return;
+    this.#state = State.CLOSED;
+    if (!this.#closeReceived) {
+      this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
+      this.#closeReason = '';
+      this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, cause ? cause.message : 'connection closed without a close frame', { cause }));
+    }
+    this.#clearTimers();
+    const error = this.#error as WebSocketError;
+    for (const ping of this.#pings.splice(0)) ping.reject(error);
+    this.#onDrain();
+    this.#rejectWaiters();
+    this.#resolveClosed({ code: this.#closeCode as number, reason: this.#closeReason as string });
+  }
+
+  #setError(error: WebSocketError): void {
+    this.#error ??= error;
+  }
+
+  #rejectWaiters(): void {
+    if (!this.#error) return;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+  }
+
+  /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
+  #fail(error: WebSocketError): void {
+    this.#setError(error);
+    this.#discardInput = true;
+    if (this.#state === State.OPEN) this.#state = State.CLOSING;
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : textEncoder.encode(error.reason.slice(0, 120)));
+    this.#transport.end();
+    this.#startCloseTimer();
+    this.#rejectWaiters();
+  }
+
+  // ── sending ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
+   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
+   * Resolves when the socket's buffer is below the high-water mark.
+   *
+   * @example
+   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
+   */
+  send(message: Outgoing): Promise<void> {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
+    try {
+      this.#writeMessage(message as Chunk | Iterable<Chunk>);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#backpressure();
+  }
+
+  /** Sends behind the message that holds the lock (an async iterable still being sent). */
+  #enqueueSend(message: Outgoing): Promise<void> {
+    this.#sendsPending++;
+    const sent = (this.#sendQueue ?? RESOLVED).then(() => this.#sendLocked(message));
+    const release = () => {
+      if (--this.#sendsPending === 0) this.#sendQueue = null;
+    };
+    this.#sendQueue = sent.then(release, release);
+    return sent;
+  }
+
+  async #sendLocked(message: Outgoing): Promise<void> {
+    if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+    if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
+    this.#writeMessage(message);
+    await this.#backpressure();
+  }
+
+  #writeMessage(message: Chunk | Iterable<Chunk>): void {
+    if (typeof message === 'string' || isDataView(message)) {
+      const [bytes, opcode] = encodeChunk(message);
+      this.#writeFrame(opcode, bytes, true);
+    } else if (message !== null && typeof message === 'object' && Symbol.iterator in message) {
+      this.#writeFragments(message);
+    } else {
+      throw new TypeError('send() takes a string, bytes, or an iterable or async iterable of them');
+    }
+  }
+
+  /**
+   * One frame per chunk, the last one with FIN (RFC 6455 §5.4). The chunks are all read
+   * first, so an iterable that throws or mixes text and bytes sends nothing.
+   */
+  #writeFragments(chunks: Iterable<Chunk>): void {
+    const parts = Array.from(chunks, encodeChunk);
+    const opcode = parts.length > 0 ? parts[0][1] : Opcode.BINARY;
+    if (parts.some(([, partOpcode]) => partOpcode !== opcode)) throw new TypeError('a fragmented message mixes strings and bytes');
+    if (parts.length === 0) return this.#writeFrame(opcode, new Uint8Array(0), true);
+    parts.forEach(([bytes], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+  }
+
+  /**
+   * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
+   * throws mid-message, the message cannot be finished, so the connection closes with 1011.
+   */
+  async #sendAsyncFragments(chunks: AsyncIterable<Chunk>): Promise<void> {
+    let opcode = 0;
+    try {
+      for await (const chunk of chunks) {
+        if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+        const [bytes, chunkOpcode] = encodeChunk(chunk);
+        if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
+        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
+        opcode = chunkOpcode;
+        await this.#backpressure();
+      }
+    } catch (error) {
+      if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
+      throw error;
+    }
+    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, new Uint8Array(0), true);
+    await this.#backpressure();
+  }
+
+  #backpressure(): Promise<void> {
+    if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
+    return new Promise((resolve, reject) =>
+      this.#drainWaiters.push(() => (this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())),
+    );
+  }
+
+  #onDrain(): void {
+    for (const wake of this.#drainWaiters.splice(0)) wake();
+  }
+
+  #sendError(): WebSocketError {
+    return this.#error ?? new WebSocketError(this.#closeCode ?? CloseCode.NORMAL_CLOSURE, 'the connection is closing');
+  }
+
+  /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
+  #writeFrame(opcode: number, payload: Uint8Array, fin: boolean): void {
+    const length = payload.length;
+    const maskKey = this.#client ? randomBytes(4) : null;
+    const headerSize = frameHeaderSize(length, maskKey !== null);
+    if (maskKey || length <= COPY_THRESHOLD) {
+      const frame = new Uint8Array(headerSize + length);
+      writeFrameHeader(frame, fin, false, opcode, length, maskKey);
+      frame.set(payload, headerSize);
+      if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
+      this.#transport.write(frame);
+    } else {
+      const header = new Uint8Array(headerSize);
+      writeFrameHeader(header, fin, false, opcode, length, null);
+      this.#transport.write(header);
+      this.#transport.write(payload);
+    }
+  }
+
+  // ── control frames ─────────────────────────────────────────────────────────────────────
+
+  /**
+   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
+   * Without `data`, a unique 4-byte payload is used.
+   */
+  ping(data?: Chunk): Promise<number> {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    let payload: Uint8Array;
+    try {
+      payload = data === undefined ? this.#nextPingPayload() : controlPayload(data);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#pings.push({ payload, sentAt: performance.now(), resolve, reject });
+      this.#writeFrame(Opcode.PING, payload, true);
+    });
+  }
+
+  /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
+  pong(data?: Chunk): Promise<void> {
+    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    try {
+      this.#writeFrame(Opcode.PONG, data === undefined ? new Uint8Array(0) : controlPayload(data), true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#backpressure();
+  }
+
+  #nextPingPayload(): Uint8Array {
+    const payload = new Uint8Array(4);
+    new DataView(payload.buffer).setUint32(0, ++this.#pingCounter);
+    return payload;
+  }
+
+  /** Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. */
+  #scheduleKeepalive(): void {
+    const { pingInterval, pingTimeout } = this.#options;
+    if (pingInterval <= 0) return;
+    this.#keepaliveTimer = startTimer(pingInterval, () => {
+      if (this.#state !== State.OPEN) return;
+      const timeout = pingTimeout > 0
+        ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout())
+        : null;
+      this.#keepaliveTimer = timeout;
+      this.ping().then(
+        () => {
+          if (timeout) clearTimeout(timeout);
+          this.#scheduleKeepalive();
+        },
+        () => {},
+      );
+    });
+  }
+
+  #onKeepaliveTimeout(): void {
+    if (this.#state !== State.OPEN) return;
+    this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, 'keepalive ping timeout'));
+    // The peer is unresponsive; waiting for its close frame would be pointless.
+    this.#transport.destroy();
+  }
+
+  // ── closing ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
+   * bounded by the close timeout. Closing twice is harmless.
+   *
+   * @example
+   * await ws.close(1000, 'bye')
+   */
+  async close(code: number = CloseCode.NORMAL_CLOSURE, reason = ''): Promise<void> {
+    const reasonBytes = checkCloseArguments(code, reason);
+    if (this.#state === State.OPEN && !this.#closeSent) {
+      this.#state = State.CLOSING;
+      this.#sendClose(code, reasonBytes);
+      this.#startCloseTimer();
+    }
+    await this.closed;
+  }
+
+  #sendClose(code: number, reasonBytes: Uint8Array): void {
+    this.#closeSent = true;
+    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, reasonBytes), true);
+  }
+
+  #startCloseTimer(): void {
+    if (this.#closeTimer || this.#state === State.CLOSED) return;
+    const { closeTimeout } = this.#options;
+    if (closeTimeout > 0) this.#closeTimer = startTimer(closeTimeout, () => this.#transport.destroy());
+  }
+
+  #clearTimers(): void {
+    if (this.#closeTimer) clearTimeout(this.#closeTimer);
+    if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
+    this.#closeTimer = this.#keepaliveTimer = null;
+  }
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<Chunk> {
+  return value !== null && typeof value === 'object' && Symbol.asyncIterator in value;
+}
+
+/** Bytes and opcode of one chunk of an outgoing message. */
+function encodeChunk(chunk: Chunk): [Uint8Array, number] {
+  if (typeof chunk === 'string') return [textEncoder.encode(chunk), Opcode.TEXT];
+  if (isDataView(chunk)) return [toBytes(chunk), Opcode.BINARY];
+  throw new TypeError('a message chunk must be a string or bytes');
+}
+
+function controlPayload(data: Chunk): Uint8Array {
+  const [bytes] = encodeChunk(data);
+  // RFC 6455 §5.5: control frames carry at most 125 bytes.
+  if (bytes.length > 125) throw new RangeError(`a ping or pong payload is at most 125 bytes, got ${bytes.length}`);
+  return bytes.slice();
+}
+
+/** `receive(ws)`: HTTP.jl-style alias of `ws.receive()`. */
+function receive(ws: WebSocket): Promise<Data> {
+  return ws.receive();
+}
+
+/** `send(ws, message)`: HTTP.jl-style alias of `ws.send(message)`. */
+function send(ws: WebSocket, message: Outgoing): Promise<void> {
+  return ws.send(message);
+}
+
+/** `ping(ws, data)`: HTTP.jl-style alias of `ws.ping(data)`. */
+function ping(ws: WebSocket, data?: Chunk): Promise<number> {
+  return ws.ping(data);
+}
+
+/** `pong(ws, data)`: HTTP.jl-style alias of `ws.pong(data)`. */
+function pong(ws: WebSocket, data?: Chunk): Promise<void> {
+  return ws.pong(data);
+}
+
+/** `close(ws, code, reason)`: HTTP.jl-style alias of `ws.close(code, reason)`. */
+function close(ws: WebSocket, code?: number, reason?: string): Promise<void> {
+  return ws.close(code, reason);
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 5. Node transport
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+type NodeHttp = typeof import('node:http');
+type NodeHttps = typeof import('node:https');
+type NodeCrypto = typeof import('node:crypto');
+type NodeSocket = import('node:net').Socket;
+type NodeIncomingMessage = import('node:http').IncomingMessage;
+
+interface NodeModules {
+  http: NodeHttp;
+  https: NodeHttps;
+  sha1(text: string): Uint8Array;
+}
+
+let nodeModules: Promise<NodeModules> | undefined;
+
+/** Node built-ins, imported on first use so that this file loads in a browser. */
+function loadNode(): Promise<NodeModules> {
+  nodeModules ??= Promise.all([import('node:http'), import('node:https'), import('node:crypto')]).then(
+    ([http, https, crypto]: [NodeHttp, NodeHttps, NodeCrypto]) => ({
+      http,
+      https,
+      sha1: (text: string) => crypto.createHash('sha1').update(text).digest(),
+    }),
+  );
+  return nodeModules;
+}
+
+const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
+/**
+ * A Node socket as a transport. Writes made in one tick are corked and flushed together, so
+ * a burst of small messages costs one system call.
+ */
+function socketTransport(socket: NodeSocket, head: Uint8Array): Transport {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    socket.uncork();
+  };
+  return {
+    start(events) {
+      socket.setNoDelay(true);
+      // Hand out plain Uint8Array views, not Buffers: the same type as in a browser.
+      socket.on('data', (chunk: Uint8Array) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
+      socket.on('end', events.end);
+      socket.on('drain', events.drain);
+      let failure: Error | undefined;
+      socket.on('error', (error) => (failure = error));
+      socket.on('close', () => events.close(failure));
+      if (head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+      if (socket.destroyed) events.close(new Error('socket closed during the handshake'));
+    },
+    write(bytes) {
+      if (socket.destroyed || socket.writableEnded) return;
+      if (!corked) {
+        corked = true;
+        socket.cork();
+        queueMicrotask(uncork);
+      }
+      socket.write(bytes);
+    },
+    get bufferedAmount() {
+      return socket.writableLength;
+    },
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
+    end: () => {
+      if (!socket.writableEnded) socket.end();
+    },
+    destroy: () => socket.destroy(),
+  };
+}
+
+function lowerCaseHeaders(raw: NodeIncomingMessage['headers']): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return headers;
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 6. open / connect / listen / upgrade
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+/** Parses and checks a client URL: ws:, wss: (http: and https: are accepted as aliases). */
+function parseUrl(url: string | URL): URL {
+  const parsed = new URL(url);
+  if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+  if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new TypeError(`a WebSocket URL must start with ws: or wss:, got ${parsed.protocol}`);
+  // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
+  if (parsed.hash) throw new TypeError('a WebSocket URL may not have a #fragment');
+  return parsed;
+}
+
+/**
+ * Opens a client connection and resolves with the WebSocket once the handshake is done.
+ * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
+ * answered) if the handshake fails, times out, or `signal` aborts it.
+ *
+ * @example
+ * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })
+ */
+async function connect(url: string | URL, options: ClientOptions = {}): Promise<WebSocket> {
+  const target = parseUrl(url);
+  const protocols = normalizeProtocols(options.protocols);
+  if (!isNode) return connectNative(target, protocols, options);
+  const headers = checkClientHeaders(options.headers);
+  resolveOptions(options); // reject bad options before any I/O
+  options.signal?.throwIfAborted();
+  const node = await loadNode();
+  const key = base64(randomBytes(16));
+  const requestHeaders: Record<string, string> = {
+    ...headers,
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': key,
+    'Sec-WebSocket-Version': '13',
+  };
+  if (protocols.length > 0) requestHeaders['Sec-WebSocket-Protocol'] = protocols.join(', ');
+  const secure = target.protocol === 'wss:';
+  const path = target.pathname + target.search;
+  const request = (secure ? node.https : node.http).request({
+    ...(secure ? (options.tls as import('node:https').RequestOptions) : {}),
+    host: target.hostname.replace(/^\[|\]$/g, ''),
+    port: target.port || (secure ? 443 : 80),
+    path,
+    method: 'GET',
+    headers: requestHeaders,
+    agent: false,
+    auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined,
+  });
+  const requestInfo: RequestInfo = {
+    method: 'GET',
+    url: path,
+    headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
+  };
+  return new Promise<WebSocket>((resolve, reject) => {
+    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+    let settled = false;
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      request.destroy();
+      reject(error);
+    };
+    const timer = timeout > 0 ? startTimer(timeout, () => fail(new WebSocketError(1006, `handshake timed out after ${timeout} ms`))) : null;
+    const onAbort = () => fail(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const cleanup = () => {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    request.on('error', (cause) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
+    request.on('response', (response) => {
+      const status = response.statusCode ?? 0;
+      const responseHeaders = lowerCaseHeaders(response.headers);
+      response.resume();
+      fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
+        status,
+        headers: responseHeaders,
+      }));
+    });
+    request.on('upgrade', (response, socket: NodeSocket, head) => {
+      if (settled) return socket.destroy();
+      settled = true;
+      cleanup();
+      const responseHeaders = lowerCaseHeaders(response.headers);
+      let protocol: string;
+      try {
+        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+      } catch (error) {
+        socket.destroy();
+        return reject(error);
+      }
+      resolve(new WebSocket(socketTransport(socket, head), {
+        client: true,
+        url: target.href,
+        request: requestInfo,
+        response: { status: response.statusCode ?? 101, headers: responseHeaders },
+        protocol,
+        extensions: '',
+        remoteAddress: socket.remoteAddress,
+        options,
+      }));
+    });
+    request.end();
+  });
+}
+
+/**
+ * Connects, runs `handler` with the socket, closes it with 1000 when the handler returns and
+ * resolves with the handler's value. If the handler throws, closes with 1008 and rejects with
+ * that same error.
+ *
+ * @example
+ * const reply = await open('ws://127.0.0.1:8080', async (ws) => {
+ *   await ws.send('ping?')
+ *   return ws.receive()
+ * })
+ */
+async function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options: ClientOptions = {}): Promise<T> {
+  const ws = await connect(url, options);
+  return runHandler(ws, handler, CloseCode.POLICY_VIOLATION);
+}
+
+/** Runs a connection's handler: return → close 1000; throw → close with `failCode` and rethrow. */
+async function runHandler<T>(ws: WebSocket, handler: (ws: WebSocket) => T | Promise<T>, failCode: number): Promise<T> {
+  let result: T;
+  try {
+    result = await handler(ws);
+  } catch (error) {
+    await ws.close(failCode).catch(() => {});
+    throw error;
+  }
+  await ws.close(CloseCode.NORMAL_CLOSURE);
+  return result;
+}
+
+/** A running WebSocket server from `listen`. */
+interface Server {
+  readonly host: string;
+  readonly port: number;
+  /** `ws://host:port` (or `wss://`). */
+  readonly url: string;
+  /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Connections of one server, so that closing the server can close them. */
+interface ConnectionTracker {
+  sockets: Set<WebSocket>;
+  pending: Set<NodeSocket>;
+  closing: boolean;
+}
+
+/**
+ * Starts a WebSocket server. Each connection runs `handler`; when it returns, the socket is
+ * closed with 1000; when it throws, the error goes to `onError` and the socket closes with
+ * 1011. Port 0 picks a free port. Plain HTTP requests get 426 Upgrade Required.
+ *
+ * @example
+ * const server = await listen('127.0.0.1', 8080, async (ws) => {
+ *   for await (const message of ws) await ws.send(message)
+ * })
+ * console.log(server.url)
+ */
+async function listen(host: string, port: number, handler: (ws: WebSocket) => unknown, options: ServerOptions = {}): Promise<Server> {
+  if (!isNode) throw new Error('listen() needs Node.js: a browser cannot accept connections');
+  resolveOptions(options);
+  const node = await loadNode();
+  const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const serverOptions = {
+    headersTimeout: handshakeTimeout,
+    requestTimeout: handshakeTimeout,
+    connectionsCheckingInterval: Math.min(handshakeTimeout || 30_000, 1_000),
+  };
+  const answerPlainHttp = (request: NodeIncomingMessage, response: import('node:http').ServerResponse) => {
+    const verdict = checkClientRequest(request.method ?? '', request.httpVersion, lowerCaseHeaders(request.headers));
+    const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, body: 'Upgrade Required' };
+    response.writeHead(refusal.status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', ...refusal.headers });
+    response.end(refusal.body);
+  };
+  const httpServer = options.tls
+    ? node.https.createServer({ ...(options.tls as import('node:https').ServerOptions), ...serverOptions }, answerPlainHttp)
+    : node.http.createServer(serverOptions, answerPlainHttp);
+  const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
+  httpServer.on('upgrade', (request, socket, head) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker));
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(port, host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  let closing: Promise<void> | undefined;
+  const closeServer = () => (closing ??= shutdown(httpServer, tracker));
+  return {
+    host,
+    port: boundPort,
+    url: `${options.tls ? 'wss' : 'ws'}://${urlHost}:${boundPort}`,
+    close: closeServer,
+    [Symbol.asyncDispose]: closeServer,
+  };
+}
+
+async function shutdown(httpServer: import('node:http').Server, tracker: ConnectionTracker): Promise<void> {
+  tracker.closing = true;
+  const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  httpServer.closeAllConnections();
+  for (const socket of tracker.pending) socket.destroy();
+  await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {})));
+  await stopped;
+}
+
+/**
+ * Completes a WebSocket handshake on a request that a `node:http` or `node:https` server
+ * received in its 'upgrade' event, then runs `handler` as `listen` does. A bad handshake gets
+ * an HTTP 4xx answer and the socket is closed.
+ *
+ * @example
+ * httpServer.on('upgrade', (request, socket, head) => {
+ *   if (isUpgrade(request)) upgrade(request, socket, head, async (ws) => { for await (const m of ws) await ws.send(m) })
+ * })
+ */
+function upgrade(
+  request: NodeIncomingMessage,
+  socket: import('node:stream').Duplex,
+  head: Uint8Array,
+  handler: (ws: WebSocket) => unknown,
+  options: ServerOptions = {},
+): void {
+  const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
+  loadNode().then(
+    (node) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker),
+    () => socket.destroy(),
+  );
+}
+
+/** True if a `node:http` request asks for a WebSocket upgrade. */
+function isUpgrade(request: { headers: Record<string, string | string[] | undefined> }): boolean {
+  const upgradeHeader = request.headers['upgrade'];
+  return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(',') : upgradeHeader, 'websocket');
+}
+
+function reportError(options: ServerOptions, error: unknown, ws: WebSocket): void {
+  try {
+    if (options.onError) options.onError(error, ws);
+    else console.error('websockets.ts: connection handler failed:', error);
+  } catch {
+    // an onError that throws must not take the server down either
+  }
+}
+
+/** Answers a handshake with an HTTP refusal and closes the socket. */
+function refuse(socket: NodeSocket, refusal: Refusal): void {
+  if (socket.destroyed) return;
+  socket.end(formatRefusal(refusal));
+  startTimer(1_000, () => socket.destroy());
+}
+
+async function acceptUpgrade(
+  node: NodeModules,
+  request: NodeIncomingMessage,
+  socket: NodeSocket,
+  head: Uint8Array,
+  handler: (ws: WebSocket) => unknown,
+  options: ServerOptions,
+  tracker: ConnectionTracker,
+): Promise<void> {
+  socket.on('error', () => socket.destroy());
+  if (tracker.closing) return refuse(socket, { status: 503, body: 'the server is shutting down' });
+  const headers = lowerCaseHeaders(request.headers);
+  const requestInfo: RequestInfo = { method: request.method ?? '', url: request.url ?? '/', headers };
+  const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
+  if ('status' in hello) return refuse(socket, hello);
+
+  tracker.pending.add(socket);
+  let protocol: string;
+  try {
+    const verdict = await verifyWithTimeout(options, requestInfo);
+    if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
+    protocol = chooseProtocol(hello.protocols, requestInfo, options);
+  } catch (error) {
+    console.error('websockets.ts: handshake hook failed:', error);
+    return refuse(socket, { status: 500 });
+  } finally {
+    tracker.pending.delete(socket);
+  }
+  if (socket.destroyed) return;
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
+  const ws = new WebSocket(socketTransport(socket, head), {
+    client: false,
+    url: requestInfo.url,
+    request: requestInfo,
+    protocol,
+    extensions: '',
+    remoteAddress: socket.remoteAddress,
+    options,
+  });
+  tracker.sockets.add(ws);
+  ws.closed.then(() => tracker.sockets.delete(ws));
+  try {
+    await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
+  } catch (error) {
+    if (!isOk(error)) reportError(options, error, ws);
+  }
+}
+
+/** Runs the server's `verify` hook, bounded by the handshake timeout. */
+async function verifyWithTimeout(options: ServerOptions, request: RequestInfo): Promise<boolean | Refusal> {
+  if (!options.verify) return true;
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const verdict = Promise.resolve(options.verify(request));
+  if (timeout <= 0) return verdict;
+  let timer: Timer | undefined;
+  const expired = new Promise<Refusal>((resolve) => (timer = startTimer(timeout, () => resolve({ status: 408, body: 'handshake timed out' }))));
+  try {
+    return await Promise.race([verdict, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 7. Browser facade (wrap)
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+function connectNative(_target: URL, _protocols: string[], _options: ClientOptions): Promise<WebSocket> {
+  return Promise.reject(new Error('websockets.ts: the browser facade is not available yet'));
+}
+
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+// 8. Exports
+// ═══════════════════════════════════════════════════════════════════════════════════════════
+
+export {
+  // the connection
+  WebSocket,
+  WebSocketError,
+  isOk,
+  // clients and servers
+  open,
+  connect,
+  listen,
+  upgrade,
+  isUpgrade,
+  // HTTP.jl-style free functions
+  receive,
+  send,
+  ping,
+  pong,
+  close,
+  // low level: the frame codec and the protocol's constants
+  Opcode,
+  CloseCode,
+  encodeFrame,
+  applyMask,
+  FrameParser,
+  DEFAULTS,
+};
+export type {
+  Data,
+  Chunk,
+  Outgoing,
+  Server,
+  CloseInfo,
+  RequestInfo,
+  ResponseInfo,
+  Refusal,
+  ConnectionOptions,
+  ClientOptions,
+  ServerOptions,
+  ClientTlsOptions,
+  ServerTlsOptions,
+  Frame,
+  FrameHeader,
+  FrameSink,
+};

@@ -225,7 +225,7 @@ if ! done_with download "$(reqs_key)"; then
   fi
   if [ $ok = 0 ]; then
     log "downloading requirements-py2.txt with Python 3's pip (for cp27mu) into $WH/dl"
-    env -u PIP_FIND_LINKS python3 -m pip download -q --no-deps --no-build-isolation \
+    env -u PIP_FIND_LINKS python3 -m pip download -q --no-deps \
       --python-version 2.7 --implementation cp --abi cp27mu --abi none \
       --platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64 --platform any \
       -d "$WH/dl" -r "$REQS" -r "$build_reqs" >"$T/pip-download.log" 2>&1 \

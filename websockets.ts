@@ -299,6 +299,19 @@ function base64(bytes: Uint8Array): string {
 
 type Timer = ReturnType<typeof setTimeout>;
 
+/** Runs `callback` in a later macrotask, after the pending microtasks (the application's turn). */
+const defer: (callback: () => void) => void =
+  typeof setImmediate === 'function' ? (callback) => void setImmediate(callback) : (callback) => void setTimeout(callback, 0);
+
+/** The UTF-8 bytes of `text`, cut to at most `limit` bytes at a character boundary. */
+function truncateUtf8(text: string, limit: number): Uint8Array {
+  const bytes = textEncoder.encode(text);
+  if (bytes.length <= limit) return bytes;
+  let end = limit;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--; // do not cut a multi-byte sequence
+  return bytes.subarray(0, end);
+}
+
 /** A timer that never keeps a process alive by itself. */
 function startTimer(ms: number, callback: () => void): Timer {
   const timer = setTimeout(callback, ms);
@@ -831,6 +844,7 @@ class WebSocket implements AsyncIterable<Data> {
   #closeReason?: string;
   #resolveClosed!: (info: CloseInfo) => void;
   #closeTimer: Timer | null = null;
+  #pendingReaction: (() => void) | null = null;
   #keepaliveTimer: Timer | null = null;
 
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
@@ -933,9 +947,11 @@ class WebSocket implements AsyncIterable<Data> {
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
-    } catch (error) {
+    } catch (caught) {
       // The parser's failures carry their close code; anything else is our bug: 1011.
-      this.#fail(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
+      const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: caught });
+      this.#setError(error);
+      this.#react(() => this.#fail(error));
     }
   }
 
@@ -1051,15 +1067,34 @@ class WebSocket implements AsyncIterable<Data> {
 
   #onCloseFrame(info: CloseInfo): void {
     this.#closeReceived = true;
-    this.#discardInput = true; // RFC 6455 §5.5.1: nothing follows a close frame
     this.#closeCode = info.code;
     this.#closeReason = info.reason;
     this.#setError(new WebSocketError(info.code, info.reason));
-    this.#state = State.CLOSING;
-    // RFC 6455 §5.5.1: answer a close with a close, echoing the code.
-    if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
-    this.#finishClosing();
+    // RFC 6455 §5.5.1: nothing follows a close frame; answer it with a close echoing it.
+    this.#react(() => {
+      this.#state = State.CLOSING;
+      if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+      this.#finishClosing();
+    });
+  }
+
+  /**
+   * A close frame or a protocol error is acted upon in the next macrotask, not in the middle
+   * of the chunk that carried it: the messages that arrived just before it are delivered
+   * first and the application gets its turn to answer them, as it would with a synchronous
+   * 'message' event. receive() reports the end at once; close() acts at once.
+   */
+  #react(reaction: () => void): void {
+    this.#discardInput = true;
+    this.#pendingReaction = reaction;
     this.#rejectWaiters();
+    defer(() => this.#reactNow());
+  }
+
+  #reactNow(): void {
+    const reaction = this.#pendingReaction;
+    this.#pendingReaction = null;
+    if (reaction && this.#state !== State.CLOSED) reaction();
   }
 
   /**
@@ -1079,6 +1114,7 @@ class WebSocket implements AsyncIterable<Data> {
   #onTransportClose(cause?: Error): void {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
+    this.#pendingReaction = null;
     if (!this.#closeReceived) {
       this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
       this.#closeReason = '';
@@ -1106,7 +1142,8 @@ class WebSocket implements AsyncIterable<Data> {
     this.#setError(error);
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
-    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : textEncoder.encode(error.reason.slice(0, 120)));
+    // 1011 goes out without its reason: internal details can be security-sensitive.
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : truncateUtf8(error.reason, 123));
     this.#transport.end();
     this.#startCloseTimer();
     this.#rejectWaiters();
@@ -1306,6 +1343,7 @@ class WebSocket implements AsyncIterable<Data> {
    */
   async close(code: number = CloseCode.NORMAL_CLOSURE, reason = ''): Promise<void> {
     const reasonBytes = checkCloseArguments(code, reason);
+    this.#reactNow(); // a close frame or an error already received decides the code
     if (this.#state === State.OPEN && !this.#closeSent) {
       this.#state = State.CLOSING;
       this.#sendClose(code, reasonBytes);

@@ -179,6 +179,14 @@ function base64(bytes) {
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary);
 }
+const defer = typeof setImmediate === "function" ? (callback) => void setImmediate(callback) : (callback) => void setTimeout(callback, 0);
+function truncateUtf8(text, limit) {
+  const bytes = textEncoder.encode(text);
+  if (bytes.length <= limit) return bytes;
+  let end = limit;
+  while (end > 0 && (bytes[end] & 192) === 128) end--;
+  return bytes.subarray(0, end);
+}
 function startTimer(ms, callback) {
   const timer = setTimeout(callback, ms);
   timer.unref?.();
@@ -545,6 +553,7 @@ class WebSocket {
   #closeReason;
   #resolveClosed;
   #closeTimer = null;
+  #pendingReaction = null;
   #keepaliveTimer = null;
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(transport, init) {
@@ -635,8 +644,10 @@ class WebSocket {
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
-    } catch (error) {
-      this.#fail(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
+    } catch (caught) {
+      const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: caught });
+      this.#setError(error);
+      this.#react(() => this.#fail(error));
     }
   }
   /** @internal FrameSink: called by the parser. */
@@ -740,14 +751,31 @@ class WebSocket {
   }
   #onCloseFrame(info) {
     this.#closeReceived = true;
-    this.#discardInput = true;
     this.#closeCode = info.code;
     this.#closeReason = info.reason;
     this.#setError(new WebSocketError(info.code, info.reason));
-    this.#state = State.CLOSING;
-    if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
-    this.#finishClosing();
+    this.#react(() => {
+      this.#state = State.CLOSING;
+      if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+      this.#finishClosing();
+    });
+  }
+  /**
+   * A close frame or a protocol error is acted upon in the next macrotask, not in the middle
+   * of the chunk that carried it: the messages that arrived just before it are delivered
+   * first and the application gets its turn to answer them, as it would with a synchronous
+   * 'message' event. receive() reports the end at once; close() acts at once.
+   */
+  #react(reaction) {
+    this.#discardInput = true;
+    this.#pendingReaction = reaction;
     this.#rejectWaiters();
+    defer(() => this.#reactNow());
+  }
+  #reactNow() {
+    const reaction = this.#pendingReaction;
+    this.#pendingReaction = null;
+    if (reaction && this.#state !== State.CLOSED) reaction();
   }
   /**
    * After both close frames: RFC 6455 §7.1.1 has the server close the TCP connection first;
@@ -763,6 +791,7 @@ class WebSocket {
   #onTransportClose(cause) {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
+    this.#pendingReaction = null;
     if (!this.#closeReceived) {
       this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
       this.#closeReason = "";
@@ -787,7 +816,7 @@ class WebSocket {
     this.#setError(error);
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
-    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : textEncoder.encode(error.reason.slice(0, 120)));
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : truncateUtf8(error.reason, 123));
     this.#transport.end();
     this.#startCloseTimer();
     this.#rejectWaiters();
@@ -966,6 +995,7 @@ class WebSocket {
    */
   async close(code = CloseCode.NORMAL_CLOSURE, reason = "") {
     const reasonBytes = checkCloseArguments(code, reason);
+    this.#reactNow();
     if (this.#state === State.OPEN && !this.#closeSent) {
       this.#state = State.CLOSING;
       this.#sendClose(code, reasonBytes);
@@ -1037,13 +1067,13 @@ function socketTransport(socket, head) {
   return {
     start(events) {
       socket.setNoDelay(true);
-      socket.on("data", events.data);
+      socket.on("data", (chunk) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
       socket.on("end", events.end);
       socket.on("drain", events.drain);
       let failure;
       socket.on("error", (error) => failure = error);
       socket.on("close", () => events.close(failure));
-      if (head.length > 0) events.data(head);
+      if (head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
       if (socket.destroyed) events.close(new Error("socket closed during the handshake"));
     },
     write(bytes) {

@@ -244,13 +244,12 @@ function isValidCloseCode(code: number): boolean {
 }
 
 /** Checks what a user passes to `close()`: programming mistakes throw, they never reach the wire. */
-function checkCloseArguments(code: number, reason: string): Uint8Array {
+function checkCloseArguments(code: number, reason: string): void {
   if (!Number.isInteger(code)) throw new TypeError(`close code must be an integer, got ${String(code)}`);
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 §7.4)`);
   const reasonBytes = textEncoder.encode(reason);
   // RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
   if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
-  return reasonBytes;
 }
 
 const textEncoder = new TextEncoder();
@@ -704,10 +703,15 @@ function encodeClosePayload(code: number, reasonBytes: Uint8Array): Uint8Array {
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════
-// 4. Connection core: the WebSocket class
+// 4. Connection core: the WebSocket and the RFC 6455 protocol
 // ═══════════════════════════════════════════════════════════════════════════════════════════
+//
+// A `WebSocket` is the public surface: a bounded queue of received messages, receive() and
+// iteration, and how the connection ended. It moves messages through a `Link`: either a
+// `ProtocolLink`, the RFC 6455 state machine over a byte stream (a Node socket, or anything
+// that implements `Transport`), or the browser facade's link over a native WebSocket.
 
-/** What the WebSocket is told by its transport. */
+/** What a transport tells the protocol. */
 interface TransportEvents {
   data(chunk: Uint8Array): void;
   /** The peer finished sending (TCP FIN). */
@@ -718,7 +722,7 @@ interface TransportEvents {
   drain(): void;
 }
 
-/** The byte stream a WebSocket runs over: a Node socket, or a test double. */
+/** The byte stream the protocol runs over: a Node socket, or a test double. */
 interface Transport {
   start(events: TransportEvents): void;
   write(bytes: Uint8Array): void;
@@ -730,40 +734,43 @@ interface Transport {
   destroy(): void;
 }
 
+/** What a link tells its WebSocket. */
+interface LinkEvents {
+  /** A complete data message arrived. */
+  message(data: Data): void;
+  /** The connection is ending: receive() reports this error once the queue is empty. */
+  ended(error: WebSocketError): void;
+  /** The connection is gone, with the close code and reason the peer sent. */
+  closed(info: CloseInfo): void;
+}
+
+/** How a WebSocket moves messages. */
+interface Link {
+  start(events: LinkEvents): void;
+  send(message: Outgoing): Promise<void>;
+  ping(data?: Chunk): Promise<number>;
+  pong(data?: Chunk): Promise<void>;
+  /** Starts the closing handshake; the arguments are already checked. */
+  close(code: number, reason: string): void;
+  readonly bufferedAmount: number;
+  /** Stop and restart reading (backpressure from the receive queue). */
+  pause(): void;
+  resume(): void;
+}
+
 /** Connection details given at construction. */
-interface ConnectionInit {
-  client: boolean;
+interface ConnectionDetails {
   url: string;
   request: RequestInfo;
   response?: ResponseInfo;
   protocol: string;
   extensions: string;
   remoteAddress?: string;
-  options: ConnectionOptions;
-}
-
-const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
-
-interface PendingPing {
-  payload: Uint8Array;
-  sentAt: number;
-  resolve(rtt: number): void;
-  reject(error: unknown): void;
 }
 
 interface Waiter {
   resolve(data: Data): void;
   reject(error: unknown): void;
-}
-
-const RESOLVED = Promise.resolve();
-/** Frames at most this large are written as one buffer with their header; larger ones as two writes. */
-const COPY_THRESHOLD = 16 * KiB;
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function resolveOptions(options: ConnectionOptions): Required<ConnectionOptions> {
@@ -803,18 +810,210 @@ class WebSocket implements AsyncIterable<Data> {
   /** Resolves with the peer's close code and reason once the connection is gone. */
   readonly closed: Promise<CloseInfo>;
 
-  readonly #transport: Transport;
-  readonly #client: boolean;
-  readonly #options: Required<ConnectionOptions>;
-  readonly #parser: FrameParser;
-  #state: number = State.OPEN;
-
-  // Receiving: a bounded queue of messages, and the receive() calls waiting for one.
+  readonly #link: Link;
+  readonly #maxQueuedMessages: number;
+  readonly #maxQueuedBytes: number;
+  // A bounded queue of received messages, and the receive() calls waiting for one.
   readonly #queue: Data[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
   #readingPaused = false;
+  /** How the connection ends, once known; receive() reports it after the queue. */
+  #error: WebSocketError | null = null;
+  #closeInfo?: CloseInfo;
+
+  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
+  constructor(link: Link, details: ConnectionDetails, options: ConnectionOptions = {}) {
+    this.#link = link;
+    const { maxQueuedMessages, maxQueuedBytes } = resolveOptions(options);
+    this.#maxQueuedMessages = maxQueuedMessages;
+    this.#maxQueuedBytes = maxQueuedBytes;
+    this.url = details.url;
+    this.request = details.request;
+    if (details.response) this.response = details.response;
+    this.protocol = details.protocol;
+    this.extensions = details.extensions;
+    if (details.remoteAddress !== undefined) this.remoteAddress = details.remoteAddress;
+    let resolveClosed!: (info: CloseInfo) => void;
+    this.closed = new Promise((resolve) => (resolveClosed = resolve));
+    link.start({
+      message: (data) => this.#deliver(data),
+      ended: (error) => this.#onEnded(error),
+      closed: (info) => {
+        this.#closeInfo = info;
+        resolveClosed(info);
+      },
+    });
+  }
+
+  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
+  get closeCode(): number | undefined {
+    return this.#closeInfo?.code;
+  }
+
+  /** The close reason the peer sent, once closed. */
+  get closeReason(): string | undefined {
+    return this.#closeInfo?.reason;
+  }
+
+  /** Bytes written but not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.#link.bufferedAmount;
+  }
+
+  /**
+   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
+   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
+   * and every message that arrived before has been received.
+   *
+   * @example
+   * const message = await ws.receive()
+   */
+  receive(): Promise<Data> {
+    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
+   *
+   * @example
+   * for await (const message of ws) await ws.send(message)
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<Data> {
+    while (true) {
+      let message: Data;
+      try {
+        message = await this.receive();
+      } catch (error) {
+        if (isOk(error)) return;
+        throw error;
+      }
+      yield message;
+    }
+  }
+
+  /**
+   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
+   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
+   * Resolves when the socket's buffer is below the high-water mark.
+   *
+   * @example
+   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
+   */
+  send(message: Outgoing): Promise<void> {
+    return this.#link.send(message);
+  }
+
+  /**
+   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
+   * Without `data`, a unique 4-byte payload is used.
+   *
+   * @example
+   * console.log(`rtt ${await ws.ping()} ms`)
+   */
+  ping(data?: Chunk): Promise<number> {
+    return this.#link.ping(data);
+  }
+
+  /**
+   * Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat.
+   *
+   * @example
+   * await ws.pong()
+   */
+  pong(data?: Chunk): Promise<void> {
+    return this.#link.pong(data);
+  }
+
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
+   * bounded by the close timeout. Closing twice is harmless. A code that may not be sent
+   * or a reason over 123 bytes is a programming error: it throws and nothing is sent.
+   *
+   * @example
+   * await ws.close(1000, 'bye')
+   */
+  async close(code: number = CloseCode.NORMAL_CLOSURE, reason = ''): Promise<void> {
+    checkCloseArguments(code, reason);
+    this.#link.close(code, reason);
+    await this.closed;
+  }
+
+  #dequeue(): Data {
+    const message = this.#queue[this.#queueHead];
+    this.#queue[this.#queueHead++] = '';
+    this.#queuedBytes -= message.length;
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    }
+    if (this.#readingPaused && !this.#queueIsFull(2)) {
+      this.#readingPaused = false;
+      this.#link.resume();
+    }
+    return message;
+  }
+
+  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
+  #queueIsFull(divisor = 1): boolean {
+    const count = this.#queue.length - this.#queueHead;
+    return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
+  }
+
+  #deliver(message: Data): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) return waiter.resolve(message);
+    this.#queue.push(message);
+    this.#queuedBytes += message.length;
+    // Backpressure: stop reading until the application catches up.
+    if (!this.#readingPaused && this.#queueIsFull()) {
+      this.#readingPaused = true;
+      this.#link.pause();
+    }
+  }
+
+  #onEnded(error: WebSocketError): void {
+    this.#error ??= error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+  }
+}
+
+// ── the RFC 6455 protocol over a byte stream ─────────────────────────────────────────────
+
+const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
+
+interface PendingPing {
+  payload: Uint8Array;
+  sentAt: number;
+  resolve(rtt: number): void;
+  reject(error: unknown): void;
+}
+
+const RESOLVED = Promise.resolve();
+/** Frames at most this large are written as one buffer with their header; larger ones as two writes. */
+const COPY_THRESHOLD = 16 * KiB;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The RFC 6455 state machine: frames in, messages out; messages in, frames out; pings,
+ * keepalive and the closing handshake. It knows nothing of sockets: bytes come and go
+ * through a `Transport`.
+ */
+class ProtocolLink implements Link, FrameSink {
+  readonly #transport: Transport;
+  readonly #client: boolean;
+  readonly #options: Required<ConnectionOptions>;
+  readonly #parser: FrameParser;
+  #events!: LinkEvents;
+  #state: number = State.OPEN;
 
   // The message being reassembled, and the frame being read.
   #messageOpcode = 0;
@@ -836,112 +1035,45 @@ class WebSocket implements AsyncIterable<Data> {
 
   // Closing.
   #closeSent = false;
-  #closeReceived = false;
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error: WebSocketError | null = null;
-  #closeCode?: number;
-  #closeReason?: string;
-  #resolveClosed!: (info: CloseInfo) => void;
-  #closeTimer: Timer | null = null;
+  #closeInfo: CloseInfo = { code: CloseCode.ABNORMAL_CLOSURE, reason: '' };
   #pendingReaction: (() => void) | null = null;
+  #closeTimer: Timer | null = null;
   #keepaliveTimer: Timer | null = null;
 
-  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
-  constructor(transport: Transport, init: ConnectionInit) {
+  constructor(transport: Transport, client: boolean, options: ConnectionOptions) {
     this.#transport = transport;
-    this.#client = init.client;
-    this.#options = resolveOptions(init.options);
-    this.url = init.url;
-    this.request = init.request;
-    if (init.response) this.response = init.response;
-    this.protocol = init.protocol;
-    this.extensions = init.extensions;
-    if (init.remoteAddress !== undefined) this.remoteAddress = init.remoteAddress;
-    this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    this.#parser = new FrameParser(this, { expectMasked: !init.client });
+    this.#client = client;
+    this.#options = resolveOptions(options);
+    this.#parser = new FrameParser(this, { expectMasked: !client });
+  }
+
+  start(events: LinkEvents): void {
+    this.#events = events;
     this.#scheduleKeepalive();
-    transport.start({
+    this.#transport.start({
       data: (chunk) => this.#onData(chunk),
-      end: () => this.#onEnd(),
+      end: () => this.#transport.end(), // the peer sends nothing more: finish our side too
       close: (error) => this.#onTransportClose(error),
       drain: () => this.#onDrain(),
     });
   }
 
-  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
-  get closeCode(): number | undefined {
-    return this.#closeCode;
-  }
-
-  /** The close reason the peer sent, once closed. */
-  get closeReason(): string | undefined {
-    return this.#closeReason;
-  }
-
-  /** Bytes written but not yet handed to the operating system. */
   get bufferedAmount(): number {
     return this.#transport.bufferedAmount;
   }
 
+  pause(): void {
+    this.#transport.pause();
+  }
+
+  resume(): void {
+    this.#transport.resume();
+  }
+
   // ── receiving ──────────────────────────────────────────────────────────────────────────
-
-  /**
-   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
-   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
-   * and every message that arrived before has been received.
-   */
-  receive(): Promise<Data> {
-    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
-    if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
-  }
-
-  /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Data> {
-    while (true) {
-      let message: Data;
-      try {
-        message = await this.receive();
-      } catch (error) {
-        if (isOk(error)) return;
-        throw error;
-      }
-      yield message;
-    }
-  }
-
-  #dequeue(): Data {
-    const message = this.#queue[this.#queueHead];
-    this.#queue[this.#queueHead++] = '';
-    this.#queuedBytes -= message.length;
-    if (this.#queueHead === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#queueHead = 0;
-    }
-    if (this.#readingPaused && !this.#queueIsFull(2)) {
-      this.#readingPaused = false;
-      this.#transport.resume();
-    }
-    return message;
-  }
-
-  #queueIsFull(divisor = 1): boolean {
-    const count = this.#queue.length - this.#queueHead;
-    return count * divisor >= this.#options.maxQueuedMessages || this.#queuedBytes * divisor >= this.#options.maxQueuedBytes;
-  }
-
-  #deliver(message: Data): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) return waiter.resolve(message);
-    this.#queue.push(message);
-    this.#queuedBytes += message.length;
-    // Backpressure: stop reading the socket until the application catches up.
-    if (!this.#readingPaused && this.#queueIsFull()) {
-      this.#readingPaused = true;
-      this.#transport.pause();
-    }
-  }
 
   #onData(chunk: Uint8Array): void {
     if (this.#discardInput) return;
@@ -1025,7 +1157,6 @@ class WebSocket implements AsyncIterable<Data> {
   }
 
   #onMessageEnd(): void {
-    const size = this.#messageSize;
     let message: Data;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
@@ -1034,16 +1165,16 @@ class WebSocket implements AsyncIterable<Data> {
         this.#textParts = [];
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, size), false);
+        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize), false);
       }
     } else {
-      message = concatBytes(this.#messageParts, size);
+      message = concatBytes(this.#messageParts, this.#messageSize);
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];
     this.#messageSize = 0;
     this.#messageFragments = 0;
-    this.#deliver(message);
+    this.#events.message(message);
   }
 
   #onControlFrame(opcode: number, payload: Uint8Array): void {
@@ -1066,14 +1197,12 @@ class WebSocket implements AsyncIterable<Data> {
   }
 
   #onCloseFrame(info: CloseInfo): void {
-    this.#closeReceived = true;
-    this.#closeCode = info.code;
-    this.#closeReason = info.reason;
+    this.#closeInfo = info;
     this.#setError(new WebSocketError(info.code, info.reason));
     // RFC 6455 §5.5.1: nothing follows a close frame; answer it with a close echoing it.
     this.#react(() => {
       this.#state = State.CLOSING;
-      if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+      if (!this.#closeSent) this.#sendClose(info.code, info.reason);
       this.#finishClosing();
     });
   }
@@ -1087,7 +1216,6 @@ class WebSocket implements AsyncIterable<Data> {
   #react(reaction: () => void): void {
     this.#discardInput = true;
     this.#pendingReaction = reaction;
-    this.#rejectWaiters();
     defer(() => this.#reactNow());
   }
 
@@ -1106,35 +1234,22 @@ class WebSocket implements AsyncIterable<Data> {
     this.#startCloseTimer();
   }
 
-  #onEnd(): void {
-    // The peer will send nothing more; finish our side too.
-    this.#transport.end();
-  }
-
   #onTransportClose(cause?: Error): void {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
-    if (!this.#closeReceived) {
-      this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
-      this.#closeReason = '';
-      this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, cause ? cause.message : 'connection closed without a close frame', { cause }));
-    }
+    const reason = cause ? cause.message : 'connection closed without a close frame';
+    this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
-    const error = this.#error as WebSocketError;
-    for (const ping of this.#pings.splice(0)) ping.reject(error);
+    for (const ping of this.#pings.splice(0)) ping.reject(this.#error);
     this.#onDrain();
-    this.#rejectWaiters();
-    this.#resolveClosed({ code: this.#closeCode as number, reason: this.#closeReason as string });
+    this.#events.closed(this.#closeInfo);
   }
 
   #setError(error: WebSocketError): void {
-    this.#error ??= error;
-  }
-
-  #rejectWaiters(): void {
-    if (!this.#error) return;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+    if (this.#error) return;
+    this.#error = error;
+    this.#events.ended(error);
   }
 
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
@@ -1143,24 +1258,15 @@ class WebSocket implements AsyncIterable<Data> {
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
     // 1011 goes out without its reason: internal details can be security-sensitive.
-    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : truncateUtf8(error.reason, 123));
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? '' : error.reason);
     this.#transport.end();
     this.#startCloseTimer();
-    this.#rejectWaiters();
   }
 
   // ── sending ────────────────────────────────────────────────────────────────────────────
 
-  /**
-   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
-   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
-   * Resolves when the socket's buffer is below the high-water mark.
-   *
-   * @example
-   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
-   */
   send(message: Outgoing): Promise<void> {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
     try {
       this.#writeMessage(message as Chunk | Iterable<Chunk>);
@@ -1168,6 +1274,10 @@ class WebSocket implements AsyncIterable<Data> {
       return Promise.reject(error);
     }
     return this.#backpressure();
+  }
+
+  #canSend(): boolean {
+    return this.#state === State.OPEN && !this.#closeSent;
   }
 
   /** Sends behind the message that holds the lock (an async iterable still being sent). */
@@ -1182,20 +1292,18 @@ class WebSocket implements AsyncIterable<Data> {
   }
 
   async #sendLocked(message: Outgoing): Promise<void> {
-    if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+    if (!this.#canSend()) throw this.#sendError();
     if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
     this.#writeMessage(message);
     await this.#backpressure();
   }
 
   #writeMessage(message: Chunk | Iterable<Chunk>): void {
-    if (typeof message === 'string' || isDataView(message)) {
+    if (isChunk(message)) {
       const [bytes, opcode] = encodeChunk(message);
       this.#writeFrame(opcode, bytes, true);
-    } else if (message !== null && typeof message === 'object' && Symbol.iterator in message) {
-      this.#writeFragments(message);
     } else {
-      throw new TypeError('send() takes a string, bytes, or an iterable or async iterable of them');
+      this.#writeFragments(message);
     }
   }
 
@@ -1204,11 +1312,8 @@ class WebSocket implements AsyncIterable<Data> {
    * first, so an iterable that throws or mixes text and bytes sends nothing.
    */
   #writeFragments(chunks: Iterable<Chunk>): void {
-    const parts = Array.from(chunks, encodeChunk);
-    const opcode = parts.length > 0 ? parts[0][1] : Opcode.BINARY;
-    if (parts.some(([, partOpcode]) => partOpcode !== opcode)) throw new TypeError('a fragmented message mixes strings and bytes');
-    if (parts.length === 0) return this.#writeFrame(opcode, new Uint8Array(0), true);
-    parts.forEach(([bytes], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+    const parts = readFragments(chunks);
+    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
 
   /**
@@ -1219,7 +1324,7 @@ class WebSocket implements AsyncIterable<Data> {
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
-        if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+        if (!this.#canSend()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
         this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
@@ -1246,7 +1351,7 @@ class WebSocket implements AsyncIterable<Data> {
   }
 
   #sendError(): WebSocketError {
-    return this.#error ?? new WebSocketError(this.#closeCode ?? CloseCode.NORMAL_CLOSURE, 'the connection is closing');
+    return this.#error ?? new WebSocketError(this.#closeInfo.code, 'the connection is closing');
   }
 
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
@@ -1270,12 +1375,8 @@ class WebSocket implements AsyncIterable<Data> {
 
   // ── control frames ─────────────────────────────────────────────────────────────────────
 
-  /**
-   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
-   * Without `data`, a unique 4-byte payload is used.
-   */
   ping(data?: Chunk): Promise<number> {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     let payload: Uint8Array;
     try {
       payload = data === undefined ? this.#nextPingPayload() : controlPayload(data);
@@ -1288,9 +1389,8 @@ class WebSocket implements AsyncIterable<Data> {
     });
   }
 
-  /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
   pong(data?: Chunk): Promise<void> {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     try {
       this.#writeFrame(Opcode.PONG, data === undefined ? new Uint8Array(0) : controlPayload(data), true);
     } catch (error) {
@@ -1310,10 +1410,8 @@ class WebSocket implements AsyncIterable<Data> {
     const { pingInterval, pingTimeout } = this.#options;
     if (pingInterval <= 0) return;
     this.#keepaliveTimer = startTimer(pingInterval, () => {
-      if (this.#state !== State.OPEN) return;
-      const timeout = pingTimeout > 0
-        ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout())
-        : null;
+      if (!this.#canSend()) return;
+      const timeout = pingTimeout > 0 ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout()) : null;
       this.#keepaliveTimer = timeout;
       this.ping().then(
         () => {
@@ -1334,27 +1432,17 @@ class WebSocket implements AsyncIterable<Data> {
 
   // ── closing ────────────────────────────────────────────────────────────────────────────
 
-  /**
-   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
-   * bounded by the close timeout. Closing twice is harmless.
-   *
-   * @example
-   * await ws.close(1000, 'bye')
-   */
-  async close(code: number = CloseCode.NORMAL_CLOSURE, reason = ''): Promise<void> {
-    const reasonBytes = checkCloseArguments(code, reason);
+  close(code: number, reason: string): void {
     this.#reactNow(); // a close frame or an error already received decides the code
-    if (this.#state === State.OPEN && !this.#closeSent) {
-      this.#state = State.CLOSING;
-      this.#sendClose(code, reasonBytes);
-      this.#startCloseTimer();
-    }
-    await this.closed;
+    if (!this.#canSend()) return;
+    this.#state = State.CLOSING;
+    this.#sendClose(code, reason);
+    this.#startCloseTimer();
   }
 
-  #sendClose(code: number, reasonBytes: Uint8Array): void {
+  #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
-    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, reasonBytes), true);
+    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
 
   #startCloseTimer(): void {
@@ -1370,6 +1458,10 @@ class WebSocket implements AsyncIterable<Data> {
   }
 }
 
+function isChunk(value: unknown): value is Chunk {
+  return typeof value === 'string' || isDataView(value);
+}
+
 function isAsyncIterable(value: unknown): value is AsyncIterable<Chunk> {
   return value !== null && typeof value === 'object' && Symbol.asyncIterator in value;
 }
@@ -1378,7 +1470,18 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<Chunk> {
 function encodeChunk(chunk: Chunk): [Uint8Array, number] {
   if (typeof chunk === 'string') return [textEncoder.encode(chunk), Opcode.TEXT];
   if (isDataView(chunk)) return [toBytes(chunk), Opcode.BINARY];
-  throw new TypeError('a message chunk must be a string or bytes');
+  throw new TypeError('send() takes a string, bytes, or an iterable or async iterable of them');
+}
+
+/** Reads a synchronous iterable of chunks completely: all strings or all bytes. An empty one is an empty BINARY message. */
+function readFragments(chunks: Iterable<Chunk>): Array<[Uint8Array, number]> {
+  if (chunks === null || typeof chunks !== 'object' || !(Symbol.iterator in chunks)) {
+    throw new TypeError('send() takes a string, bytes, or an iterable or async iterable of them');
+  }
+  const parts = Array.from(chunks, encodeChunk);
+  if (parts.length === 0) return [[new Uint8Array(0), Opcode.BINARY]];
+  if (parts.some(([, opcode]) => opcode !== parts[0][1])) throw new TypeError('a fragmented message mixes strings and bytes');
+  return parts;
 }
 
 function controlPayload(data: Chunk): Uint8Array {
@@ -1593,16 +1696,15 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         socket.destroy();
         return reject(error);
       }
-      resolve(new WebSocket(socketTransport(socket, head), {
-        client: true,
+      const link = new ProtocolLink(socketTransport(socket, head), true, options);
+      resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
         extensions: '',
         remoteAddress: socket.remoteAddress,
-        options,
-      }));
+      }, options));
     });
     request.end();
   });
@@ -1793,15 +1895,8 @@ async function acceptUpgrade(
   }
   if (socket.destroyed) return;
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
-  const ws = new WebSocket(socketTransport(socket, head), {
-    client: false,
-    url: requestInfo.url,
-    request: requestInfo,
-    protocol,
-    extensions: '',
-    remoteAddress: socket.remoteAddress,
-    options,
-  });
+  const link = new ProtocolLink(socketTransport(socket, head), false, options);
+  const ws = new WebSocket(link, { url: requestInfo.url, request: requestInfo, protocol, extensions: '', remoteAddress: socket.remoteAddress }, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
   try {

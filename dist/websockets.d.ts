@@ -224,37 +224,36 @@ declare class FrameParser {
     });
     push(chunk: Uint8Array): void;
 }
-/** What the WebSocket is told by its transport. */
-interface TransportEvents {
-    data(chunk: Uint8Array): void;
-    /** The peer finished sending (TCP FIN). */
-    end(): void;
-    /** The transport is gone; `error` if it failed. */
-    close(error?: Error): void;
-    /** The write buffer drained. */
-    drain(): void;
+/** What a link tells its WebSocket. */
+interface LinkEvents {
+    /** A complete data message arrived. */
+    message(data: Data): void;
+    /** The connection is ending: receive() reports this error once the queue is empty. */
+    ended(error: WebSocketError): void;
+    /** The connection is gone, with the close code and reason the peer sent. */
+    closed(info: CloseInfo): void;
 }
-/** The byte stream a WebSocket runs over: a Node socket, or a test double. */
-interface Transport {
-    start(events: TransportEvents): void;
-    write(bytes: Uint8Array): void;
+/** How a WebSocket moves messages. */
+interface Link {
+    start(events: LinkEvents): void;
+    send(message: Outgoing): Promise<void>;
+    ping(data?: Chunk): Promise<number>;
+    pong(data?: Chunk): Promise<void>;
+    /** Starts the closing handshake; the arguments are already checked. */
+    close(code: number, reason: string): void;
     readonly bufferedAmount: number;
+    /** Stop and restart reading (backpressure from the receive queue). */
     pause(): void;
     resume(): void;
-    /** Sends FIN after what is buffered. */
-    end(): void;
-    destroy(): void;
 }
 /** Connection details given at construction. */
-interface ConnectionInit {
-    client: boolean;
+interface ConnectionDetails {
     url: string;
     request: RequestInfo;
     response?: ResponseInfo;
     protocol: string;
     extensions: string;
     remoteAddress?: string;
-    options: ConnectionOptions;
 }
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
@@ -283,7 +282,7 @@ declare class WebSocket implements AsyncIterable<Data> {
     /** Resolves with the peer's close code and reason once the connection is gone. */
     readonly closed: Promise<CloseInfo>;
     /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
-    constructor(transport: Transport, init: ConnectionInit);
+    constructor(link: Link, details: ConnectionDetails, options?: ConnectionOptions);
     /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
     get closeCode(): number | undefined;
     /** The close reason the peer sent, once closed. */
@@ -294,16 +293,18 @@ declare class WebSocket implements AsyncIterable<Data> {
      * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
      * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
      * and every message that arrived before has been received.
+     *
+     * @example
+     * const message = await ws.receive()
      */
     receive(): Promise<Data>;
-    /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
+    /**
+     * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
+     *
+     * @example
+     * for await (const message of ws) await ws.send(message)
+     */
     [Symbol.asyncIterator](): AsyncIterator<Data>;
-    /** @internal FrameSink: called by the parser. */
-    onFrameHeader(header: FrameHeader): void;
-    /** @internal FrameSink: called by the parser. */
-    onFramePayload(bytes: Uint8Array, complete: boolean): void;
-    /** @internal FrameSink: called by the parser. */
-    onFrameEnd(): void;
     /**
      * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
      * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
@@ -316,13 +317,22 @@ declare class WebSocket implements AsyncIterable<Data> {
     /**
      * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
      * Without `data`, a unique 4-byte payload is used.
+     *
+     * @example
+     * console.log(`rtt ${await ws.ping()} ms`)
      */
     ping(data?: Chunk): Promise<number>;
-    /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
+    /**
+     * Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat.
+     *
+     * @example
+     * await ws.pong()
+     */
     pong(data?: Chunk): Promise<void>;
     /**
      * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
-     * bounded by the close timeout. Closing twice is harmless.
+     * bounded by the close timeout. Closing twice is harmless. A code that may not be sent
+     * or a reason over 123 bytes is a programming error: it throws and nothing is sent.
      *
      * @example
      * await ws.close(1000, 'bye')

@@ -90,7 +90,6 @@ function checkCloseArguments(code, reason) {
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 \xA77.4)`);
   const reasonBytes = textEncoder.encode(reason);
   if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
-  return reasonBytes;
 }
 const textEncoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -432,14 +431,6 @@ function encodeClosePayload(code, reasonBytes) {
   payload.set(reasonBytes, 2);
   return payload;
 }
-const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
-const RESOLVED = Promise.resolve();
-const COPY_THRESHOLD = 16 * KiB;
-function sameBytes(a, b) {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 function resolveOptions(options) {
   const resolved = { ...DEFAULTS };
   for (const key of Object.keys(DEFAULTS)) {
@@ -465,17 +456,176 @@ class WebSocket {
   remoteAddress;
   /** Resolves with the peer's close code and reason once the connection is gone. */
   closed;
-  #transport;
-  #client;
-  #options;
-  #parser;
-  #state = State.OPEN;
-  // Receiving: a bounded queue of messages, and the receive() calls waiting for one.
+  #link;
+  #maxQueuedMessages;
+  #maxQueuedBytes;
+  // A bounded queue of received messages, and the receive() calls waiting for one.
   #queue = [];
   #queueHead = 0;
   #queuedBytes = 0;
   #waiters = [];
   #readingPaused = false;
+  /** How the connection ends, once known; receive() reports it after the queue. */
+  #error = null;
+  #closeInfo;
+  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
+  constructor(link, details, options = {}) {
+    this.#link = link;
+    const { maxQueuedMessages, maxQueuedBytes } = resolveOptions(options);
+    this.#maxQueuedMessages = maxQueuedMessages;
+    this.#maxQueuedBytes = maxQueuedBytes;
+    this.url = details.url;
+    this.request = details.request;
+    if (details.response) this.response = details.response;
+    this.protocol = details.protocol;
+    this.extensions = details.extensions;
+    if (details.remoteAddress !== void 0) this.remoteAddress = details.remoteAddress;
+    let resolveClosed;
+    this.closed = new Promise((resolve) => resolveClosed = resolve);
+    link.start({
+      message: (data) => this.#deliver(data),
+      ended: (error) => this.#onEnded(error),
+      closed: (info) => {
+        this.#closeInfo = info;
+        resolveClosed(info);
+      }
+    });
+  }
+  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
+  get closeCode() {
+    return this.#closeInfo?.code;
+  }
+  /** The close reason the peer sent, once closed. */
+  get closeReason() {
+    return this.#closeInfo?.reason;
+  }
+  /** Bytes written but not yet handed to the operating system. */
+  get bufferedAmount() {
+    return this.#link.bufferedAmount;
+  }
+  /**
+   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
+   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
+   * and every message that arrived before has been received.
+   *
+   * @example
+   * const message = await ws.receive()
+   */
+  receive() {
+    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+  /**
+   * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
+   *
+   * @example
+   * for await (const message of ws) await ws.send(message)
+   */
+  async *[Symbol.asyncIterator]() {
+    while (true) {
+      let message;
+      try {
+        message = await this.receive();
+      } catch (error) {
+        if (isOk(error)) return;
+        throw error;
+      }
+      yield message;
+    }
+  }
+  /**
+   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
+   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
+   * Resolves when the socket's buffer is below the high-water mark.
+   *
+   * @example
+   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
+   */
+  send(message) {
+    return this.#link.send(message);
+  }
+  /**
+   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
+   * Without `data`, a unique 4-byte payload is used.
+   *
+   * @example
+   * console.log(`rtt ${await ws.ping()} ms`)
+   */
+  ping(data) {
+    return this.#link.ping(data);
+  }
+  /**
+   * Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat.
+   *
+   * @example
+   * await ws.pong()
+   */
+  pong(data) {
+    return this.#link.pong(data);
+  }
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
+   * bounded by the close timeout. Closing twice is harmless. A code that may not be sent
+   * or a reason over 123 bytes is a programming error: it throws and nothing is sent.
+   *
+   * @example
+   * await ws.close(1000, 'bye')
+   */
+  async close(code = CloseCode.NORMAL_CLOSURE, reason = "") {
+    checkCloseArguments(code, reason);
+    this.#link.close(code, reason);
+    await this.closed;
+  }
+  #dequeue() {
+    const message = this.#queue[this.#queueHead];
+    this.#queue[this.#queueHead++] = "";
+    this.#queuedBytes -= message.length;
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    }
+    if (this.#readingPaused && !this.#queueIsFull(2)) {
+      this.#readingPaused = false;
+      this.#link.resume();
+    }
+    return message;
+  }
+  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
+  #queueIsFull(divisor = 1) {
+    const count = this.#queue.length - this.#queueHead;
+    return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
+  }
+  #deliver(message) {
+    const waiter = this.#waiters.shift();
+    if (waiter) return waiter.resolve(message);
+    this.#queue.push(message);
+    this.#queuedBytes += message.length;
+    if (!this.#readingPaused && this.#queueIsFull()) {
+      this.#readingPaused = true;
+      this.#link.pause();
+    }
+  }
+  #onEnded(error) {
+    this.#error ??= error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+  }
+}
+const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
+const RESOLVED = Promise.resolve();
+const COPY_THRESHOLD = 16 * KiB;
+function sameBytes(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+class ProtocolLink {
+  #transport;
+  #client;
+  #options;
+  #parser;
+  #events;
+  #state = State.OPEN;
   // The message being reassembled, and the frame being read.
   #messageOpcode = 0;
   #messageParts = [];
@@ -494,101 +644,40 @@ class WebSocket {
   #pingCounter = 0;
   // Closing.
   #closeSent = false;
-  #closeReceived = false;
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error = null;
-  #closeCode;
-  #closeReason;
-  #resolveClosed;
-  #closeTimer = null;
+  #closeInfo = { code: CloseCode.ABNORMAL_CLOSURE, reason: "" };
   #pendingReaction = null;
+  #closeTimer = null;
   #keepaliveTimer = null;
-  /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
-  constructor(transport, init) {
+  constructor(transport, client, options) {
     this.#transport = transport;
-    this.#client = init.client;
-    this.#options = resolveOptions(init.options);
-    this.url = init.url;
-    this.request = init.request;
-    if (init.response) this.response = init.response;
-    this.protocol = init.protocol;
-    this.extensions = init.extensions;
-    if (init.remoteAddress !== void 0) this.remoteAddress = init.remoteAddress;
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    this.#parser = new FrameParser(this, { expectMasked: !init.client });
+    this.#client = client;
+    this.#options = resolveOptions(options);
+    this.#parser = new FrameParser(this, { expectMasked: !client });
+  }
+  start(events) {
+    this.#events = events;
     this.#scheduleKeepalive();
-    transport.start({
+    this.#transport.start({
       data: (chunk) => this.#onData(chunk),
-      end: () => this.#onEnd(),
+      end: () => this.#transport.end(),
+      // the peer sends nothing more: finish our side too
       close: (error) => this.#onTransportClose(error),
       drain: () => this.#onDrain()
     });
   }
-  /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
-  get closeCode() {
-    return this.#closeCode;
-  }
-  /** The close reason the peer sent, once closed. */
-  get closeReason() {
-    return this.#closeReason;
-  }
-  /** Bytes written but not yet handed to the operating system. */
   get bufferedAmount() {
     return this.#transport.bufferedAmount;
   }
+  pause() {
+    this.#transport.pause();
+  }
+  resume() {
+    this.#transport.resume();
+  }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
-  /**
-   * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
-   * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
-   * and every message that arrived before has been received.
-   */
-  receive() {
-    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
-    if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
-  }
-  /** Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other. */
-  async *[Symbol.asyncIterator]() {
-    while (true) {
-      let message;
-      try {
-        message = await this.receive();
-      } catch (error) {
-        if (isOk(error)) return;
-        throw error;
-      }
-      yield message;
-    }
-  }
-  #dequeue() {
-    const message = this.#queue[this.#queueHead];
-    this.#queue[this.#queueHead++] = "";
-    this.#queuedBytes -= message.length;
-    if (this.#queueHead === this.#queue.length) {
-      this.#queue.length = 0;
-      this.#queueHead = 0;
-    }
-    if (this.#readingPaused && !this.#queueIsFull(2)) {
-      this.#readingPaused = false;
-      this.#transport.resume();
-    }
-    return message;
-  }
-  #queueIsFull(divisor = 1) {
-    const count = this.#queue.length - this.#queueHead;
-    return count * divisor >= this.#options.maxQueuedMessages || this.#queuedBytes * divisor >= this.#options.maxQueuedBytes;
-  }
-  #deliver(message) {
-    const waiter = this.#waiters.shift();
-    if (waiter) return waiter.resolve(message);
-    this.#queue.push(message);
-    this.#queuedBytes += message.length;
-    if (!this.#readingPaused && this.#queueIsFull()) {
-      this.#readingPaused = true;
-      this.#transport.pause();
-    }
-  }
   #onData(chunk) {
     if (this.#discardInput) return;
     try {
@@ -662,7 +751,6 @@ class WebSocket {
     }
   }
   #onMessageEnd() {
-    const size = this.#messageSize;
     let message;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
@@ -671,16 +759,16 @@ class WebSocket {
         this.#textParts = [];
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, size), false);
+        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize), false);
       }
     } else {
-      message = concatBytes(this.#messageParts, size);
+      message = concatBytes(this.#messageParts, this.#messageSize);
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];
     this.#messageSize = 0;
     this.#messageFragments = 0;
-    this.#deliver(message);
+    this.#events.message(message);
   }
   #onControlFrame(opcode, payload) {
     if (opcode === Opcode.PING) {
@@ -699,13 +787,11 @@ class WebSocket {
     for (const ping2 of this.#pings.splice(0, index + 1)) ping2.resolve(now - ping2.sentAt);
   }
   #onCloseFrame(info) {
-    this.#closeReceived = true;
-    this.#closeCode = info.code;
-    this.#closeReason = info.reason;
+    this.#closeInfo = info;
     this.#setError(new WebSocketError(info.code, info.reason));
     this.#react(() => {
       this.#state = State.CLOSING;
-      if (!this.#closeSent) this.#sendClose(info.code, textEncoder.encode(info.reason));
+      if (!this.#closeSent) this.#sendClose(info.code, info.reason);
       this.#finishClosing();
     });
   }
@@ -718,7 +804,6 @@ class WebSocket {
   #react(reaction) {
     this.#discardInput = true;
     this.#pendingReaction = reaction;
-    this.#rejectWaiters();
     defer(() => this.#reactNow());
   }
   #reactNow() {
@@ -734,53 +819,34 @@ class WebSocket {
     if (!this.#client) this.#transport.end();
     this.#startCloseTimer();
   }
-  #onEnd() {
-    this.#transport.end();
-  }
   #onTransportClose(cause) {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
-    if (!this.#closeReceived) {
-      this.#closeCode = CloseCode.ABNORMAL_CLOSURE;
-      this.#closeReason = "";
-      this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, cause ? cause.message : "connection closed without a close frame", { cause }));
-    }
+    const reason = cause ? cause.message : "connection closed without a close frame";
+    this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
-    const error = this.#error;
-    for (const ping2 of this.#pings.splice(0)) ping2.reject(error);
+    for (const ping2 of this.#pings.splice(0)) ping2.reject(this.#error);
     this.#onDrain();
-    this.#rejectWaiters();
-    this.#resolveClosed({ code: this.#closeCode, reason: this.#closeReason });
+    this.#events.closed(this.#closeInfo);
   }
   #setError(error) {
-    this.#error ??= error;
-  }
-  #rejectWaiters() {
-    if (!this.#error) return;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+    if (this.#error) return;
+    this.#error = error;
+    this.#events.ended(error);
   }
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
   #fail(error) {
     this.#setError(error);
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
-    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? new Uint8Array(0) : truncateUtf8(error.reason, 123));
+    if (!this.#closeSent) this.#sendClose(error.code, error.code === CloseCode.INTERNAL_ERROR ? "" : error.reason);
     this.#transport.end();
     this.#startCloseTimer();
-    this.#rejectWaiters();
   }
   // ── sending ────────────────────────────────────────────────────────────────────────────
-  /**
-   * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
-   * chunks as one fragmented message (one frame per chunk). Messages go out in call order.
-   * Resolves when the socket's buffer is below the high-water mark.
-   *
-   * @example
-   * await ws.send('text'); await ws.send(new Uint8Array([1, 2, 3])); await ws.send(['frag', 'ments'])
-   */
   send(message) {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
     try {
       this.#writeMessage(message);
@@ -788,6 +854,9 @@ class WebSocket {
       return Promise.reject(error);
     }
     return this.#backpressure();
+  }
+  #canSend() {
+    return this.#state === State.OPEN && !this.#closeSent;
   }
   /** Sends behind the message that holds the lock (an async iterable still being sent). */
   #enqueueSend(message) {
@@ -800,19 +869,17 @@ class WebSocket {
     return sent;
   }
   async #sendLocked(message) {
-    if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+    if (!this.#canSend()) throw this.#sendError();
     if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
     this.#writeMessage(message);
     await this.#backpressure();
   }
   #writeMessage(message) {
-    if (typeof message === "string" || isDataView(message)) {
+    if (isChunk(message)) {
       const [bytes, opcode] = encodeChunk(message);
       this.#writeFrame(opcode, bytes, true);
-    } else if (message !== null && typeof message === "object" && Symbol.iterator in message) {
-      this.#writeFragments(message);
     } else {
-      throw new TypeError("send() takes a string, bytes, or an iterable or async iterable of them");
+      this.#writeFragments(message);
     }
   }
   /**
@@ -820,11 +887,8 @@ class WebSocket {
    * first, so an iterable that throws or mixes text and bytes sends nothing.
    */
   #writeFragments(chunks) {
-    const parts = Array.from(chunks, encodeChunk);
-    const opcode = parts.length > 0 ? parts[0][1] : Opcode.BINARY;
-    if (parts.some(([, partOpcode]) => partOpcode !== opcode)) throw new TypeError("a fragmented message mixes strings and bytes");
-    if (parts.length === 0) return this.#writeFrame(opcode, new Uint8Array(0), true);
-    parts.forEach(([bytes], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+    const parts = readFragments(chunks);
+    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
   /**
    * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
@@ -834,7 +898,7 @@ class WebSocket {
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
-        if (this.#state !== State.OPEN || this.#closeSent) throw this.#sendError();
+        if (!this.#canSend()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
         this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
@@ -858,7 +922,7 @@ class WebSocket {
     for (const wake of this.#drainWaiters.splice(0)) wake();
   }
   #sendError() {
-    return this.#error ?? new WebSocketError(this.#closeCode ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
+    return this.#error ?? new WebSocketError(this.#closeInfo.code, "the connection is closing");
   }
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode, payload, fin) {
@@ -879,12 +943,8 @@ class WebSocket {
     }
   }
   // ── control frames ─────────────────────────────────────────────────────────────────────
-  /**
-   * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
-   * Without `data`, a unique 4-byte payload is used.
-   */
   ping(data) {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     let payload;
     try {
       payload = data === void 0 ? this.#nextPingPayload() : controlPayload(data);
@@ -896,9 +956,8 @@ class WebSocket {
       this.#writeFrame(Opcode.PING, payload, true);
     });
   }
-  /** Sends an unsolicited pong (RFC 6455 §5.5.3), e.g. as a one-way heartbeat. */
   pong(data) {
-    if (this.#state !== State.OPEN || this.#closeSent) return Promise.reject(this.#sendError());
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
     try {
       this.#writeFrame(Opcode.PONG, data === void 0 ? new Uint8Array(0) : controlPayload(data), true);
     } catch (error) {
@@ -916,7 +975,7 @@ class WebSocket {
     const { pingInterval, pingTimeout } = this.#options;
     if (pingInterval <= 0) return;
     this.#keepaliveTimer = startTimer(pingInterval, () => {
-      if (this.#state !== State.OPEN) return;
+      if (!this.#canSend()) return;
       const timeout = pingTimeout > 0 ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout()) : null;
       this.#keepaliveTimer = timeout;
       this.ping().then(
@@ -935,26 +994,16 @@ class WebSocket {
     this.#transport.destroy();
   }
   // ── closing ────────────────────────────────────────────────────────────────────────────
-  /**
-   * Starts the closing handshake (RFC 6455 §7.1.2) and resolves when the connection is gone,
-   * bounded by the close timeout. Closing twice is harmless.
-   *
-   * @example
-   * await ws.close(1000, 'bye')
-   */
-  async close(code = CloseCode.NORMAL_CLOSURE, reason = "") {
-    const reasonBytes = checkCloseArguments(code, reason);
+  close(code, reason) {
     this.#reactNow();
-    if (this.#state === State.OPEN && !this.#closeSent) {
-      this.#state = State.CLOSING;
-      this.#sendClose(code, reasonBytes);
-      this.#startCloseTimer();
-    }
-    await this.closed;
+    if (!this.#canSend()) return;
+    this.#state = State.CLOSING;
+    this.#sendClose(code, reason);
+    this.#startCloseTimer();
   }
-  #sendClose(code, reasonBytes) {
+  #sendClose(code, reason) {
     this.#closeSent = true;
-    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, reasonBytes), true);
+    this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
   #startCloseTimer() {
     if (this.#closeTimer || this.#state === State.CLOSED) return;
@@ -967,13 +1016,25 @@ class WebSocket {
     this.#closeTimer = this.#keepaliveTimer = null;
   }
 }
+function isChunk(value) {
+  return typeof value === "string" || isDataView(value);
+}
 function isAsyncIterable(value) {
   return value !== null && typeof value === "object" && Symbol.asyncIterator in value;
 }
 function encodeChunk(chunk) {
   if (typeof chunk === "string") return [textEncoder.encode(chunk), Opcode.TEXT];
   if (isDataView(chunk)) return [toBytes(chunk), Opcode.BINARY];
-  throw new TypeError("a message chunk must be a string or bytes");
+  throw new TypeError("send() takes a string, bytes, or an iterable or async iterable of them");
+}
+function readFragments(chunks) {
+  if (chunks === null || typeof chunks !== "object" || !(Symbol.iterator in chunks)) {
+    throw new TypeError("send() takes a string, bytes, or an iterable or async iterable of them");
+  }
+  const parts = Array.from(chunks, encodeChunk);
+  if (parts.length === 0) return [[new Uint8Array(0), Opcode.BINARY]];
+  if (parts.some(([, opcode]) => opcode !== parts[0][1])) throw new TypeError("a fragmented message mixes strings and bytes");
+  return parts;
 }
 function controlPayload(data) {
   const [bytes] = encodeChunk(data);
@@ -1133,16 +1194,15 @@ async function connect(url, options = {}) {
         socket.destroy();
         return reject(error);
       }
-      resolve(new WebSocket(socketTransport(socket, head), {
-        client: true,
+      const link = new ProtocolLink(socketTransport(socket, head), true, options);
+      resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
         extensions: "",
-        remoteAddress: socket.remoteAddress,
-        options
-      }));
+        remoteAddress: socket.remoteAddress
+      }, options));
     });
     request.end();
   });
@@ -1255,15 +1315,8 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   }
   if (socket.destroyed) return;
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
-  const ws = new WebSocket(socketTransport(socket, head), {
-    client: false,
-    url: requestInfo.url,
-    request: requestInfo,
-    protocol,
-    extensions: "",
-    remoteAddress: socket.remoteAddress,
-    options
-  });
+  const link = new ProtocolLink(socketTransport(socket, head), false, options);
+  const ws = new WebSocket(link, { url: requestInfo.url, request: requestInfo, protocol, extensions: "", remoteAddress: socket.remoteAddress }, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
   try {

@@ -392,7 +392,7 @@ function checkClientRequest(method: string, httpVersion: string, headers: Record
   const [major, minor] = httpVersion.split('.').map(Number);
   if (!(major > 1 || (major === 1 && minor >= 1))) return { status: 400, body: 'the WebSocket handshake needs HTTP/1.1' };
   if (!hasToken(headers['upgrade'], 'websocket')) {
-    return { status: 426, headers: { Upgrade: 'websocket', Connection: 'Upgrade' }, body: 'this is a WebSocket endpoint: Upgrade: websocket required' };
+    return { status: 426, headers: { Upgrade: 'websocket' }, body: 'this is a WebSocket endpoint: Upgrade: websocket required' };
   }
   if (!hasToken(headers['connection'], 'upgrade')) return { status: 400, body: 'Connection header must contain "upgrade"' };
   if (!headers['host']) return { status: 400, body: 'Host header missing' };
@@ -1781,8 +1781,14 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   const answerPlainHttp = (request: NodeIncomingMessage, response: import('node:http').ServerResponse) => {
     const verdict = checkClientRequest(request.method ?? '', request.httpVersion, lowerCaseHeaders(request.headers));
     const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, body: 'Upgrade Required' };
-    response.writeHead(refusal.status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', ...refusal.headers });
-    response.end(refusal.body);
+    const body = refusal.body ?? '';
+    response.writeHead(refusal.status, {
+      ...refusal.headers,
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': String(textEncoder.encode(body).length),
+      Connection: 'close',
+    });
+    response.end(body);
   };
   const httpServer = options.tls
     ? node.https.createServer({ ...(options.tls as import('node:https').ServerOptions), ...serverOptions }, answerPlainHttp)

@@ -84,11 +84,13 @@ class Peer {
     return this.#messages.length;
   }
 
-  /** Makes sure the socket is gone (test cleanup). */
+  /** Makes sure the socket is gone (test cleanup): a normal close, or terminate after 2 s. */
   async kill(): Promise<void> {
     if (this.socket.readyState === WS.CLOSED) return;
-    this.socket.terminate();
+    if (this.socket.readyState === WS.OPEN) this.socket.close(1000);
+    const timer = setTimeout(() => this.socket.terminate(), 2_000);
     await this.closed;
+    clearTimeout(timer);
   }
 }
 
@@ -458,6 +460,33 @@ describe('our client ↔ ws server', () => {
     }
   });
 
+  test('a 123-byte close reason (the most that fits) reaches ws intact', T, async () => {
+    const server = await WsServer.start();
+    const ws = await connect(server.url);
+    try {
+      const peer = await server.peer();
+      const reason = 'é'.repeat(61) + 'x'; // 123 bytes of UTF-8
+      await ws.close(4999, reason);
+      assert.deepEqual(await peer.closed, { code: 4999, reason });
+      await assert.rejects(ws.close(4000, reason + 'y'), RangeError);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('invalid UTF-8 in a text message from ws: 1007 both sides', T, async () => {
+    const server = await WsServer.start();
+    const ws = await connect(server.url);
+    try {
+      const peer = await server.peer();
+      peer.socket.send(Buffer.from([0x68, 0x69, 0xff, 0xfe]), { binary: false });
+      await rejectsWith(ws.receive(), 1007);
+      assert.equal((await peer.closed).code, 1007);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('open(): the handler value resolves, ws sees 1000; a throwing handler closes 1008', T, async () => {
     const server = await WsServer.start();
     try {
@@ -771,6 +800,8 @@ describe('ws client ↔ our server', () => {
       peers.push(b);
       b.socket.send('throw');
       assert.equal((await b.closed).code, 1011);
+      // onError runs once the server side of the connection is gone, which may be a moment later.
+      for (let i = 0; i < 200 && errors.length === 0; i++) await sleep(10);
       assert.equal(errors.length, 1);
       assert.equal((errors[0] as Error).message, 'handler failed');
 
@@ -782,6 +813,45 @@ describe('ws client ↔ our server', () => {
       assert.equal((await c.closed).code, 1001);
     } finally {
       for (const peer of peers) await peer.kill();
+      await server.close();
+    }
+  });
+
+  test('invalid UTF-8 in a text message from ws: our server closes 1007', T, async () => {
+    const seen = deferred<unknown>();
+    const server = await OurServer.start({}, async (ws) => {
+      await ws.receive().then(seen.resolve, seen.resolve);
+    });
+    const peer = await wsConnect(server.url);
+    try {
+      // A text message whose UTF-8 is cut mid-character across two fragments, then ends there.
+      peer.socket.send(Buffer.from([0xe2, 0x82]), { binary: false, fin: false });
+      peer.socket.send(Buffer.from([0x41]), { binary: false, fin: true });
+      assert.equal((await peer.closed).code, 1007);
+      const error = await seen.promise;
+      assert.ok(error instanceof WebSocketError, String(error));
+      assert.equal(error.code, 1007);
+    } finally {
+      await peer.kill();
+      await server.close();
+    }
+  });
+
+  test('fragment limit: 131,072 fragments are accepted, 131,073 close with 1009', T_BIG, async () => {
+    const server = await OurServer.start({}, async (ws) => {
+      for await (const message of ws) await ws.send(`${message.length}`);
+    });
+    const peer = await wsConnect(server.url);
+    try {
+      const one = Buffer.from([1]);
+      for (let i = 0; i < 131_071; i++) peer.socket.send(one, { binary: true, fin: false });
+      peer.socket.send(one, { binary: true, fin: true });
+      assert.equal((await peer.next()).data.toString(), '131072');
+      for (let i = 0; i < 131_072; i++) peer.socket.send(one, { binary: true, fin: false });
+      peer.socket.send(one, { binary: true, fin: true });
+      assert.equal((await peer.closed).code, 1009);
+    } finally {
+      await peer.kill();
       await server.close();
     }
   });
@@ -869,7 +939,7 @@ describe('ws client ↔ our server', () => {
       const ws = await server.socket();
       assert.equal(peer.socket.protocol, 'b');
       assert.equal(ws.protocol, 'b');
-      assert.equal(ws.request.headers['sec-websocket-protocol'], 'a, c, b');
+      assert.equal(ws.request.headers['sec-websocket-protocol'], 'a,c,b'); // as ws sent it
       await peer.kill();
 
       const peer2 = await wsConnect(server.url, ['c', 'z']);

@@ -419,17 +419,23 @@ function formatAcceptance(accept: string, protocol: string): string {
 
 /** An HTTP answer that refuses a handshake and closes the connection. */
 function formatRefusal(refusal: Refusal): string {
+  const { body, headers } = refusalContent(refusal);
+  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? 'Refused'}\r\n${formatHeaders(headers)}\r\n${body}`;
+}
+
+/** The body and headers of a refusal; the connection closes after it. */
+function refusalContent(refusal: Refusal): { body: string; headers: Record<string, string> } {
   const body = refusal.body ?? HTTP_REASONS[refusal.status] ?? '';
-  const headers: Record<string, string> = {
-    Connection: 'close',
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': String(textEncoder.encode(body).length),
-  };
+  const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(refusal.headers ?? {})) {
     if (!TOKEN.test(name) || UNSAFE_HEADER_VALUE.test(value)) throw new TypeError(`invalid refusal header ${name}`);
     headers[name] = value;
   }
-  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? 'Refused'}\r\n${formatHeaders(headers)}\r\n${body}`;
+  headers['Content-Type'] = 'text/plain; charset=utf-8';
+  headers['Content-Length'] = String(textEncoder.encode(body).length);
+  // RFC 9110 §7.8: whoever sends Upgrade lists "upgrade" in Connection too.
+  headers['Connection'] = 'Upgrade' in headers ? 'Upgrade, close' : 'close';
+  return { body, headers };
 }
 
 /** Chooses the subprotocol: the server's hook, else its first accepted protocol that the client offered. */
@@ -579,6 +585,7 @@ class FrameParser {
   readonly #allowRsv1: boolean;
   /** Header bytes from the end of the previous chunk, waiting for the rest. */
   #pending: Uint8Array | null = null;
+  #stopped = false;
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
@@ -592,14 +599,21 @@ class FrameParser {
     this.#allowRsv1 = options.allowRsv1 ?? false;
   }
 
+  /** Ignores all further input, even the rest of the chunk being parsed (after a close frame). */
+  stop(): void {
+    this.#stopped = true;
+    this.#pending = null;
+  }
+
   push(chunk: Uint8Array): void {
+    if (this.#stopped) return;
     let bytes = chunk;
     if (this.#pending) {
       bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
       this.#pending = null;
     }
     let offset = 0;
-    while (offset < bytes.length) {
+    while (offset < bytes.length && !this.#stopped) {
       if (this.#remaining < 0) {
         const consumed = this.#readHeader(bytes, offset);
         if (consumed === 0) {
@@ -738,8 +752,8 @@ interface Transport {
 interface LinkEvents {
   /** A complete data message arrived. */
   message(data: Data): void;
-  /** The connection is ending: receive() reports this error once the queue is empty. */
-  ended(error: WebSocketError): void;
+  /** The connection is ending: receive() reports this error once the queue is empty; `info` is the peer's close frame, if one came. */
+  ended(error: WebSocketError, info?: CloseInfo): void;
   /** The connection is gone, with the close code and reason the peer sent. */
   closed(info: CloseInfo): void;
 }
@@ -784,6 +798,9 @@ function resolveOptions(options: ConnectionOptions): Required<ConnectionOptions>
   return resolved;
 }
 
+/** How a connection ended, if it has: the error receive() rejects with (module-private). */
+let endOf: (ws: WebSocket) => WebSocketError | null;
+
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
  * it is not constructed directly.
@@ -823,6 +840,10 @@ class WebSocket implements AsyncIterable<Data> {
   #error: WebSocketError | null = null;
   #closeInfo?: CloseInfo;
 
+  static {
+    endOf = (ws) => ws.#error;
+  }
+
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(link: Link, details: ConnectionDetails, options: ConnectionOptions = {}) {
     this.#link = link;
@@ -839,7 +860,10 @@ class WebSocket implements AsyncIterable<Data> {
     this.closed = new Promise((resolve) => (resolveClosed = resolve));
     link.start({
       message: (data) => this.#deliver(data),
-      ended: (error) => this.#onEnded(error),
+      ended: (error, info) => {
+        this.#closeInfo ??= info;
+        this.#onEnded(error);
+      },
       closed: (info) => {
         this.#closeInfo = info;
         resolveClosed(info);
@@ -1027,8 +1051,7 @@ class ProtocolLink implements Link, FrameSink {
   #controlParts: Uint8Array[] = [];
 
   // Sending: async iterables hold the message lock; later sends wait behind them.
-  #sendQueue: Promise<void> | null = null;
-  #sendsPending = 0;
+  readonly #sequencer = new SendSequencer();
   #drainWaiters: Array<() => void> = [];
   #pings: PendingPing[] = [];
   #pingCounter = 0;
@@ -1198,8 +1221,9 @@ class ProtocolLink implements Link, FrameSink {
 
   #onCloseFrame(info: CloseInfo): void {
     this.#closeInfo = info;
-    this.#setError(new WebSocketError(info.code, info.reason));
-    // RFC 6455 §5.5.1: nothing follows a close frame; answer it with a close echoing it.
+    this.#parser.stop(); // RFC 6455 §5.5.1: nothing follows a close frame
+    this.#setError(new WebSocketError(info.code, info.reason), info);
+    // RFC 6455 §5.5.1: answer a close frame with a close frame, echoing it.
     this.#react(() => {
       this.#state = State.CLOSING;
       if (!this.#closeSent) this.#sendClose(info.code, info.reason);
@@ -1246,10 +1270,10 @@ class ProtocolLink implements Link, FrameSink {
     this.#events.closed(this.#closeInfo);
   }
 
-  #setError(error: WebSocketError): void {
+  #setError(error: WebSocketError, info?: CloseInfo): void {
     if (this.#error) return;
     this.#error = error;
-    this.#events.ended(error);
+    this.#events.ended(error, info);
   }
 
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
@@ -1267,7 +1291,7 @@ class ProtocolLink implements Link, FrameSink {
 
   send(message: Outgoing): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
+    if (this.#sequencer.busy || isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
     try {
       this.#writeMessage(message as Chunk | Iterable<Chunk>);
     } catch (error) {
@@ -1278,17 +1302,6 @@ class ProtocolLink implements Link, FrameSink {
 
   #canSend(): boolean {
     return this.#state === State.OPEN && !this.#closeSent;
-  }
-
-  /** Sends behind the message that holds the lock (an async iterable still being sent). */
-  #enqueueSend(message: Outgoing): Promise<void> {
-    this.#sendsPending++;
-    const sent = (this.#sendQueue ?? RESOLVED).then(() => this.#sendLocked(message));
-    const release = () => {
-      if (--this.#sendsPending === 0) this.#sendQueue = null;
-    };
-    this.#sendQueue = sent.then(release, release);
-    return sent;
   }
 
   async #sendLocked(message: Outgoing): Promise<void> {
@@ -1455,6 +1468,29 @@ class ProtocolLink implements Link, FrameSink {
     if (this.#closeTimer) clearTimeout(this.#closeTimer);
     if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
     this.#closeTimer = this.#keepaliveTimer = null;
+  }
+}
+
+/**
+ * Keeps messages in `send()` order while one of them takes time (an async iterable being
+ * sent): later sends queue behind it. When idle, sends go straight out.
+ */
+class SendSequencer {
+  #tail: Promise<void> | null = null;
+  #pending = 0;
+
+  get busy(): boolean {
+    return this.#tail !== null;
+  }
+
+  enqueue(task: () => Promise<void>): Promise<void> {
+    this.#pending++;
+    const done = (this.#tail ?? RESOLVED).then(task);
+    const release = () => {
+      if (--this.#pending === 0) this.#tail = null;
+    };
+    this.#tail = done.then(release, release);
+    return done;
   }
 }
 
@@ -1780,14 +1816,10 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   };
   const answerPlainHttp = (request: NodeIncomingMessage, response: import('node:http').ServerResponse) => {
     const verdict = checkClientRequest(request.method ?? '', request.httpVersion, lowerCaseHeaders(request.headers));
-    const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, body: 'Upgrade Required' };
-    const body = refusal.body ?? '';
-    response.writeHead(refusal.status, {
-      ...refusal.headers,
-      'Content-Type': 'text/plain; charset=utf-8',
-      'Content-Length': String(textEncoder.encode(body).length),
-      Connection: 'close',
-    });
+    // A plain HTTP request; a valid handshake without Connection: upgrade never gets here.
+    const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, headers: { Upgrade: 'websocket' } };
+    const { body, headers } = refusalContent(refusal);
+    response.writeHead(refusal.status, headers);
     response.end(body);
   };
   const httpServer = options.tls
@@ -1908,7 +1940,8 @@ async function acceptUpgrade(
   try {
     await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
   } catch (error) {
-    if (!isOk(error)) reportError(options, error, ws);
+    // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
+    if (error !== endOf(ws)) reportError(options, error, ws);
   }
 }
 
@@ -1931,8 +1964,161 @@ async function verifyWithTimeout(options: ServerOptions, request: RequestInfo): 
 // 7. Browser facade (wrap)
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 
-function connectNative(_target: URL, _protocols: string[], _options: ClientOptions): Promise<WebSocket> {
-  return Promise.reject(new Error('websockets.ts: the browser facade is not available yet'));
+/** The part of a WHATWG `WebSocket` (a browser's, Deno's, Bun's, Node 22's) that `wrap` uses. */
+interface NativeWebSocket {
+  readonly url: string;
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  binaryType: string;
+  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: NativeEvent) => void): void;
+}
+
+/** What the facade reads of `open`, `message`, `close` and `error` events. */
+interface NativeEvent {
+  readonly data?: unknown;
+  readonly code?: number;
+  readonly reason?: string;
+}
+
+const NativeState = { CONNECTING: 0, OPEN: 1 } as const;
+/** How often `send()` looks at `bufferedAmount`: the WHATWG API has no drain event. */
+const BUFFER_POLL_MS = 10;
+
+/**
+ * The facade's link: messages through a native WebSocket. The native object does the
+ * protocol; this maps its events onto the same receive queue and errors as on Node.
+ */
+class NativeLink implements Link {
+  readonly #native: NativeWebSocket;
+  readonly #highWaterMark: number;
+  readonly #sequencer = new SendSequencer();
+  readonly #opened: Promise<void>;
+  #closed = false;
+  #error: WebSocketError | null = null;
+
+  constructor(native: NativeWebSocket, options: ConnectionOptions) {
+    this.#native = native;
+    this.#highWaterMark = resolveOptions(options).highWaterMark;
+    native.binaryType = 'arraybuffer';
+    this.#opened = native.readyState === NativeState.CONNECTING
+      ? new Promise((resolve) => native.addEventListener('open', () => resolve()))
+      : RESOLVED;
+  }
+
+  start(events: LinkEvents): void {
+    this.#native.addEventListener('message', ({ data }) => {
+      events.message(typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer));
+    });
+    this.#native.addEventListener('close', ({ code = CloseCode.ABNORMAL_CLOSURE, reason = '' }) => {
+      this.#closed = true;
+      this.#error = new WebSocketError(code, reason);
+      events.ended(this.#error);
+      events.closed({ code, reason });
+    });
+  }
+
+  get bufferedAmount(): number {
+    return this.#native.bufferedAmount;
+  }
+
+  /** A native WebSocket cannot stop reading: the receive queue is not bounded in a browser. */
+  pause(): void {}
+
+  resume(): void {}
+
+  /**
+   * A browser cannot send fragments: an iterable is joined into one message. Resolves when
+   * `bufferedAmount` is at or below the high-water mark, polled every few milliseconds.
+   */
+  send(message: Outgoing): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#error);
+    return this.#sequencer.enqueue(async () => {
+      const payload = isAsyncIterable(message) ? await joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      await this.#opened;
+      if (this.#closed || this.#native.readyState !== NativeState.OPEN) throw this.#error ?? new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
+      this.#native.send(payload);
+      while (!this.#closed && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
+    });
+  }
+
+  ping(): Promise<number> {
+    return Promise.reject(new Error('ping() is not available in a browser: its WebSocket API cannot send pings (the browser answers the server\'s pings itself)'));
+  }
+
+  pong(): Promise<void> {
+    return Promise.reject(new Error('pong() is not available in a browser: its WebSocket API cannot send pongs'));
+  }
+
+  /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
+  close(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#native.close(code === CloseCode.NORMAL_CLOSURE || (code >= 3000 && code <= 4999) ? code : CloseCode.NORMAL_CLOSURE, reason);
+  }
+}
+
+async function collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {
+  const collected: Chunk[] = [];
+  for await (const chunk of chunks) collected.push(chunk);
+  return collected;
+}
+
+/** One message from the chunks of a would-be fragmented message: one string, or one byte array. */
+function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {
+  const parts = readFragments(chunks);
+  if (parts[0][1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join('');
+  return concatBytes(parts.map(([bytes]) => bytes), parts.reduce((sum, [bytes]) => sum + bytes.length, 0));
+}
+
+/**
+ * Wraps a WHATWG WebSocket — a browser's, or the global one of Deno, Bun and Node 22+ — in
+ * this library's API: `receive`, `send`, iteration and `close` work as on Node; BINARY
+ * arrives as `Uint8Array`. What the native API cannot do (`ping`, `pong`, real fragments)
+ * is said by a clear error or done another way (iterables are joined into one message).
+ *
+ * @example
+ * const ws = wrap(new globalThis.WebSocket('wss://example.com'))
+ * await ws.send('hello')
+ */
+function wrap(native: NativeWebSocket, options: ConnectionOptions = {}): WebSocket {
+  const link = new NativeLink(native, options);
+  return new WebSocket(link, { url: native.url, request: { method: 'GET', url: native.url, headers: {} }, protocol: native.protocol, extensions: native.extensions }, options);
+}
+
+/** `connect` where there is no Node: the runtime's own WebSocket, through `wrap`. */
+function connectNative(target: URL, protocols: string[], options: ClientOptions): Promise<WebSocket> {
+  if (options.headers) return Promise.reject(new TypeError('headers cannot be set in a browser: its WebSocket API has no way to send them'));
+  if (options.tls) return Promise.reject(new TypeError('tls options are Node-only: a browser uses its own certificate store'));
+  const NativeConstructor = (globalThis as { WebSocket?: new (url: string, protocols: string[]) => NativeWebSocket }).WebSocket;
+  if (!NativeConstructor) return Promise.reject(new Error('this runtime has neither Node built-ins nor a WebSocket'));
+  options.signal?.throwIfAborted();
+  const native = new NativeConstructor(target.href, protocols);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (error) {
+        native.close();
+        reject(error);
+      } else {
+        // Build the facade before any message event can be dispatched.
+        resolve(wrap(native, options));
+      }
+    };
+    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+    const timer = timeout > 0 ? startTimer(timeout, () => settle(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
+    const onAbort = () => settle(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    native.addEventListener('open', () => settle(null));
+    // A browser does not say why a handshake failed (no status, no headers).
+    native.addEventListener('close', ({ code = CloseCode.ABNORMAL_CLOSURE, reason = '' }) => settle(new WebSocketError(code, reason || 'connection failed')));
+  });
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -1946,6 +2132,7 @@ export {
   isOk,
   // clients and servers
   open,
+  wrap,
   connect,
   listen,
   upgrade,
@@ -1978,6 +2165,7 @@ export type {
   ServerOptions,
   ClientTlsOptions,
   ServerTlsOptions,
+  NativeWebSocket,
   Frame,
   FrameHeader,
   FrameSink,

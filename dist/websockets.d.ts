@@ -222,14 +222,16 @@ declare class FrameParser {
         expectMasked: boolean;
         allowRsv1?: boolean;
     });
+    /** Ignores all further input, even the rest of the chunk being parsed (after a close frame). */
+    stop(): void;
     push(chunk: Uint8Array): void;
 }
 /** What a link tells its WebSocket. */
 interface LinkEvents {
     /** A complete data message arrived. */
     message(data: Data): void;
-    /** The connection is ending: receive() reports this error once the queue is empty. */
-    ended(error: WebSocketError): void;
+    /** The connection is ending: receive() reports this error once the queue is empty; `info` is the peer's close frame, if one came. */
+    ended(error: WebSocketError, info?: CloseInfo): void;
     /** The connection is gone, with the close code and reason the peer sent. */
     closed(info: CloseInfo): void;
 }
@@ -408,5 +410,34 @@ declare function upgrade(request: NodeIncomingMessage, socket: import('node:stre
 declare function isUpgrade(request: {
     headers: Record<string, string | string[] | undefined>;
 }): boolean;
-export { WebSocket, WebSocketError, isOk, open, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ClientTlsOptions, ServerTlsOptions, Frame, FrameHeader, FrameSink, };
+/** The part of a WHATWG `WebSocket` (a browser's, Deno's, Bun's, Node 22's) that `wrap` uses. */
+interface NativeWebSocket {
+    readonly url: string;
+    readonly protocol: string;
+    readonly extensions: string;
+    readonly readyState: number;
+    readonly bufferedAmount: number;
+    binaryType: string;
+    send(data: string | ArrayBuffer | ArrayBufferView): void;
+    close(code?: number, reason?: string): void;
+    addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: NativeEvent) => void): void;
+}
+/** What the facade reads of `open`, `message`, `close` and `error` events. */
+interface NativeEvent {
+    readonly data?: unknown;
+    readonly code?: number;
+    readonly reason?: string;
+}
+/**
+ * Wraps a WHATWG WebSocket — a browser's, or the global one of Deno, Bun and Node 22+ — in
+ * this library's API: `receive`, `send`, iteration and `close` work as on Node; BINARY
+ * arrives as `Uint8Array`. What the native API cannot do (`ping`, `pong`, real fragments)
+ * is said by a clear error or done another way (iterables are joined into one message).
+ *
+ * @example
+ * const ws = wrap(new globalThis.WebSocket('wss://example.com'))
+ * await ws.send('hello')
+ */
+declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
+export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -200,7 +200,7 @@ function checkClientRequest(method, httpVersion, headers) {
   const [major, minor] = httpVersion.split(".").map(Number);
   if (!(major > 1 || major === 1 && minor >= 1)) return { status: 400, body: "the WebSocket handshake needs HTTP/1.1" };
   if (!hasToken(headers["upgrade"], "websocket")) {
-    return { status: 426, headers: { Upgrade: "websocket", Connection: "Upgrade" }, body: "this is a WebSocket endpoint: Upgrade: websocket required" };
+    return { status: 426, headers: { Upgrade: "websocket" }, body: "this is a WebSocket endpoint: Upgrade: websocket required" };
   }
   if (!hasToken(headers["connection"], "upgrade")) return { status: 400, body: 'Connection header must contain "upgrade"' };
   if (!headers["host"]) return { status: 400, body: "Host header missing" };
@@ -225,19 +225,22 @@ ${formatHeaders(headers)}\r
 `;
 }
 function formatRefusal(refusal) {
+  const { body, headers } = refusalContent(refusal);
+  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? "Refused"}\r
+${formatHeaders(headers)}\r
+${body}`;
+}
+function refusalContent(refusal) {
   const body = refusal.body ?? HTTP_REASONS[refusal.status] ?? "";
-  const headers = {
-    Connection: "close",
-    "Content-Type": "text/plain; charset=utf-8",
-    "Content-Length": String(textEncoder.encode(body).length)
-  };
+  const headers = {};
   for (const [name, value] of Object.entries(refusal.headers ?? {})) {
     if (!TOKEN.test(name) || UNSAFE_HEADER_VALUE.test(value)) throw new TypeError(`invalid refusal header ${name}`);
     headers[name] = value;
   }
-  return `HTTP/1.1 ${refusal.status} ${HTTP_REASONS[refusal.status] ?? "Refused"}\r
-${formatHeaders(headers)}\r
-${body}`;
+  headers["Content-Type"] = "text/plain; charset=utf-8";
+  headers["Content-Length"] = String(textEncoder.encode(body).length);
+  headers["Connection"] = "Upgrade" in headers ? "Upgrade, close" : "close";
+  return { body, headers };
 }
 function chooseProtocol(offered, request, options) {
   if (options.selectProtocol) {
@@ -322,6 +325,7 @@ class FrameParser {
   #allowRsv1;
   /** Header bytes from the end of the previous chunk, waiting for the rest. */
   #pending = null;
+  #stopped = false;
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
@@ -333,14 +337,20 @@ class FrameParser {
     this.#expectMasked = options.expectMasked;
     this.#allowRsv1 = options.allowRsv1 ?? false;
   }
+  /** Ignores all further input, even the rest of the chunk being parsed (after a close frame). */
+  stop() {
+    this.#stopped = true;
+    this.#pending = null;
+  }
   push(chunk) {
+    if (this.#stopped) return;
     let bytes = chunk;
     if (this.#pending) {
       bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
       this.#pending = null;
     }
     let offset = 0;
-    while (offset < bytes.length) {
+    while (offset < bytes.length && !this.#stopped) {
       if (this.#remaining < 0) {
         const consumed = this.#readHeader(bytes, offset);
         if (consumed === 0) {
@@ -441,6 +451,7 @@ function resolveOptions(options) {
   }
   return resolved;
 }
+let endOf;
 class WebSocket {
   /** The URL on the client; the request target on the server. */
   url;
@@ -468,6 +479,9 @@ class WebSocket {
   /** How the connection ends, once known; receive() reports it after the queue. */
   #error = null;
   #closeInfo;
+  static {
+    endOf = (ws) => ws.#error;
+  }
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(link, details, options = {}) {
     this.#link = link;
@@ -484,7 +498,10 @@ class WebSocket {
     this.closed = new Promise((resolve) => resolveClosed = resolve);
     link.start({
       message: (data) => this.#deliver(data),
-      ended: (error) => this.#onEnded(error),
+      ended: (error, info) => {
+        this.#closeInfo ??= info;
+        this.#onEnded(error);
+      },
       closed: (info) => {
         this.#closeInfo = info;
         resolveClosed(info);
@@ -637,8 +654,7 @@ class ProtocolLink {
   #frameFin = false;
   #controlParts = [];
   // Sending: async iterables hold the message lock; later sends wait behind them.
-  #sendQueue = null;
-  #sendsPending = 0;
+  #sequencer = new SendSequencer();
   #drainWaiters = [];
   #pings = [];
   #pingCounter = 0;
@@ -788,7 +804,8 @@ class ProtocolLink {
   }
   #onCloseFrame(info) {
     this.#closeInfo = info;
-    this.#setError(new WebSocketError(info.code, info.reason));
+    this.#parser.stop();
+    this.#setError(new WebSocketError(info.code, info.reason), info);
     this.#react(() => {
       this.#state = State.CLOSING;
       if (!this.#closeSent) this.#sendClose(info.code, info.reason);
@@ -830,10 +847,10 @@ class ProtocolLink {
     this.#onDrain();
     this.#events.closed(this.#closeInfo);
   }
-  #setError(error) {
+  #setError(error, info) {
     if (this.#error) return;
     this.#error = error;
-    this.#events.ended(error);
+    this.#events.ended(error, info);
   }
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
   #fail(error) {
@@ -847,7 +864,7 @@ class ProtocolLink {
   // ── sending ────────────────────────────────────────────────────────────────────────────
   send(message) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sendQueue || isAsyncIterable(message)) return this.#enqueueSend(message);
+    if (this.#sequencer.busy || isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
     try {
       this.#writeMessage(message);
     } catch (error) {
@@ -857,16 +874,6 @@ class ProtocolLink {
   }
   #canSend() {
     return this.#state === State.OPEN && !this.#closeSent;
-  }
-  /** Sends behind the message that holds the lock (an async iterable still being sent). */
-  #enqueueSend(message) {
-    this.#sendsPending++;
-    const sent = (this.#sendQueue ?? RESOLVED).then(() => this.#sendLocked(message));
-    const release = () => {
-      if (--this.#sendsPending === 0) this.#sendQueue = null;
-    };
-    this.#sendQueue = sent.then(release, release);
-    return sent;
   }
   async #sendLocked(message) {
     if (!this.#canSend()) throw this.#sendError();
@@ -1014,6 +1021,22 @@ class ProtocolLink {
     if (this.#closeTimer) clearTimeout(this.#closeTimer);
     if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
     this.#closeTimer = this.#keepaliveTimer = null;
+  }
+}
+class SendSequencer {
+  #tail = null;
+  #pending = 0;
+  get busy() {
+    return this.#tail !== null;
+  }
+  enqueue(task) {
+    this.#pending++;
+    const done = (this.#tail ?? RESOLVED).then(task);
+    const release = () => {
+      if (--this.#pending === 0) this.#tail = null;
+    };
+    this.#tail = done.then(release, release);
+    return done;
   }
 }
 function isChunk(value) {
@@ -1235,9 +1258,10 @@ async function listen(host, port, handler, options = {}) {
   };
   const answerPlainHttp = (request, response) => {
     const verdict = checkClientRequest(request.method ?? "", request.httpVersion, lowerCaseHeaders(request.headers));
-    const refusal = "status" in verdict ? verdict : { status: 426, body: "Upgrade Required" };
-    response.writeHead(refusal.status, { "Content-Type": "text/plain; charset=utf-8", Connection: "close", ...refusal.headers });
-    response.end(refusal.body);
+    const refusal = "status" in verdict ? verdict : { status: 426, headers: { Upgrade: "websocket" } };
+    const { body, headers } = refusalContent(refusal);
+    response.writeHead(refusal.status, headers);
+    response.end(body);
   };
   const httpServer = options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
@@ -1322,7 +1346,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   try {
     await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
   } catch (error) {
-    if (!isOk(error)) reportError(options, error, ws);
+    if (error !== endOf(ws)) reportError(options, error, ws);
   }
 }
 async function verifyWithTimeout(options, request) {
@@ -1338,8 +1362,108 @@ async function verifyWithTimeout(options, request) {
     clearTimeout(timer);
   }
 }
-function connectNative(_target, _protocols, _options) {
-  return Promise.reject(new Error("websockets.ts: the browser facade is not available yet"));
+const NativeState = { CONNECTING: 0, OPEN: 1 };
+const BUFFER_POLL_MS = 10;
+class NativeLink {
+  #native;
+  #highWaterMark;
+  #sequencer = new SendSequencer();
+  #opened;
+  #closed = false;
+  #error = null;
+  constructor(native, options) {
+    this.#native = native;
+    this.#highWaterMark = resolveOptions(options).highWaterMark;
+    native.binaryType = "arraybuffer";
+    this.#opened = native.readyState === NativeState.CONNECTING ? new Promise((resolve) => native.addEventListener("open", () => resolve())) : RESOLVED;
+  }
+  start(events) {
+    this.#native.addEventListener("message", ({ data }) => {
+      events.message(typeof data === "string" ? data : new Uint8Array(data));
+    });
+    this.#native.addEventListener("close", ({ code = CloseCode.ABNORMAL_CLOSURE, reason = "" }) => {
+      this.#closed = true;
+      this.#error = new WebSocketError(code, reason);
+      events.ended(this.#error);
+      events.closed({ code, reason });
+    });
+  }
+  get bufferedAmount() {
+    return this.#native.bufferedAmount;
+  }
+  /** A native WebSocket cannot stop reading: the receive queue is not bounded in a browser. */
+  pause() {
+  }
+  resume() {
+  }
+  /**
+   * A browser cannot send fragments: an iterable is joined into one message. Resolves when
+   * `bufferedAmount` is at or below the high-water mark, polled every few milliseconds.
+   */
+  send(message) {
+    if (this.#closed) return Promise.reject(this.#error);
+    return this.#sequencer.enqueue(async () => {
+      const payload = isAsyncIterable(message) ? await joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      await this.#opened;
+      if (this.#closed || this.#native.readyState !== NativeState.OPEN) throw this.#error ?? new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
+      this.#native.send(payload);
+      while (!this.#closed && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
+    });
+  }
+  ping() {
+    return Promise.reject(new Error("ping() is not available in a browser: its WebSocket API cannot send pings (the browser answers the server's pings itself)"));
+  }
+  pong() {
+    return Promise.reject(new Error("pong() is not available in a browser: its WebSocket API cannot send pongs"));
+  }
+  /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
+  close(code, reason) {
+    if (this.#closed) return;
+    this.#native.close(code === CloseCode.NORMAL_CLOSURE || code >= 3e3 && code <= 4999 ? code : CloseCode.NORMAL_CLOSURE, reason);
+  }
+}
+async function collect(chunks) {
+  const collected = [];
+  for await (const chunk of chunks) collected.push(chunk);
+  return collected;
+}
+function joinChunks(chunks) {
+  const parts = readFragments(chunks);
+  if (parts[0][1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join("");
+  return concatBytes(parts.map(([bytes]) => bytes), parts.reduce((sum, [bytes]) => sum + bytes.length, 0));
+}
+function wrap(native, options = {}) {
+  const link = new NativeLink(native, options);
+  return new WebSocket(link, { url: native.url, request: { method: "GET", url: native.url, headers: {} }, protocol: native.protocol, extensions: native.extensions }, options);
+}
+function connectNative(target, protocols, options) {
+  if (options.headers) return Promise.reject(new TypeError("headers cannot be set in a browser: its WebSocket API has no way to send them"));
+  if (options.tls) return Promise.reject(new TypeError("tls options are Node-only: a browser uses its own certificate store"));
+  const NativeConstructor = globalThis.WebSocket;
+  if (!NativeConstructor) return Promise.reject(new Error("this runtime has neither Node built-ins nor a WebSocket"));
+  options.signal?.throwIfAborted();
+  const native = new NativeConstructor(target.href, protocols);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error) => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+      if (error) {
+        native.close();
+        reject(error);
+      } else {
+        resolve(wrap(native, options));
+      }
+    };
+    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+    const timer = timeout > 0 ? startTimer(timeout, () => settle(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
+    const onAbort = () => settle(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    native.addEventListener("open", () => settle(null));
+    native.addEventListener("close", ({ code = CloseCode.ABNORMAL_CLOSURE, reason = "" }) => settle(new WebSocketError(code, reason || "connection failed")));
+  });
 }
 export {
   CloseCode,
@@ -1360,5 +1484,6 @@ export {
   pong,
   receive,
   send,
-  upgrade
+  upgrade,
+  wrap
 };

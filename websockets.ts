@@ -181,8 +181,8 @@ interface ServerOptions extends ConnectionOptions {
   selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
   /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
   verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
-  /** Where handler errors go; the default writes them to stderr. */
-  onError?: (error: unknown, ws: WebSocket) => void;
+  /** Where errors of the handler (with its `ws`) and of `verify`/`selectProtocol` (no `ws`) go; the default writes them to stderr. */
+  onError?: (error: unknown, ws?: WebSocket) => void;
   /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
   tls?: ServerTlsOptions;
 }
@@ -1088,8 +1088,9 @@ class ProtocolLink implements Link, FrameSink {
     return this.#transport.bufferedAmount;
   }
 
+  /** Once closing, reading never stops: the close frame and the FIN must get through. */
   pause(): void {
-    this.#transport.pause();
+    if (this.#canSend()) this.#transport.pause();
   }
 
   resume(): void {
@@ -1455,6 +1456,7 @@ class ProtocolLink implements Link, FrameSink {
 
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
+    this.#transport.resume();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
 
@@ -1654,7 +1656,8 @@ function parseUrl(url: string | URL): URL {
 /**
  * Opens a client connection and resolves with the WebSocket once the handshake is done.
  * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
- * answered) if the handshake fails, times out, or `signal` aborts it.
+ * answered) if the handshake fails or times out, and with the signal's reason if `signal`
+ * aborts it.
  *
  * @example
  * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })
@@ -1887,10 +1890,10 @@ function isUpgrade(request: { headers: Record<string, string | string[] | undefi
   return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(',') : upgradeHeader, 'websocket');
 }
 
-function reportError(options: ServerOptions, error: unknown, ws: WebSocket): void {
+function reportError(options: ServerOptions, error: unknown, ws?: WebSocket): void {
   try {
     if (options.onError) options.onError(error, ws);
-    else console.error('websockets.ts: connection handler failed:', error);
+    else console.error(`websockets.ts: ${ws ? 'connection handler' : 'handshake hook'} failed:`, error);
   } catch {
     // an onError that throws must not take the server down either
   }
@@ -1926,7 +1929,7 @@ async function acceptUpgrade(
     if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
     protocol = chooseProtocol(hello.protocols, requestInfo, options);
   } catch (error) {
-    console.error('websockets.ts: handshake hook failed:', error);
+    reportError(options, error);
     return refuse(socket, { status: 500 });
   } finally {
     tracker.pending.delete(socket);

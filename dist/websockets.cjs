@@ -739,8 +739,9 @@ class ProtocolLink {
   get bufferedAmount() {
     return this.#transport.bufferedAmount;
   }
+  /** Once closing, reading never stops: the close frame and the FIN must get through. */
   pause() {
-    this.#transport.pause();
+    if (this.#canSend()) this.#transport.pause();
   }
   resume() {
     this.#transport.resume();
@@ -1062,6 +1063,7 @@ class ProtocolLink {
   }
   #sendClose(code, reason) {
     this.#closeSent = true;
+    this.#transport.resume();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
   #startCloseTimer() {
@@ -1361,7 +1363,7 @@ function isUpgrade(request) {
 function reportError(options, error, ws) {
   try {
     if (options.onError) options.onError(error, ws);
-    else console.error("websockets.ts: connection handler failed:", error);
+    else console.error(`websockets.ts: ${ws ? "connection handler" : "handshake hook"} failed:`, error);
   } catch {
   }
 }
@@ -1384,7 +1386,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
     if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
     protocol = chooseProtocol(hello.protocols, requestInfo, options);
   } catch (error) {
-    console.error("websockets.ts: handshake hook failed:", error);
+    reportError(options, error);
     return refuse(socket, { status: 500 });
   } finally {
     tracker.pending.delete(socket);

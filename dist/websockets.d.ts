@@ -134,8 +134,8 @@ interface ServerOptions extends ConnectionOptions {
     selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
     /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
     verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
-    /** Where handler errors go; the default writes them to stderr. */
-    onError?: (error: unknown, ws: WebSocket) => void;
+    /** Where errors of the handler (with its `ws`) and of `verify`/`selectProtocol` (no `ws`) go; the default writes them to stderr. */
+    onError?: (error: unknown, ws?: WebSocket) => void;
     /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
     tls?: ServerTlsOptions;
 }
@@ -355,7 +355,8 @@ type NodeIncomingMessage = import('node:http').IncomingMessage;
 /**
  * Opens a client connection and resolves with the WebSocket once the handshake is done.
  * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
- * answered) if the handshake fails, times out, or `signal` aborts it.
+ * answered) if the handshake fails or times out, and with the signal's reason if `signal`
+ * aborts it.
  *
  * @example
  * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })

@@ -7,6 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import WS, { WebSocketServer } from 'ws';
 import { connect, isOk, listen, open, WebSocketError } from '../websockets.ts';
@@ -59,9 +60,12 @@ class Peer {
   readonly pongs: Buffer[] = [];
   readonly errors: Error[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** The handshake request, on the server side. */
+  readonly request?: IncomingMessage;
 
-  constructor(socket: WS) {
+  constructor(socket: WS, request?: IncomingMessage) {
     this.socket = socket;
+    if (request) this.request = request;
     socket.on('message', (data, isBinary) => {
       const message = { data: toBuffer(data), isBinary };
       const waiter = this.#waiters.shift();
@@ -104,8 +108,8 @@ class WsServer {
   private constructor(wss: WebSocketServer) {
     this.wss = wss;
     this.url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
-    wss.on('connection', (socket) => {
-      const peer = new Peer(socket);
+    wss.on('connection', (socket, request) => {
+      const peer = new Peer(socket, request);
       const waiter = this.#waiters.shift();
       if (waiter) waiter(peer);
       else this.#peers.push(peer);
@@ -259,6 +263,9 @@ describe('our client ↔ ws server', () => {
       const long = 'ü'.repeat(100_000);
       peer.socket.send(long);
       assertText(await ws.receive(), long);
+      // A leading U+FEFF is content, not a byte-order mark to strip.
+      peer.socket.send('\uFEFFbom');
+      assertText(await ws.receive(), '\uFEFFbom');
     } finally {
       await ws.close().catch(() => {});
       await server.close();
@@ -372,6 +379,12 @@ describe('our client ↔ ws server', () => {
       peer.socket.ping(Buffer.from([1, 2, 3]));
       const [payload] = (await pong) as [Buffer];
       assert.deepEqual([...payload], [1, 2, 3]);
+      // The largest control payload, 125 bytes, comes back whole.
+      const pong125 = once(peer.socket, 'pong');
+      peer.socket.ping(Buffer.alloc(125, 7));
+      const [payload125] = (await pong125) as [Buffer];
+      assert.equal(payload125.length, 125);
+      assert.ok(payload125.every((byte) => byte === 7));
 
       // An unsolicited pong from us reaches ws as a pong event.
       const unsolicited = once(peer.socket, 'pong');
@@ -579,6 +592,97 @@ describe('our client ↔ ws server', () => {
     }
   });
 
+  test('close() with a full receive queue still completes the closing handshake promptly', T, async () => {
+    // Bug report in the test plan: with reading paused for backpressure, the peer's answering
+    // close frame is never read, so close() waits the whole close timeout and ends with 1006.
+    const server = await WsServer.start();
+    const ws = await connect(server.url, { maxQueuedMessages: 16 });
+    try {
+      const peer = await server.peer();
+      for (let i = 0; i < 1000; i++) peer.socket.send(`m${i}`);
+      while (peer.socket.bufferedAmount > 0) await sleep(5);
+      await sleep(100); // let our side fill its queue and stop reading
+      const started = performance.now();
+      await ws.close(1000, 'enough');
+      const elapsed = performance.now() - started;
+      assert.deepEqual(await peer.closed, { code: 1000, reason: 'enough' });
+      assert.deepEqual(await ws.closed, { code: 1000, reason: 'enough' }, 'ws answered our close frame; we must read it');
+      assert.ok(elapsed < 2_000, `close() took ${Math.round(elapsed)} ms (the close timeout is 5000 ms)`);
+      // What arrived before the close can still be received, then the close shows.
+      assert.equal(await ws.receive(), 'm0');
+    } finally {
+      await ws.close().catch(() => {});
+      await server.close();
+    }
+  });
+
+  test('simultaneous close from both ends', T, async () => {
+    const server = await WsServer.start();
+    const ws = await connect(server.url);
+    try {
+      const peer = await server.peer();
+      peer.socket.close(4006, 'from ws');
+      await ws.close(4005, 'from us');
+      // Each side reports what the other sent.
+      assert.deepEqual(await ws.closed, { code: 4006, reason: 'from ws' });
+      assert.deepEqual(await peer.closed, { code: 4005, reason: 'from us' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('keepalive: ws answers our pings; a ws that does not is closed with 1011', T, async () => {
+    const server = await WsServer.start();
+    const ws = await connect(server.url, { pingInterval: 50, pingTimeout: 1_000 });
+    try {
+      const peer = await server.peer();
+      await sleep(400);
+      assert.ok(peer.pings.length >= 3, `only ${peer.pings.length} keepalive pings`);
+      peer.socket.send('alive');
+      assert.equal(await ws.receive(), 'alive');
+    } finally {
+      await ws.close().catch(() => {});
+      await server.close();
+    }
+
+    const silent = await WsServer.start({ autoPong: false });
+    const ws2 = await connect(silent.url, { pingInterval: 50, pingTimeout: 150 });
+    try {
+      const peer = await silent.peer();
+      const error = await rejectsWith(ws2.receive(), 1011);
+      assert.match(error.message, /keepalive|ping|pong/i);
+      assert.equal((await peer.closed).code, 1011);
+    } finally {
+      await ws2.close().catch(() => {});
+      await silent.close();
+    }
+  });
+
+  test('request headers reach ws; a ws refusal rejects with status and headers', T, async () => {
+    const server = await WsServer.start({
+      verifyClient: (info: { req: IncomingMessage }, done: (ok: boolean, status?: number, message?: string, headers?: Record<string, string>) => void) => {
+        if (info.req.headers['x-token'] === 'let-me-in') done(true);
+        else done(false, 401, 'Unauthorized', { 'X-Why': 'no token' });
+      },
+    });
+    try {
+      const ws = await connect(`${server.url}/room/7?x=1`, { headers: { 'X-Token': 'let-me-in' } });
+      const peer = await server.peer();
+      assert.equal(peer.request?.url, '/room/7?x=1');
+      assert.equal(peer.request?.headers['x-token'], 'let-me-in');
+      assert.equal(ws.response?.status, 101);
+      await ws.close();
+
+      const refused = connect(server.url, { headers: { 'X-Token': 'wrong' } });
+      const error = await rejectsWith(refused, 1006);
+      assert.equal(error.status, 401);
+      assert.match(error.message, /401/);
+      assert.equal(error.headers?.['x-why'], 'no token');
+    } finally {
+      await server.close();
+    }
+  });
+
   test('subprotocol negotiation with a ws server', T, async () => {
     const offered: string[][] = [];
     const server = await WsServer.start({
@@ -610,6 +714,15 @@ describe('our client ↔ ws server', () => {
       await ws3.close();
     } finally {
       await server.close();
+    }
+
+    // A server that answers with a subprotocol we did not offer fails the handshake.
+    const rogue = await WsServer.start({ handleProtocols: () => 'rogue' });
+    try {
+      const error = await rejectsWith(connect(rogue.url, { protocols: ['good'] }), 1006);
+      assert.match(error.message, /rogue/);
+    } finally {
+      await rogue.close();
     }
   });
 });
@@ -928,6 +1041,92 @@ describe('ws client ↔ our server', () => {
       }
     } finally {
       await peer.kill();
+      await server.close();
+    }
+  });
+
+  test('a handler that returns with unread messages still closes promptly with 1000', T, async () => {
+    // Same bug as on the client: the queue is full, reading is paused, ws's answering close
+    // frame is never read, and the connection lingers for the whole close timeout.
+    const server = await OurServer.start({ maxQueuedMessages: 16 }, async (ws) => {
+      await ws.receive();
+      await sleep(200); // meanwhile the queue fills and reading stops
+    });
+    const peer = await wsConnect(server.url);
+    try {
+      for (let i = 0; i < 1000; i++) peer.socket.send(`c${i}`);
+      const started = performance.now();
+      const closed = await peer.closed;
+      const elapsed = performance.now() - started;
+      assert.equal(closed.code, 1000);
+      assert.ok(elapsed < 2_000, `the connection took ${Math.round(elapsed)} ms to close (the close timeout is 5000 ms)`);
+    } finally {
+      await peer.kill();
+      await server.close();
+    }
+  });
+
+  test('Server.close() with a connection whose queue is full finishes promptly with 1001', T, async () => {
+    const server = await OurServer.start({ maxQueuedMessages: 16 });
+    const peer = await wsConnect(server.url);
+    try {
+      await server.socket(); // held open, never read
+      for (let i = 0; i < 1000; i++) peer.socket.send(`c${i}`);
+      while (peer.socket.bufferedAmount > 0) await sleep(5);
+      await sleep(100);
+      const started = performance.now();
+      await server.close();
+      const elapsed = performance.now() - started;
+      assert.equal((await peer.closed).code, 1001);
+      assert.ok(elapsed < 2_000, `Server.close() took ${Math.round(elapsed)} ms (the close timeout is 5000 ms)`);
+    } finally {
+      await peer.kill();
+      await server.close();
+    }
+  });
+
+  test('keepalive from our server: ws answers; a ws client that does not is closed with 1011', T, async () => {
+    const server = await OurServer.start({ pingInterval: 50, pingTimeout: 150 });
+    try {
+      const peer = await wsConnect(server.url);
+      const ws = await server.socket();
+      await sleep(400);
+      assert.ok(peer.pings.length >= 3, `only ${peer.pings.length} keepalive pings`);
+      peer.socket.send('alive');
+      assert.equal(await ws.receive(), 'alive');
+      await peer.kill();
+
+      const silent = await wsConnect(server.url, undefined, { autoPong: false });
+      const ws2 = await server.socket();
+      await rejectsWith(ws2.receive(), 1011);
+      assert.equal((await silent.closed).code, 1011);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('the request target and headers of a ws client reach our server; verify refusals reach ws', T, async () => {
+    const server = await OurServer.start({
+      verify: (request) => request.headers['x-token'] === 'ok' || { status: 401, headers: { 'X-Why': 'no token' }, body: 'go away' },
+    });
+    try {
+      const peer = await wsConnect(`${server.url}/chat/1?room=a%20b`, undefined, { headers: { 'X-Token': 'ok' } });
+      const ws = await server.socket();
+      assert.equal(ws.url, '/chat/1?room=a%20b');
+      assert.equal(ws.request.url, '/chat/1?room=a%20b');
+      assert.equal(ws.request.method, 'GET');
+      assert.equal(ws.request.headers['x-token'], 'ok');
+      assert.equal(ws.remoteAddress?.replace(/^::ffff:/, ''), '127.0.0.1');
+      await peer.kill();
+
+      const refused = new WS(server.url, { headers: { 'X-Token': 'bad' } });
+      refused.on('error', () => {});
+      const [, response] = (await once(refused, 'unexpected-response')) as [unknown, IncomingMessage];
+      assert.equal(response.statusCode, 401);
+      assert.equal(response.headers['x-why'], 'no token');
+      response.resume();
+      refused.terminate();
+    } finally {
       await server.close();
     }
   });

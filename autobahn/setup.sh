@@ -41,7 +41,7 @@ REQS="$HERE/requirements-py2.txt"
 DEBS="python2.7 python2.7-minimal libpython2.7-minimal libpython2.7-stdlib python2.7-dev libpython2.7-dev libssl1.1 libffi7"
 # If `ldd` finds other libraries missing on some machine, these are fetched
 # from bullseye too (soname=package).
-LIB_PACKAGES="libbz2.so.1.0=libbz2-1.0 libdb-5.3.so=libdb5.3 libexpat.so.1=libexpat1 libncursesw.so.6=libncursesw6 libnsl.so.2=libnsl2 libreadline.so.8=libreadline8 libsqlite3.so.0=libsqlite3-0 libtinfo.so.6=libtinfo6 libtirpc.so.3=libtirpc3 libcrypt.so.1=libcrypt1 libz.so.1=zlib1g libgssapi_krb5.so.2=libgssapi-krb5-2 libkrb5.so.3=libkrb5-3 libk5crypto.so.3=libk5crypto3 libcom_err.so.2=libcom-err2 libkrb5support.so.0=libkrb5support0 libkeyutils.so.1=libkeyutils1"
+LIB_PACKAGES="libssl.so.1.1=libssl1.1 libcrypto.so.1.1=libssl1.1 libffi.so.7=libffi7 libbz2.so.1.0=libbz2-1.0 libdb-5.3.so=libdb5.3 libexpat.so.1=libexpat1 libncursesw.so.6=libncursesw6 libnsl.so.2=libnsl2 libreadline.so.8=libreadline8 libsqlite3.so.0=libsqlite3-0 libtinfo.so.6=libtinfo6 libtirpc.so.3=libtirpc3 libcrypt.so.1=libcrypt1 libz.so.1=zlib1g libgssapi_krb5.so.2=libgssapi-krb5-2 libkrb5.so.3=libkrb5-3 libk5crypto.so.3=libk5crypto3 libcom_err.so.2=libcom-err2 libkrb5support.so.0=libkrb5support0 libkeyutils.so.1=libkeyutils1"
 # pip for Python 2.7 and the tools needed to build the sdists (wsaccel's
 # pyproject.toml asks for Cython~=3.0.0; 3.0.12 still supports Python 2.7).
 BOOTSTRAP="pip==20.3.4 setuptools==44.0.0 wheel==0.37.1"
@@ -65,7 +65,7 @@ PYLIB="$PY2/usr/lib/$MULTIARCH"
 
 # Run Python 2.7 from the private prefix.
 py2() {
-  env -u PYTHONPATH -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_REQUIRE_VIRTUALENV \
+  env -u PYTHONPATH -u PIP_FIND_LINKS -u PIP_REQUIRE_VIRTUALENV \
     LD_LIBRARY_PATH="$PYLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     PYTHONHOME="$PY2/usr" PYTHONNOUSERSITE=1 \
     PIP_CACHE_DIR="$T/cache/pip2" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_PYTHON_VERSION_WARNING=1 \
@@ -73,7 +73,7 @@ py2() {
 }
 # Python 2.7's pip from the bootstrap prefix.
 pip2() {
-  env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_REQUIRE_VIRTUALENV \
+  env -u PIP_FIND_LINKS -u PIP_REQUIRE_VIRTUALENV \
     LD_LIBRARY_PATH="$PYLIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     PYTHONHOME="$PY2/usr" PYTHONNOUSERSITE=1 PYTHONPATH="$T/pipenv" \
     PIP_CACHE_DIR="$T/cache/pip2" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_PYTHON_VERSION_WARNING=1 \
@@ -103,6 +103,12 @@ apt_opts=(
   -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
   -o "Acquire::Retries=3"
 )
+# The system's apt.conf.d is not read (its sources, pins and hooks are not ours),
+# but an HTTP(S) proxy configured for apt is kept.
+for proxy_key in Acquire::http::Proxy Acquire::https::Proxy; do
+  proxy_value="$(apt-config dump "$proxy_key" 2>/dev/null | awk -v k="$proxy_key" '$1 == k {gsub(/[";]/, "", $2); print $2}')"
+  [ -z "$proxy_value" ] || apt_opts+=(-o "$proxy_key=$proxy_value")
+done
 apt_private() { apt-get "${apt_opts[@]}" "$@"; }
 
 apt_update() {
@@ -153,7 +159,7 @@ unpack_python() {
   rm -rf "$PY2"
   mkdir -p "$PY2"
   for d in $(all_debs); do
-    dpkg -x "$(ls "$T/debs/${d}"_*.deb | head -n1)" "$PY2"
+    dpkg -x "$(ls "$T/debs/${d}"_*.deb | sort -V | tail -n1)" "$PY2"
   done
 }
 
@@ -175,6 +181,7 @@ if ! done_with python "$(python_key)" || [ ! -x "$PYBIN" ]; then
       [ -n "$pkg" ] || die "no bullseye package known for $so (add it to LIB_PACKAGES in setup.sh)"
       extra="$extra $pkg"
     done
+    extra="$(printf '%s\n' $extra | sort -u | tr '\n' ' ')"
     echo $extra $( [ -f "$T/debs/extra-packages" ] && cat "$T/debs/extra-packages") | tr ' ' '\n' | sort -u | tr '\n' ' ' >"$T/debs/extra-packages.new"
     mv "$T/debs/extra-packages.new" "$T/debs/extra-packages"
     download_debs $extra

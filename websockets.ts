@@ -122,6 +122,26 @@ interface ConnectionOptions {
   maxQueuedMessages?: number;
   /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
   maxQueuedBytes?: number;
+  /** permessage-deflate (RFC 7692): `true` for the defaults, or its settings. Off by default. */
+  compression?: boolean | CompressionOptions;
+}
+
+/** Settings of permessage-deflate (RFC 7692). Window bits are 8–15. */
+interface CompressionOptions {
+  /** Ask (client) or make (server) the server reset its compression context after each message. */
+  serverNoContextTakeover?: boolean;
+  /** Ask (client) or make (server) the client reset its compression context after each message. */
+  clientNoContextTakeover?: boolean;
+  /** Largest LZ77 window the server may compress with. */
+  serverMaxWindowBits?: number;
+  /** Largest LZ77 window the client may compress with. */
+  clientMaxWindowBits?: number;
+  /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
+  threshold?: number;
+  /** zlib compression level, 0–9. Default 6. */
+  level?: number;
+  /** zlib memory level, 1–9. Default 8. */
+  memLevel?: number;
 }
 
 /** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
@@ -411,9 +431,10 @@ function formatHeaders(headers: Record<string, string>): string {
 }
 
 /** The 101 answer that completes a handshake (RFC 6455 §4.2.2). */
-function formatAcceptance(accept: string, protocol: string): string {
+function formatAcceptance(accept: string, protocol: string, extensions: string): string {
   const headers: Record<string, string> = { Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Accept': accept };
   if (protocol) headers['Sec-WebSocket-Protocol'] = protocol;
+  if (extensions) headers['Sec-WebSocket-Extensions'] = extensions;
   return `HTTP/1.1 101 Switching Protocols\r\n${formatHeaders(headers)}\r\n`;
 }
 
@@ -457,11 +478,145 @@ function checkServerResponse(headers: Record<string, string>, expectedAccept: st
   if (!hasToken(headers['upgrade'], 'websocket')) throw fail('the response has no "Upgrade: websocket"');
   if (!hasToken(headers['connection'], 'upgrade')) throw fail('the response has no "Connection: upgrade"');
   if (headers['sec-websocket-accept'] !== expectedAccept) throw fail('Sec-WebSocket-Accept does not match the key');
-  // RFC 6455 §4.1: an extension the client did not offer fails the connection.
-  if (headers['sec-websocket-extensions']) throw fail(`the server chose extensions that were not offered: ${headers['sec-websocket-extensions']}`);
   const protocol = headers['sec-websocket-protocol'] ?? '';
   if (protocol !== '' && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
   return protocol;
+}
+
+// ── permessage-deflate negotiation (RFC 7692 §7.1) ───────────────────────────────────────
+
+/** What both ends agreed on; "server" and "client" as in RFC 7692. */
+interface DeflateParameters {
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+  serverMaxWindowBits: number;
+  clientMaxWindowBits: number;
+}
+
+/** One extension of a Sec-WebSocket-Extensions header: its name and parameters (`true` when value-less). */
+interface ExtensionOffer {
+  name: string;
+  params: Map<string, string | true>;
+}
+
+const DEFLATE = 'permessage-deflate';
+const DEFLATE_PARAMS = new Set(['server_no_context_takeover', 'client_no_context_takeover', 'server_max_window_bits', 'client_max_window_bits']);
+
+/** Checks compression settings: programming mistakes throw before any I/O. */
+function checkCompressionOptions(compression: boolean | CompressionOptions | undefined): CompressionOptions | null {
+  if (!compression) return null;
+  const settings = compression === true ? {} : compression;
+  for (const key of ['serverMaxWindowBits', 'clientMaxWindowBits'] as const) {
+    const bits = settings[key];
+    if (bits !== undefined && !(Number.isInteger(bits) && bits >= 8 && bits <= 15)) throw new RangeError(`compression.${key} must be an integer from 8 to 15, got ${String(bits)}`);
+  }
+  const { level, memLevel, threshold } = settings;
+  if (level !== undefined && !(Number.isInteger(level) && level >= 0 && level <= 9)) throw new RangeError(`compression.level must be an integer from 0 to 9, got ${String(level)}`);
+  if (memLevel !== undefined && !(Number.isInteger(memLevel) && memLevel >= 1 && memLevel <= 9)) throw new RangeError(`compression.memLevel must be an integer from 1 to 9, got ${String(memLevel)}`);
+  if (threshold !== undefined && !(threshold >= 0)) throw new RangeError(`compression.threshold must be a number ≥ 0, got ${String(threshold)}`);
+  return settings;
+}
+
+/**
+ * Parses a Sec-WebSocket-Extensions header (RFC 7692 §5.1, RFC 6455 §9.1):
+ * `name; param; param=value, name2`. Returns null if it is malformed.
+ */
+function parseExtensions(header: string): ExtensionOffer[] | null {
+  const offers: ExtensionOffer[] = [];
+  for (const item of header.split(',')) {
+    const [name, ...rawParams] = item.split(';').map((part) => part.trim());
+    if (!TOKEN.test(name)) return null;
+    const params = new Map<string, string | true>();
+    for (const raw of rawParams) {
+      const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"))?$/.exec(raw);
+      if (!match || params.has(match[1])) return null; // RFC 7692 §7.1: no parameter twice
+      params.set(match[1], match[2] ?? match[3] ?? true);
+    }
+    offers.push({ name, params });
+  }
+  return offers;
+}
+
+/** A window-bits value: an integer from 8 to 15 (RFC 7692 §7.1.2), or null. */
+function windowBits(value: string | true | undefined): number | null {
+  return typeof value === 'string' && /^(8|9|1[0-5])$/.test(value) ? Number(value) : null;
+}
+
+/** The client's offer: what it asks for, and `client_max_window_bits` so the server may limit it. */
+function formatDeflateOffer(settings: CompressionOptions): string {
+  const params = [DEFLATE];
+  if (settings.serverNoContextTakeover) params.push('server_no_context_takeover');
+  if (settings.clientNoContextTakeover) params.push('client_no_context_takeover');
+  if (settings.serverMaxWindowBits !== undefined) params.push(`server_max_window_bits=${settings.serverMaxWindowBits}`);
+  params.push(settings.clientMaxWindowBits !== undefined ? `client_max_window_bits=${settings.clientMaxWindowBits}` : 'client_max_window_bits');
+  return params.join('; ');
+}
+
+function formatDeflateParameters(agreed: DeflateParameters, includeClientBits: boolean): string {
+  const params = [DEFLATE];
+  if (agreed.serverNoContextTakeover) params.push('server_no_context_takeover');
+  if (agreed.clientNoContextTakeover) params.push('client_no_context_takeover');
+  if (agreed.serverMaxWindowBits < 15) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
+  if (includeClientBits) params.push(`client_max_window_bits=${agreed.clientMaxWindowBits}`);
+  return params.join('; ');
+}
+
+/**
+ * The server picks the first permessage-deflate offer it can accept (RFC 7692 §5); offers
+ * with unknown or malformed parameters are declined. Returns the agreement and the
+ * response header, or null for no compression.
+ */
+function acceptDeflateOffer(header: string | undefined, settings: CompressionOptions): { agreed: DeflateParameters; response: string } | null {
+  for (const { name, params } of parseExtensions(header ?? '') ?? []) {
+    if (name !== DEFLATE || [...params.keys()].some((key) => !DEFLATE_PARAMS.has(key))) continue;
+    const serverNoContext = params.get('server_no_context_takeover');
+    const clientNoContext = params.get('client_no_context_takeover');
+    const serverBits = params.get('server_max_window_bits');
+    const clientBits = params.get('client_max_window_bits');
+    if ((serverNoContext !== undefined && serverNoContext !== true) || (clientNoContext !== undefined && clientNoContext !== true)) continue;
+    if (serverBits !== undefined && windowBits(serverBits) === null) continue;
+    if (clientBits !== undefined && clientBits !== true && windowBits(clientBits) === null) continue;
+    const offeredServerBits = serverBits === undefined ? 15 : (windowBits(serverBits) as number);
+    const offeredClientBits = clientBits === undefined || clientBits === true ? 15 : (windowBits(clientBits) as number);
+    const agreed: DeflateParameters = {
+      serverNoContextTakeover: serverNoContext === true || settings.serverNoContextTakeover === true,
+      clientNoContextTakeover: clientNoContext === true || settings.clientNoContextTakeover === true,
+      serverMaxWindowBits: Math.min(offeredServerBits, settings.serverMaxWindowBits ?? 15),
+      // A client that did not offer client_max_window_bits cannot be limited (RFC 7692 §7.1.2.2).
+      clientMaxWindowBits: clientBits === undefined ? 15 : Math.min(offeredClientBits, settings.clientMaxWindowBits ?? 15),
+    };
+    const limitClient = clientBits !== undefined && (settings.clientMaxWindowBits !== undefined || clientBits !== true);
+    return { agreed, response: formatDeflateParameters(agreed, limitClient) };
+  }
+  return null;
+}
+
+/**
+ * The client checks the server's Sec-WebSocket-Extensions answer against its offer (RFC 7692
+ * §7.1): anything not offered, malformed or out of range fails the connection with 1010.
+ */
+function checkDeflateResponse(header: string | undefined, offered: CompressionOptions | null): DeflateParameters | null {
+  if (!header) return null;
+  const fail = (why: string) => new WebSocketError(CloseCode.MANDATORY_EXTENSION, `the server's extensions are not acceptable: ${why} (${header})`);
+  const extensions = parseExtensions(header);
+  if (!extensions) throw fail('malformed header');
+  if (!offered || extensions.length !== 1 || extensions[0].name !== DEFLATE) throw fail('not what was offered');
+  const { params } = extensions[0];
+  for (const [key, value] of params) {
+    if (!DEFLATE_PARAMS.has(key)) throw fail(`unknown parameter ${key}`);
+    if (key.endsWith('no_context_takeover') ? value !== true : windowBits(value) === null) throw fail(`invalid value for ${key}`);
+  }
+  const serverBits = windowBits(params.get('server_max_window_bits')) ?? 15;
+  const clientBits = windowBits(params.get('client_max_window_bits')) ?? offered.clientMaxWindowBits ?? 15;
+  if (offered.serverMaxWindowBits !== undefined && serverBits > offered.serverMaxWindowBits) throw fail('server_max_window_bits above the offer');
+  if (clientBits > (offered.clientMaxWindowBits ?? 15)) throw fail('client_max_window_bits above the offer');
+  if (offered.serverNoContextTakeover && !params.has('server_no_context_takeover')) throw fail('server_no_context_takeover was asked for');
+  return {
+    serverNoContextTakeover: params.has('server_no_context_takeover'),
+    clientNoContextTakeover: params.has('client_no_context_takeover') || offered.clientNoContextTakeover === true,
+    serverMaxWindowBits: serverBits,
+    clientMaxWindowBits: clientBits,
+  };
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -586,6 +741,9 @@ class FrameParser {
   /** Header bytes from the end of the previous chunk, waiting for the rest. */
   #pending: Uint8Array | null = null;
   #stopped = false;
+  /** While held, input waits here: what followed the frame that asked for the hold, then new chunks. */
+  #held: Uint8Array[] | null = null;
+  #holdRequested = false;
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
@@ -603,10 +761,37 @@ class FrameParser {
   stop(): void {
     this.#stopped = true;
     this.#pending = null;
+    this.#held = null;
+  }
+
+  /**
+   * Stops after the current frame: further input is kept, unparsed, until `release()`. The
+   * sink asks for this while it finishes a message asynchronously (inflating it), so that
+   * everything behind that message keeps its order.
+   */
+  hold(): void {
+    this.#holdRequested = true;
+  }
+
+  /** Parses the input kept since `hold()`; it may hold again. */
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (let i = 0; i < held.length; i++) {
+      this.push(held[i]);
+      if (this.#held) {
+        (this.#held as Uint8Array[]).push(...held.slice(i + 1));
+        return;
+      }
+    }
   }
 
   push(chunk: Uint8Array): void {
     if (this.#stopped) return;
+    if (this.#held) {
+      this.#held.push(chunk);
+      return;
+    }
     let bytes = chunk;
     if (this.#pending) {
       bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
@@ -623,6 +808,11 @@ class FrameParser {
         offset += consumed;
       } else {
         offset = this.#readPayload(bytes, offset);
+      }
+      if (this.#holdRequested) {
+        this.#holdRequested = false;
+        this.#held = offset < bytes.length ? [bytes.subarray(offset)] : [];
+        return;
       }
     }
   }
@@ -748,6 +938,21 @@ interface Transport {
   destroy(): void;
 }
 
+/**
+ * permessage-deflate for one connection (RFC 7692), built by the side that has zlib (Node).
+ * Operations run one at a time per connection, in call order.
+ */
+interface MessageCompression {
+  /** Messages smaller than this many bytes go out uncompressed. */
+  readonly threshold: number;
+  /** Deflates the next piece of a message; `final` ends it, without the 00 00 ff ff tail (§7.2.1). */
+  compress(data: Uint8Array, final: boolean): Promise<Uint8Array>;
+  /** Inflates a whole message (§7.2.2), handing out the output as it comes; `onOutput` may throw to stop. */
+  decompress(parts: Uint8Array[], onOutput: (chunk: Uint8Array) => void): Promise<void>;
+  /** Releases the zlib resources. */
+  close(): void;
+}
+
 /** What a link tells its WebSocket. */
 interface LinkEvents {
   /** A complete data message arrived. */
@@ -787,7 +992,10 @@ interface Waiter {
   reject(error: unknown): void;
 }
 
-function resolveOptions(options: ConnectionOptions): Required<ConnectionOptions> {
+/** The limits and timers of a connection, defaults filled in. */
+type Limits = typeof DEFAULTS;
+
+function resolveOptions(options: ConnectionOptions): Limits {
   const resolved = { ...DEFAULTS };
   for (const key of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
     const value = options[key];
@@ -1034,8 +1242,9 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 class ProtocolLink implements Link, FrameSink {
   readonly #transport: Transport;
   readonly #client: boolean;
-  readonly #options: Required<ConnectionOptions>;
+  readonly #options: Limits;
   readonly #parser: FrameParser;
+  readonly #compression: MessageCompression | null;
   #events!: LinkEvents;
   #state: number = State.OPEN;
 
@@ -1044,13 +1253,17 @@ class ProtocolLink implements Link, FrameSink {
   #messageParts: Uint8Array[] = [];
   #messageSize = 0;
   #messageFragments = 0;
+  #messageCompressed = false;
   #textParts: string[] = [];
   #textDecoder: TextDecoder | null = null;
   #frameOpcode = 0;
   #frameFin = false;
   #controlParts: Uint8Array[] = [];
+  // Reading stops while the receive queue is full or a message is being inflated.
+  #queueFull = false;
+  #inflating = false;
 
-  // Sending: async iterables hold the message lock; later sends wait behind them.
+  // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   readonly #sequencer = new SendSequencer();
   #drainWaiters: Array<() => void> = [];
   #pings: PendingPing[] = [];
@@ -1066,11 +1279,13 @@ class ProtocolLink implements Link, FrameSink {
   #closeTimer: Timer | null = null;
   #keepaliveTimer: Timer | null = null;
 
-  constructor(transport: Transport, client: boolean, options: ConnectionOptions) {
+  constructor(transport: Transport, client: boolean, options: ConnectionOptions, compression: MessageCompression | null = null) {
     this.#transport = transport;
     this.#client = client;
     this.#options = resolveOptions(options);
-    this.#parser = new FrameParser(this, { expectMasked: !client });
+    this.#compression = compression;
+    // RFC 7692 §6: permessage-deflate gives RSV1 a meaning; without it RSV1 stays an error.
+    this.#parser = new FrameParser(this, { expectMasked: !client, allowRsv1: compression !== null });
   }
 
   start(events: LinkEvents): void {
@@ -1088,21 +1303,33 @@ class ProtocolLink implements Link, FrameSink {
     return this.#transport.bufferedAmount;
   }
 
-  /** Once closing, reading never stops: the close frame and the FIN must get through. */
   pause(): void {
-    if (this.#canSend()) this.#transport.pause();
+    this.#queueFull = true;
+    this.#updateReading();
   }
 
   resume(): void {
-    this.#transport.resume();
+    this.#queueFull = false;
+    this.#updateReading();
+  }
+
+  /** Once closing, reading never stops: the close frame and the FIN must get through. */
+  #updateReading(): void {
+    if (this.#canSend() && (this.#queueFull || this.#inflating)) this.#transport.pause();
+    else this.#transport.resume();
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────────────────
 
   #onData(chunk: Uint8Array): void {
+    this.#parse(() => this.#parser.push(chunk));
+  }
+
+  /** Runs the parser; its failures fail the connection once the application has had its turn. */
+  #parse(run: () => void): void {
     if (this.#discardInput) return;
     try {
-      this.#parser.push(chunk);
+      run();
     } catch (caught) {
       // The parser's failures carry their close code; anything else is our bug: 1011.
       const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: caught });
@@ -1116,6 +1343,8 @@ class ProtocolLink implements Link, FrameSink {
     const { opcode, length } = header;
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
+    // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message, and no other frame.
+    if (header.rsv1 && (isControl(opcode) || opcode === Opcode.CONTINUATION)) throw protocolError('RSV1 set on a control or continuation frame');
     if (isControl(opcode)) return;
     if (opcode === Opcode.CONTINUATION) {
       if (this.#messageOpcode === 0) throw protocolError('continuation frame without a message to continue');
@@ -1123,6 +1352,7 @@ class ProtocolLink implements Link, FrameSink {
       // RFC 6455 §5.4: the fragments of one message are not interleaved with another message.
       if (this.#messageOpcode !== 0) throw protocolError('new message started before the previous one ended');
       this.#messageOpcode = opcode;
+      this.#messageCompressed = header.rsv1;
     }
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
@@ -1140,7 +1370,11 @@ class ProtocolLink implements Link, FrameSink {
   onFramePayload(bytes: Uint8Array, complete: boolean): void {
     if (isControl(this.#frameOpcode)) {
       this.#controlParts.push(bytes);
-    } else if (this.#messageOpcode === Opcode.TEXT && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
+    } else if (
+      this.#messageOpcode === Opcode.TEXT &&
+      !this.#messageCompressed &&
+      (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)
+    ) {
       this.#decodeTextPiece(bytes);
     } else {
       this.#messageParts.push(bytes);
@@ -1181,6 +1415,46 @@ class ProtocolLink implements Link, FrameSink {
   }
 
   #onMessageEnd(): void {
+    if (this.#messageCompressed) this.#inflateMessage();
+    else this.#finishMessage();
+  }
+
+  /**
+   * Inflates a compressed message (RFC 7692 §7.2.2). The parser holds everything behind it
+   * until it is done, so messages and control frames keep their order. `maxMessageSize`
+   * applies to the inflated size and is checked as the output comes, so a small bomb that
+   * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
+   */
+  #inflateMessage(): void {
+    const compressed = this.#messageParts;
+    const { maxMessageSize } = this.#options;
+    this.#messageParts = [];
+    this.#messageSize = 0;
+    this.#parser.hold();
+    this.#inflating = true;
+    this.#updateReading();
+    const onOutput = (chunk: Uint8Array) => {
+      this.#messageSize += chunk.length;
+      if (maxMessageSize > 0 && this.#messageSize > maxMessageSize) {
+        throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
+      }
+      if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
+      else this.#messageParts.push(chunk);
+    };
+    (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
+      () => this.#parse(() => {
+        this.#inflating = false;
+        this.#updateReading();
+        this.#finishMessage();
+        this.#parser.release();
+      }),
+      (error: unknown) => this.#parse(() => {
+        throw error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error });
+      }),
+    );
+  }
+
+  #finishMessage(): void {
     let message: Data;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
@@ -1198,6 +1472,7 @@ class ProtocolLink implements Link, FrameSink {
     this.#messageParts = [];
     this.#messageSize = 0;
     this.#messageFragments = 0;
+    this.#messageCompressed = false;
     this.#events.message(message);
   }
 
@@ -1266,6 +1541,7 @@ class ProtocolLink implements Link, FrameSink {
     const reason = cause ? cause.message : 'connection closed without a close frame';
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
+    this.#compression?.close();
     for (const ping of this.#pings.splice(0)) ping.reject(this.#error);
     this.#onDrain();
     this.#events.closed(this.#closeInfo);
@@ -1292,7 +1568,7 @@ class ProtocolLink implements Link, FrameSink {
 
   send(message: Outgoing): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sequencer.busy || isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
+    if (this.#sequencer.busy || isAsyncIterable(message) || this.#compresses(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
     try {
       this.#writeMessage(message as Chunk | Iterable<Chunk>);
     } catch (error) {
@@ -1305,11 +1581,32 @@ class ProtocolLink implements Link, FrameSink {
     return this.#state === State.OPEN && !this.#closeSent;
   }
 
+  /** Whether a message goes out compressed: compression agreed, and not below the threshold. */
+  #compresses(message: Outgoing): boolean {
+    if (!this.#compression) return false;
+    if (typeof message === 'string') return message.length >= this.#compression.threshold;
+    if (isDataView(message)) return message.byteLength >= this.#compression.threshold;
+    return true;
+  }
+
   async #sendLocked(message: Outgoing): Promise<void> {
     if (!this.#canSend()) throw this.#sendError();
     if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
-    this.#writeMessage(message);
+    if (this.#compresses(message)) await this.#sendCompressed(isChunk(message) ? [encodeChunk(message)] : readFragments(message));
+    else this.#writeMessage(message);
     await this.#backpressure();
+  }
+
+  /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
+  async #sendCompressed(parts: Array<[Uint8Array, number]>): Promise<void> {
+    const compression = this.#compression as MessageCompression;
+    for (let index = 0; index < parts.length; index++) {
+      const [bytes, opcode] = parts[index];
+      const last = index === parts.length - 1;
+      const payload = await compression.compress(bytes, last);
+      if (!this.#canSend()) throw this.#sendError();
+      this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+    }
   }
 
   #writeMessage(message: Chunk | Iterable<Chunk>): void {
@@ -1335,13 +1632,16 @@ class ProtocolLink implements Link, FrameSink {
    * throws mid-message, the message cannot be finished, so the connection closes with 1011.
    */
   async #sendAsyncFragments(chunks: AsyncIterable<Chunk>): Promise<void> {
+    const compression = this.#compression;
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
         if (!this.#canSend()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
-        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
+        const payload = compression ? await compression.compress(bytes, false) : bytes;
+        if (!this.#canSend()) throw this.#sendError();
+        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#backpressure();
       }
@@ -1349,7 +1649,9 @@ class ProtocolLink implements Link, FrameSink {
       if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
       throw error;
     }
-    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, new Uint8Array(0), true);
+    const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
+    if (!this.#canSend()) throw this.#sendError();
+    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
     await this.#backpressure();
   }
 
@@ -1369,19 +1671,19 @@ class ProtocolLink implements Link, FrameSink {
   }
 
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
-  #writeFrame(opcode: number, payload: Uint8Array, fin: boolean): void {
+  #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): void {
     const length = payload.length;
     const maskKey = this.#client ? randomBytes(4) : null;
     const headerSize = frameHeaderSize(length, maskKey !== null);
     if (maskKey || length <= COPY_THRESHOLD) {
       const frame = new Uint8Array(headerSize + length);
-      writeFrameHeader(frame, fin, false, opcode, length, maskKey);
+      writeFrameHeader(frame, fin, rsv1, opcode, length, maskKey);
       frame.set(payload, headerSize);
       if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
       this.#transport.write(frame);
     } else {
       const header = new Uint8Array(headerSize);
-      writeFrameHeader(header, fin, false, opcode, length, null);
+      writeFrameHeader(header, fin, rsv1, opcode, length, null);
       this.#transport.write(header);
       this.#transport.write(payload);
     }
@@ -1456,7 +1758,7 @@ class ProtocolLink implements Link, FrameSink {
 
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
-    this.#transport.resume();
+    this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
 
@@ -1561,12 +1863,15 @@ function close(ws: WebSocket, code?: number, reason?: string): Promise<void> {
 type NodeHttp = typeof import('node:http');
 type NodeHttps = typeof import('node:https');
 type NodeCrypto = typeof import('node:crypto');
+type NodeZlib = typeof import('node:zlib');
 type NodeSocket = import('node:net').Socket;
 type NodeIncomingMessage = import('node:http').IncomingMessage;
+type ZlibStream = import('node:zlib').DeflateRaw | import('node:zlib').InflateRaw;
 
 interface NodeModules {
   http: NodeHttp;
   https: NodeHttps;
+  zlib: NodeZlib;
   sha1(text: string): Uint8Array;
 }
 
@@ -1574,14 +1879,171 @@ let nodeModules: Promise<NodeModules> | undefined;
 
 /** Node built-ins, imported on first use so that this file loads in a browser. */
 function loadNode(): Promise<NodeModules> {
-  nodeModules ??= Promise.all([import('node:http'), import('node:https'), import('node:crypto')]).then(
-    ([http, https, crypto]: [NodeHttp, NodeHttps, NodeCrypto]) => ({
+  nodeModules ??= Promise.all([import('node:http'), import('node:https'), import('node:zlib'), import('node:crypto')]).then(
+    ([http, https, zlib, crypto]: [NodeHttp, NodeHttps, NodeZlib, NodeCrypto]) => ({
       http,
       https,
+      zlib,
       sha1: (text: string) => crypto.createHash('sha1').update(text).digest(),
     }),
   );
   return nodeModules;
+}
+
+/** Runs at most `limit` tasks at once; the others wait their turn, in order. */
+class Limiter {
+  readonly #limit: number;
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#running++;
+    try {
+      return await task();
+    } finally {
+      this.#running--;
+      this.#waiting.shift()?.();
+    }
+  }
+}
+
+/**
+ * zlib operations in flight at once, over all connections: unbounded zlib concurrency
+ * fragments memory badly (ws#1202), and the thread pool has only a few threads anyway.
+ */
+const zlibLimiter = new Limiter(10);
+
+/** RFC 7692 §7.2.1: the empty stored block a sync flush ends with; stripped from each message, restored before inflating. */
+const DEFLATE_TAIL = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
+
+function endsWithDeflateTail(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  return n >= 4 && bytes[n - 4] === 0x00 && bytes[n - 3] === 0x00 && bytes[n - 2] === 0xff && bytes[n - 1] === 0xff;
+}
+
+/**
+ * Writes `input` to a zlib stream and flushes it. `onOutput` gets each piece of output as
+ * zlib produces it, and may throw to stop (then the stream is closed and the promise rejects).
+ */
+function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOutput: (chunk: Uint8Array) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    const cleanup = () => {
+      stream.off('data', onData);
+      stream.off('error', fail);
+    };
+    const fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      cleanup();
+      stream.close();
+      reject(error);
+    };
+    const onData = (chunk: Uint8Array) => {
+      try {
+        onOutput(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    stream.on('data', onData);
+    stream.on('error', fail);
+    for (const part of input) stream.write(part);
+    stream.flush(flush, () => {
+      if (failed) return;
+      cleanup();
+      resolve();
+    });
+  });
+}
+
+/**
+ * permessage-deflate over node:zlib. The zlib streams are made on first use and, where the
+ * agreement says a side resets its context after each message, closed after each message:
+ * an idle connection then holds no zlib memory at all.
+ */
+class ZlibCompression implements MessageCompression {
+  readonly threshold: number;
+  readonly #zlib: NodeZlib;
+  readonly #deflateOptions: import('node:zlib').ZlibOptions;
+  readonly #inflateOptions: import('node:zlib').ZlibOptions;
+  /** Our side's no_context_takeover: a fresh deflate context for each message. */
+  readonly #resetDeflater: boolean;
+  /** The peer's no_context_takeover: nothing to remember between its messages. */
+  readonly #resetInflater: boolean;
+  #deflater: import('node:zlib').DeflateRaw | null = null;
+  #inflater: import('node:zlib').InflateRaw | null = null;
+
+  constructor(zlib: NodeZlib, agreed: DeflateParameters, client: boolean, settings: CompressionOptions) {
+    this.#zlib = zlib;
+    this.threshold = settings.threshold ?? 1024;
+    this.#deflateOptions = {
+      windowBits: client ? agreed.clientMaxWindowBits : agreed.serverMaxWindowBits,
+      level: settings.level ?? zlib.constants.Z_DEFAULT_COMPRESSION,
+      memLevel: settings.memLevel ?? 8,
+    };
+    this.#inflateOptions = { windowBits: client ? agreed.serverMaxWindowBits : agreed.clientMaxWindowBits };
+    this.#resetDeflater = client ? agreed.clientNoContextTakeover : agreed.serverNoContextTakeover;
+    this.#resetInflater = client ? agreed.serverNoContextTakeover : agreed.clientNoContextTakeover;
+  }
+
+  compress(data: Uint8Array, final: boolean): Promise<Uint8Array> {
+    return zlibLimiter.run(async () => {
+      const deflater = (this.#deflater ??= quiet(this.#zlib.createDeflateRaw(this.#deflateOptions)));
+      const output: Uint8Array[] = [];
+      try {
+        await flushZlib(deflater, [data], this.#zlib.constants.Z_SYNC_FLUSH, (chunk) => output.push(chunk));
+      } catch (error) {
+        this.#deflater = null;
+        throw error;
+      }
+      let bytes = concatBytes(output, output.reduce((sum, chunk) => sum + chunk.length, 0));
+      if (final) {
+        if (endsWithDeflateTail(bytes)) bytes = bytes.subarray(0, bytes.length - 4);
+        if (this.#resetDeflater) this.#closeDeflater();
+      }
+      return bytes;
+    });
+  }
+
+  decompress(parts: Uint8Array[], onOutput: (chunk: Uint8Array) => void): Promise<void> {
+    return zlibLimiter.run(async () => {
+      const inflater = (this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions)));
+      try {
+        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, onOutput);
+      } catch (error) {
+        this.#inflater = null;
+        throw error;
+      }
+      if (this.#resetInflater) this.#closeInflater();
+    });
+  }
+
+  close(): void {
+    this.#closeDeflater();
+    this.#closeInflater();
+  }
+
+  #closeDeflater(): void {
+    this.#deflater?.close();
+    this.#deflater = null;
+  }
+
+  #closeInflater(): void {
+    this.#inflater?.close();
+    this.#inflater = null;
+  }
+}
+
+/** A zlib stream whose late errors (after it was given up on) cannot crash the process. */
+function quiet<T extends ZlibStream>(stream: T): T {
+  stream.on('error', () => {});
+  return stream;
 }
 
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
@@ -1668,6 +2130,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   if (!isNode) return connectNative(target, protocols, options);
   const headers = checkClientHeaders(options.headers);
   resolveOptions(options); // reject bad options before any I/O
+  const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
   const node = await loadNode();
   const key = base64(randomBytes(16));
@@ -1679,6 +2142,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
     'Sec-WebSocket-Version': '13',
   };
   if (protocols.length > 0) requestHeaders['Sec-WebSocket-Protocol'] = protocols.join(', ');
+  if (compression) requestHeaders['Sec-WebSocket-Extensions'] = formatDeflateOffer(compression);
   const secure = target.protocol === 'wss:';
   const path = target.pathname + target.search;
   const request = (secure ? node.https : node.http).request({
@@ -1729,19 +2193,23 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       cleanup();
       const responseHeaders = lowerCaseHeaders(response.headers);
       let protocol: string;
+      let agreed: DeflateParameters | null;
       try {
         protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+        // RFC 6455 §9.1: an extension the client did not offer fails the connection.
+        agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
       } catch (error) {
         socket.destroy();
         return reject(error);
       }
-      const link = new ProtocolLink(socketTransport(socket, head), true, options);
+      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+      const link = new ProtocolLink(socketTransport(socket, head), true, options, deflate);
       resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
-        extensions: '',
+        extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
         remoteAddress: socket.remoteAddress,
       }, options));
     });
@@ -1810,6 +2278,7 @@ interface ConnectionTracker {
 async function listen(host: string, port: number, handler: (ws: WebSocket) => unknown, options: ServerOptions = {}): Promise<Server> {
   if (!isNode) throw new Error('listen() needs Node.js: a browser cannot accept connections');
   resolveOptions(options);
+  checkCompressionOptions(options.compression);
   const node = await loadNode();
   const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   const serverOptions = {
@@ -1877,6 +2346,8 @@ function upgrade(
   handler: (ws: WebSocket) => unknown,
   options: ServerOptions = {},
 ): void {
+  resolveOptions(options);
+  checkCompressionOptions(options.compression);
   const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
   loadNode().then(
     (node) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker),
@@ -1935,9 +2406,14 @@ async function acceptUpgrade(
     tracker.pending.delete(socket);
   }
   if (socket.destroyed) return;
-  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
-  const link = new ProtocolLink(socketTransport(socket, head), false, options);
-  const ws = new WebSocket(link, { url: requestInfo.url, request: requestInfo, protocol, extensions: '', remoteAddress: socket.remoteAddress }, options);
+  const settings = checkCompressionOptions(options.compression);
+  const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
+  const extensions = deflate?.response ?? '';
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
+  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
+  const link = new ProtocolLink(socketTransport(socket, head), false, options, compression);
+  const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
+  const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
   try {

@@ -542,10 +542,10 @@ function answer101(key: string, extra: Record<string, string> = {}, accept = exp
 }
 
 /** A predicate for assert.rejects: a WebSocketError with code 1006 whose message matches. */
-function handshakeFailure(message: RegExp) {
+function handshakeFailure(message: RegExp, code = 1006) {
   return (error: unknown) => {
     assert.ok(error instanceof WebSocketError, `expected a WebSocketError, got ${String(error)}`);
-    assert.equal(error.code, 1006);
+    assert.equal(error.code, code);
     assert.match(error.message, message);
     return true;
   };
@@ -635,10 +635,10 @@ describe('client: handshake failures', () => {
     }
   });
 
-  test('a 101 with an extension the client did not offer → rejects', T, async () => {
+  test('a 101 with an extension the client did not offer → rejects with 1010 (mandatory extension)', T, async () => {
     const fake = await fakeServer((key, socket) => socket.write(answer101(key, { 'Sec-WebSocket-Extensions': 'permessage-deflate' })));
     try {
-      await assert.rejects(connect(`ws://127.0.0.1:${fake.port}`, { handshakeTimeout: 1_000 }), handshakeFailure(/extension/i));
+      await assert.rejects(connect(`ws://127.0.0.1:${fake.port}`, { handshakeTimeout: 1_000 }), handshakeFailure(/extension/i, 1010));
     } finally {
       await fake.close();
     }

@@ -82,6 +82,25 @@ interface ConnectionOptions {
     maxQueuedMessages?: number;
     /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
     maxQueuedBytes?: number;
+    /** permessage-deflate (RFC 7692): `true` for the defaults, or its settings. Off by default. */
+    compression?: boolean | CompressionOptions;
+}
+/** Settings of permessage-deflate (RFC 7692). Window bits are 8–15. */
+interface CompressionOptions {
+    /** Ask (client) or make (server) the server reset its compression context after each message. */
+    serverNoContextTakeover?: boolean;
+    /** Ask (client) or make (server) the client reset its compression context after each message. */
+    clientNoContextTakeover?: boolean;
+    /** Largest LZ77 window the server may compress with. */
+    serverMaxWindowBits?: number;
+    /** Largest LZ77 window the client may compress with. */
+    clientMaxWindowBits?: number;
+    /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
+    threshold?: number;
+    /** zlib compression level, 0–9. Default 6. */
+    level?: number;
+    /** zlib memory level, 1–9. Default 8. */
+    memLevel?: number;
 }
 /** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
 interface ClientTlsOptions {
@@ -224,6 +243,14 @@ declare class FrameParser {
     });
     /** Ignores all further input, even the rest of the chunk being parsed (after a close frame). */
     stop(): void;
+    /**
+     * Stops after the current frame: further input is kept, unparsed, until `release()`. The
+     * sink asks for this while it finishes a message asynchronously (inflating it), so that
+     * everything behind that message keeps its order.
+     */
+    hold(): void;
+    /** Parses the input kept since `hold()`; it may hold again. */
+    release(): void;
     push(chunk: Uint8Array): void;
 }
 /** What a link tells its WebSocket. */

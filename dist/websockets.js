@@ -217,9 +217,10 @@ function formatHeaders(headers) {
 `;
   return text;
 }
-function formatAcceptance(accept, protocol) {
+function formatAcceptance(accept, protocol, extensions) {
   const headers = { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Accept": accept };
   if (protocol) headers["Sec-WebSocket-Protocol"] = protocol;
+  if (extensions) headers["Sec-WebSocket-Extensions"] = extensions;
   return `HTTP/1.1 101 Switching Protocols\r
 ${formatHeaders(headers)}\r
 `;
@@ -255,10 +256,105 @@ function checkServerResponse(headers, expectedAccept, offered) {
   if (!hasToken(headers["upgrade"], "websocket")) throw fail('the response has no "Upgrade: websocket"');
   if (!hasToken(headers["connection"], "upgrade")) throw fail('the response has no "Connection: upgrade"');
   if (headers["sec-websocket-accept"] !== expectedAccept) throw fail("Sec-WebSocket-Accept does not match the key");
-  if (headers["sec-websocket-extensions"]) throw fail(`the server chose extensions that were not offered: ${headers["sec-websocket-extensions"]}`);
   const protocol = headers["sec-websocket-protocol"] ?? "";
   if (protocol !== "" && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
   return protocol;
+}
+const DEFLATE = "permessage-deflate";
+const DEFLATE_PARAMS = /* @__PURE__ */ new Set(["server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits"]);
+function checkCompressionOptions(compression) {
+  if (!compression) return null;
+  const settings = compression === true ? {} : compression;
+  for (const key of ["serverMaxWindowBits", "clientMaxWindowBits"]) {
+    const bits = settings[key];
+    if (bits !== void 0 && !(Number.isInteger(bits) && bits >= 8 && bits <= 15)) throw new RangeError(`compression.${key} must be an integer from 8 to 15, got ${String(bits)}`);
+  }
+  const { level, memLevel, threshold } = settings;
+  if (level !== void 0 && !(Number.isInteger(level) && level >= 0 && level <= 9)) throw new RangeError(`compression.level must be an integer from 0 to 9, got ${String(level)}`);
+  if (memLevel !== void 0 && !(Number.isInteger(memLevel) && memLevel >= 1 && memLevel <= 9)) throw new RangeError(`compression.memLevel must be an integer from 1 to 9, got ${String(memLevel)}`);
+  if (threshold !== void 0 && !(threshold >= 0)) throw new RangeError(`compression.threshold must be a number \u2265 0, got ${String(threshold)}`);
+  return settings;
+}
+function parseExtensions(header) {
+  const offers = [];
+  for (const item of header.split(",")) {
+    const [name, ...rawParams] = item.split(";").map((part) => part.trim());
+    if (!TOKEN.test(name)) return null;
+    const params = /* @__PURE__ */ new Map();
+    for (const raw of rawParams) {
+      const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"))?$/.exec(raw);
+      if (!match || params.has(match[1])) return null;
+      params.set(match[1], match[2] ?? match[3] ?? true);
+    }
+    offers.push({ name, params });
+  }
+  return offers;
+}
+function windowBits(value) {
+  return typeof value === "string" && /^(8|9|1[0-5])$/.test(value) ? Number(value) : null;
+}
+function formatDeflateOffer(settings) {
+  const params = [DEFLATE];
+  if (settings.serverNoContextTakeover) params.push("server_no_context_takeover");
+  if (settings.clientNoContextTakeover) params.push("client_no_context_takeover");
+  if (settings.serverMaxWindowBits !== void 0) params.push(`server_max_window_bits=${settings.serverMaxWindowBits}`);
+  params.push(settings.clientMaxWindowBits !== void 0 ? `client_max_window_bits=${settings.clientMaxWindowBits}` : "client_max_window_bits");
+  return params.join("; ");
+}
+function formatDeflateParameters(agreed, includeClientBits) {
+  const params = [DEFLATE];
+  if (agreed.serverNoContextTakeover) params.push("server_no_context_takeover");
+  if (agreed.clientNoContextTakeover) params.push("client_no_context_takeover");
+  if (agreed.serverMaxWindowBits < 15) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
+  if (includeClientBits) params.push(`client_max_window_bits=${agreed.clientMaxWindowBits}`);
+  return params.join("; ");
+}
+function acceptDeflateOffer(header, settings) {
+  for (const { name, params } of parseExtensions(header ?? "") ?? []) {
+    if (name !== DEFLATE || [...params.keys()].some((key) => !DEFLATE_PARAMS.has(key))) continue;
+    const serverNoContext = params.get("server_no_context_takeover");
+    const clientNoContext = params.get("client_no_context_takeover");
+    const serverBits = params.get("server_max_window_bits");
+    const clientBits = params.get("client_max_window_bits");
+    if (serverNoContext !== void 0 && serverNoContext !== true || clientNoContext !== void 0 && clientNoContext !== true) continue;
+    if (serverBits !== void 0 && windowBits(serverBits) === null) continue;
+    if (clientBits !== void 0 && clientBits !== true && windowBits(clientBits) === null) continue;
+    const offeredServerBits = serverBits === void 0 ? 15 : windowBits(serverBits);
+    const offeredClientBits = clientBits === void 0 || clientBits === true ? 15 : windowBits(clientBits);
+    const agreed = {
+      serverNoContextTakeover: serverNoContext === true || settings.serverNoContextTakeover === true,
+      clientNoContextTakeover: clientNoContext === true || settings.clientNoContextTakeover === true,
+      serverMaxWindowBits: Math.min(offeredServerBits, settings.serverMaxWindowBits ?? 15),
+      // A client that did not offer client_max_window_bits cannot be limited (RFC 7692 §7.1.2.2).
+      clientMaxWindowBits: clientBits === void 0 ? 15 : Math.min(offeredClientBits, settings.clientMaxWindowBits ?? 15)
+    };
+    const limitClient = clientBits !== void 0 && (settings.clientMaxWindowBits !== void 0 || clientBits !== true);
+    return { agreed, response: formatDeflateParameters(agreed, limitClient) };
+  }
+  return null;
+}
+function checkDeflateResponse(header, offered) {
+  if (!header) return null;
+  const fail = (why) => new WebSocketError(CloseCode.MANDATORY_EXTENSION, `the server's extensions are not acceptable: ${why} (${header})`);
+  const extensions = parseExtensions(header);
+  if (!extensions) throw fail("malformed header");
+  if (!offered || extensions.length !== 1 || extensions[0].name !== DEFLATE) throw fail("not what was offered");
+  const { params } = extensions[0];
+  for (const [key, value] of params) {
+    if (!DEFLATE_PARAMS.has(key)) throw fail(`unknown parameter ${key}`);
+    if (key.endsWith("no_context_takeover") ? value !== true : windowBits(value) === null) throw fail(`invalid value for ${key}`);
+  }
+  const serverBits = windowBits(params.get("server_max_window_bits")) ?? 15;
+  const clientBits = windowBits(params.get("client_max_window_bits")) ?? offered.clientMaxWindowBits ?? 15;
+  if (offered.serverMaxWindowBits !== void 0 && serverBits > offered.serverMaxWindowBits) throw fail("server_max_window_bits above the offer");
+  if (clientBits > (offered.clientMaxWindowBits ?? 15)) throw fail("client_max_window_bits above the offer");
+  if (offered.serverNoContextTakeover && !params.has("server_no_context_takeover")) throw fail("server_no_context_takeover was asked for");
+  return {
+    serverNoContextTakeover: params.has("server_no_context_takeover"),
+    clientNoContextTakeover: params.has("client_no_context_takeover") || offered.clientNoContextTakeover === true,
+    serverMaxWindowBits: serverBits,
+    clientMaxWindowBits: clientBits
+  };
 }
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 function applyMask(data, key, offset = 0) {
@@ -326,6 +422,9 @@ class FrameParser {
   /** Header bytes from the end of the previous chunk, waiting for the rest. */
   #pending = null;
   #stopped = false;
+  /** While held, input waits here: what followed the frame that asked for the hold, then new chunks. */
+  #held = null;
+  #holdRequested = false;
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
@@ -341,9 +440,34 @@ class FrameParser {
   stop() {
     this.#stopped = true;
     this.#pending = null;
+    this.#held = null;
+  }
+  /**
+   * Stops after the current frame: further input is kept, unparsed, until `release()`. The
+   * sink asks for this while it finishes a message asynchronously (inflating it), so that
+   * everything behind that message keeps its order.
+   */
+  hold() {
+    this.#holdRequested = true;
+  }
+  /** Parses the input kept since `hold()`; it may hold again. */
+  release() {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (let i = 0; i < held.length; i++) {
+      this.push(held[i]);
+      if (this.#held) {
+        this.#held.push(...held.slice(i + 1));
+        return;
+      }
+    }
   }
   push(chunk) {
     if (this.#stopped) return;
+    if (this.#held) {
+      this.#held.push(chunk);
+      return;
+    }
     let bytes = chunk;
     if (this.#pending) {
       bytes = concatBytes([this.#pending, chunk], this.#pending.length + chunk.length);
@@ -360,6 +484,11 @@ class FrameParser {
         offset += consumed;
       } else {
         offset = this.#readPayload(bytes, offset);
+      }
+      if (this.#holdRequested) {
+        this.#holdRequested = false;
+        this.#held = offset < bytes.length ? [bytes.subarray(offset)] : [];
+        return;
       }
     }
   }
@@ -641,6 +770,7 @@ class ProtocolLink {
   #client;
   #options;
   #parser;
+  #compression;
   #events;
   #state = State.OPEN;
   // The message being reassembled, and the frame being read.
@@ -648,12 +778,16 @@ class ProtocolLink {
   #messageParts = [];
   #messageSize = 0;
   #messageFragments = 0;
+  #messageCompressed = false;
   #textParts = [];
   #textDecoder = null;
   #frameOpcode = 0;
   #frameFin = false;
   #controlParts = [];
-  // Sending: async iterables hold the message lock; later sends wait behind them.
+  // Reading stops while the receive queue is full or a message is being inflated.
+  #queueFull = false;
+  #inflating = false;
+  // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer = new SendSequencer();
   #drainWaiters = [];
   #pings = [];
@@ -667,11 +801,12 @@ class ProtocolLink {
   #pendingReaction = null;
   #closeTimer = null;
   #keepaliveTimer = null;
-  constructor(transport, client, options) {
+  constructor(transport, client, options, compression = null) {
     this.#transport = transport;
     this.#client = client;
     this.#options = resolveOptions(options);
-    this.#parser = new FrameParser(this, { expectMasked: !client });
+    this.#compression = compression;
+    this.#parser = new FrameParser(this, { expectMasked: !client, allowRsv1: compression !== null });
   }
   start(events) {
     this.#events = events;
@@ -687,18 +822,28 @@ class ProtocolLink {
   get bufferedAmount() {
     return this.#transport.bufferedAmount;
   }
-  /** Once closing, reading never stops: the close frame and the FIN must get through. */
   pause() {
-    if (this.#canSend()) this.#transport.pause();
+    this.#queueFull = true;
+    this.#updateReading();
   }
   resume() {
-    this.#transport.resume();
+    this.#queueFull = false;
+    this.#updateReading();
+  }
+  /** Once closing, reading never stops: the close frame and the FIN must get through. */
+  #updateReading() {
+    if (this.#canSend() && (this.#queueFull || this.#inflating)) this.#transport.pause();
+    else this.#transport.resume();
   }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
   #onData(chunk) {
+    this.#parse(() => this.#parser.push(chunk));
+  }
+  /** Runs the parser; its failures fail the connection once the application has had its turn. */
+  #parse(run) {
     if (this.#discardInput) return;
     try {
-      this.#parser.push(chunk);
+      run();
     } catch (caught) {
       const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: caught });
       this.#setError(error);
@@ -710,12 +855,14 @@ class ProtocolLink {
     const { opcode, length } = header;
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
+    if (header.rsv1 && (isControl(opcode) || opcode === Opcode.CONTINUATION)) throw protocolError("RSV1 set on a control or continuation frame");
     if (isControl(opcode)) return;
     if (opcode === Opcode.CONTINUATION) {
       if (this.#messageOpcode === 0) throw protocolError("continuation frame without a message to continue");
     } else {
       if (this.#messageOpcode !== 0) throw protocolError("new message started before the previous one ended");
       this.#messageOpcode = opcode;
+      this.#messageCompressed = header.rsv1;
     }
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
@@ -731,7 +878,7 @@ class ProtocolLink {
   onFramePayload(bytes, complete) {
     if (isControl(this.#frameOpcode)) {
       this.#controlParts.push(bytes);
-    } else if (this.#messageOpcode === Opcode.TEXT && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
+    } else if (this.#messageOpcode === Opcode.TEXT && !this.#messageCompressed && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
       this.#decodeTextPiece(bytes);
     } else {
       this.#messageParts.push(bytes);
@@ -768,6 +915,44 @@ class ProtocolLink {
     }
   }
   #onMessageEnd() {
+    if (this.#messageCompressed) this.#inflateMessage();
+    else this.#finishMessage();
+  }
+  /**
+   * Inflates a compressed message (RFC 7692 §7.2.2). The parser holds everything behind it
+   * until it is done, so messages and control frames keep their order. `maxMessageSize`
+   * applies to the inflated size and is checked as the output comes, so a small bomb that
+   * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
+   */
+  #inflateMessage() {
+    const compressed = this.#messageParts;
+    const { maxMessageSize } = this.#options;
+    this.#messageParts = [];
+    this.#messageSize = 0;
+    this.#parser.hold();
+    this.#inflating = true;
+    this.#updateReading();
+    const onOutput = (chunk) => {
+      this.#messageSize += chunk.length;
+      if (maxMessageSize > 0 && this.#messageSize > maxMessageSize) {
+        throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
+      }
+      if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
+      else this.#messageParts.push(chunk);
+    };
+    this.#compression.decompress(compressed, onOutput).then(
+      () => this.#parse(() => {
+        this.#inflating = false;
+        this.#updateReading();
+        this.#finishMessage();
+        this.#parser.release();
+      }),
+      (error) => this.#parse(() => {
+        throw error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error });
+      })
+    );
+  }
+  #finishMessage() {
     let message;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
@@ -785,6 +970,7 @@ class ProtocolLink {
     this.#messageParts = [];
     this.#messageSize = 0;
     this.#messageFragments = 0;
+    this.#messageCompressed = false;
     this.#events.message(message);
   }
   #onControlFrame(opcode, payload) {
@@ -844,6 +1030,7 @@ class ProtocolLink {
     const reason = cause ? cause.message : "connection closed without a close frame";
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
+    this.#compression?.close();
     for (const ping2 of this.#pings.splice(0)) ping2.reject(this.#error);
     this.#onDrain();
     this.#events.closed(this.#closeInfo);
@@ -865,7 +1052,7 @@ class ProtocolLink {
   // ── sending ────────────────────────────────────────────────────────────────────────────
   send(message) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sequencer.busy || isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
+    if (this.#sequencer.busy || isAsyncIterable(message) || this.#compresses(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
     try {
       this.#writeMessage(message);
     } catch (error) {
@@ -876,11 +1063,30 @@ class ProtocolLink {
   #canSend() {
     return this.#state === State.OPEN && !this.#closeSent;
   }
+  /** Whether a message goes out compressed: compression agreed, and not below the threshold. */
+  #compresses(message) {
+    if (!this.#compression) return false;
+    if (typeof message === "string") return message.length >= this.#compression.threshold;
+    if (isDataView(message)) return message.byteLength >= this.#compression.threshold;
+    return true;
+  }
   async #sendLocked(message) {
     if (!this.#canSend()) throw this.#sendError();
     if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
-    this.#writeMessage(message);
+    if (this.#compresses(message)) await this.#sendCompressed(isChunk(message) ? [encodeChunk(message)] : readFragments(message));
+    else this.#writeMessage(message);
     await this.#backpressure();
+  }
+  /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
+  async #sendCompressed(parts) {
+    const compression = this.#compression;
+    for (let index = 0; index < parts.length; index++) {
+      const [bytes, opcode] = parts[index];
+      const last = index === parts.length - 1;
+      const payload = await compression.compress(bytes, last);
+      if (!this.#canSend()) throw this.#sendError();
+      this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+    }
   }
   #writeMessage(message) {
     if (isChunk(message)) {
@@ -903,13 +1109,16 @@ class ProtocolLink {
    * throws mid-message, the message cannot be finished, so the connection closes with 1011.
    */
   async #sendAsyncFragments(chunks) {
+    const compression = this.#compression;
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
         if (!this.#canSend()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
-        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, bytes, false);
+        const payload = compression ? await compression.compress(bytes, false) : bytes;
+        if (!this.#canSend()) throw this.#sendError();
+        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#backpressure();
       }
@@ -917,7 +1126,9 @@ class ProtocolLink {
       if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
       throw error;
     }
-    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, new Uint8Array(0), true);
+    const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
+    if (!this.#canSend()) throw this.#sendError();
+    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
     await this.#backpressure();
   }
   #backpressure() {
@@ -933,19 +1144,19 @@ class ProtocolLink {
     return this.#error ?? new WebSocketError(this.#closeInfo.code, "the connection is closing");
   }
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
-  #writeFrame(opcode, payload, fin) {
+  #writeFrame(opcode, payload, fin, rsv1 = false) {
     const length = payload.length;
     const maskKey = this.#client ? randomBytes(4) : null;
     const headerSize = frameHeaderSize(length, maskKey !== null);
     if (maskKey || length <= COPY_THRESHOLD) {
       const frame = new Uint8Array(headerSize + length);
-      writeFrameHeader(frame, fin, false, opcode, length, maskKey);
+      writeFrameHeader(frame, fin, rsv1, opcode, length, maskKey);
       frame.set(payload, headerSize);
       if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
       this.#transport.write(frame);
     } else {
       const header = new Uint8Array(headerSize);
-      writeFrameHeader(header, fin, false, opcode, length, null);
+      writeFrameHeader(header, fin, rsv1, opcode, length, null);
       this.#transport.write(header);
       this.#transport.write(payload);
     }
@@ -1011,7 +1222,7 @@ class ProtocolLink {
   }
   #sendClose(code, reason) {
     this.#closeSent = true;
-    this.#transport.resume();
+    this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
   #startCloseTimer() {
@@ -1083,14 +1294,141 @@ function close(ws, code, reason) {
 }
 let nodeModules;
 function loadNode() {
-  nodeModules ??= Promise.all([import("node:http"), import("node:https"), import("node:crypto")]).then(
-    ([http, https, crypto]) => ({
+  nodeModules ??= Promise.all([import("node:http"), import("node:https"), import("node:zlib"), import("node:crypto")]).then(
+    ([http, https, zlib, crypto]) => ({
       http,
       https,
+      zlib,
       sha1: (text) => crypto.createHash("sha1").update(text).digest()
     })
   );
   return nodeModules;
+}
+class Limiter {
+  #limit;
+  #running = 0;
+  #waiting = [];
+  constructor(limit) {
+    this.#limit = limit;
+  }
+  async run(task) {
+    if (this.#running >= this.#limit) await new Promise((resolve) => this.#waiting.push(resolve));
+    this.#running++;
+    try {
+      return await task();
+    } finally {
+      this.#running--;
+      this.#waiting.shift()?.();
+    }
+  }
+}
+const zlibLimiter = new Limiter(10);
+const DEFLATE_TAIL = Uint8Array.of(0, 0, 255, 255);
+function endsWithDeflateTail(bytes) {
+  const n = bytes.length;
+  return n >= 4 && bytes[n - 4] === 0 && bytes[n - 3] === 0 && bytes[n - 2] === 255 && bytes[n - 1] === 255;
+}
+function flushZlib(stream, input, flush, onOutput) {
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    const cleanup = () => {
+      stream.off("data", onData);
+      stream.off("error", fail);
+    };
+    const fail = (error) => {
+      if (failed) return;
+      failed = true;
+      cleanup();
+      stream.close();
+      reject(error);
+    };
+    const onData = (chunk) => {
+      try {
+        onOutput(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } catch (error) {
+        fail(error);
+      }
+    };
+    stream.on("data", onData);
+    stream.on("error", fail);
+    for (const part of input) stream.write(part);
+    stream.flush(flush, () => {
+      if (failed) return;
+      cleanup();
+      resolve();
+    });
+  });
+}
+class ZlibCompression {
+  threshold;
+  #zlib;
+  #deflateOptions;
+  #inflateOptions;
+  /** Our side's no_context_takeover: a fresh deflate context for each message. */
+  #resetDeflater;
+  /** The peer's no_context_takeover: nothing to remember between its messages. */
+  #resetInflater;
+  #deflater = null;
+  #inflater = null;
+  constructor(zlib, agreed, client, settings) {
+    this.#zlib = zlib;
+    this.threshold = settings.threshold ?? 1024;
+    this.#deflateOptions = {
+      windowBits: client ? agreed.clientMaxWindowBits : agreed.serverMaxWindowBits,
+      level: settings.level ?? zlib.constants.Z_DEFAULT_COMPRESSION,
+      memLevel: settings.memLevel ?? 8
+    };
+    this.#inflateOptions = { windowBits: client ? agreed.serverMaxWindowBits : agreed.clientMaxWindowBits };
+    this.#resetDeflater = client ? agreed.clientNoContextTakeover : agreed.serverNoContextTakeover;
+    this.#resetInflater = client ? agreed.serverNoContextTakeover : agreed.clientNoContextTakeover;
+  }
+  compress(data, final) {
+    return zlibLimiter.run(async () => {
+      const deflater = this.#deflater ??= quiet(this.#zlib.createDeflateRaw(this.#deflateOptions));
+      const output = [];
+      try {
+        await flushZlib(deflater, [data], this.#zlib.constants.Z_SYNC_FLUSH, (chunk) => output.push(chunk));
+      } catch (error) {
+        this.#deflater = null;
+        throw error;
+      }
+      let bytes = concatBytes(output, output.reduce((sum, chunk) => sum + chunk.length, 0));
+      if (final) {
+        if (endsWithDeflateTail(bytes)) bytes = bytes.subarray(0, bytes.length - 4);
+        if (this.#resetDeflater) this.#closeDeflater();
+      }
+      return bytes;
+    });
+  }
+  decompress(parts, onOutput) {
+    return zlibLimiter.run(async () => {
+      const inflater = this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions));
+      try {
+        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, onOutput);
+      } catch (error) {
+        this.#inflater = null;
+        throw error;
+      }
+      if (this.#resetInflater) this.#closeInflater();
+    });
+  }
+  close() {
+    this.#closeDeflater();
+    this.#closeInflater();
+  }
+  #closeDeflater() {
+    this.#deflater?.close();
+    this.#deflater = null;
+  }
+  #closeInflater() {
+    this.#inflater?.close();
+    this.#inflater = null;
+  }
+}
+function quiet(stream) {
+  stream.on("error", () => {
+  });
+  return stream;
 }
 const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
 function socketTransport(socket, head) {
@@ -1152,6 +1490,7 @@ async function connect(url, options = {}) {
   if (!isNode) return connectNative(target, protocols, options);
   const headers = checkClientHeaders(options.headers);
   resolveOptions(options);
+  const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
   const node = await loadNode();
   const key = base64(randomBytes(16));
@@ -1163,6 +1502,7 @@ async function connect(url, options = {}) {
     "Sec-WebSocket-Version": "13"
   };
   if (protocols.length > 0) requestHeaders["Sec-WebSocket-Protocol"] = protocols.join(", ");
+  if (compression) requestHeaders["Sec-WebSocket-Extensions"] = formatDeflateOffer(compression);
   const secure = target.protocol === "wss:";
   const path = target.pathname + target.search;
   const request = (secure ? node.https : node.http).request({
@@ -1213,19 +1553,22 @@ async function connect(url, options = {}) {
       cleanup();
       const responseHeaders = lowerCaseHeaders(response.headers);
       let protocol;
+      let agreed;
       try {
         protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+        agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
       } catch (error) {
         socket.destroy();
         return reject(error);
       }
-      const link = new ProtocolLink(socketTransport(socket, head), true, options);
+      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+      const link = new ProtocolLink(socketTransport(socket, head), true, options, deflate);
       resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
-        extensions: "",
+        extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
         remoteAddress: socket.remoteAddress
       }, options));
     });
@@ -1251,6 +1594,7 @@ async function runHandler(ws, handler, failCode) {
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
   resolveOptions(options);
+  checkCompressionOptions(options.compression);
   const node = await loadNode();
   const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   const serverOptions = {
@@ -1298,6 +1642,8 @@ async function shutdown(httpServer, tracker) {
   await stopped;
 }
 function upgrade(request, socket, head, handler, options = {}) {
+  resolveOptions(options);
+  checkCompressionOptions(options.compression);
   const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
   loadNode().then(
     (node) => acceptUpgrade(node, request, socket, head, handler, options, tracker),
@@ -1340,9 +1686,14 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
     tracker.pending.delete(socket);
   }
   if (socket.destroyed) return;
-  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol));
-  const link = new ProtocolLink(socketTransport(socket, head), false, options);
-  const ws = new WebSocket(link, { url: requestInfo.url, request: requestInfo, protocol, extensions: "", remoteAddress: socket.remoteAddress }, options);
+  const settings = checkCompressionOptions(options.compression);
+  const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
+  const extensions = deflate?.response ?? "";
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
+  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
+  const link = new ProtocolLink(socketTransport(socket, head), false, options, compression);
+  const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
+  const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
   try {

@@ -972,6 +972,9 @@ interface Link {
   /** Starts the closing handshake; the arguments are already checked. */
   close(code: number, reason: string): void;
   readonly bufferedAmount: number;
+  /** Set where they are only known later than construction (a native socket wrapped while connecting). */
+  readonly protocol?: string;
+  readonly extensions?: string;
   /** Stop and restart reading (backpressure from the receive queue). */
   pause(): void;
   resume(): void;
@@ -1026,16 +1029,14 @@ class WebSocket implements AsyncIterable<Data> {
   readonly request: RequestInfo;
   /** The handshake response (client side only). */
   readonly response?: ResponseInfo;
-  /** The negotiated subprotocol, '' if none. */
-  readonly protocol: string;
-  /** The negotiated extensions, '' if none. */
-  readonly extensions: string;
   /** The peer's address (Node only). */
   readonly remoteAddress?: string;
   /** Resolves with the peer's close code and reason once the connection is gone. */
   readonly closed: Promise<CloseInfo>;
 
   readonly #link: Link;
+  readonly #protocol: string;
+  readonly #extensions: string;
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
   // A bounded queue of received messages, and the receive() calls waiting for one.
@@ -1061,8 +1062,8 @@ class WebSocket implements AsyncIterable<Data> {
     this.url = details.url;
     this.request = details.request;
     if (details.response) this.response = details.response;
-    this.protocol = details.protocol;
-    this.extensions = details.extensions;
+    this.#protocol = details.protocol;
+    this.#extensions = details.extensions;
     if (details.remoteAddress !== undefined) this.remoteAddress = details.remoteAddress;
     let resolveClosed!: (info: CloseInfo) => void;
     this.closed = new Promise((resolve) => (resolveClosed = resolve));
@@ -1077,6 +1078,16 @@ class WebSocket implements AsyncIterable<Data> {
         resolveClosed(info);
       },
     });
+  }
+
+  /** The negotiated subprotocol, '' if none. */
+  get protocol(): string {
+    return this.#link.protocol ?? this.#protocol;
+  }
+
+  /** The negotiated extensions, '' if none. */
+  get extensions(): string {
+    return this.#link.extensions ?? this.#extensions;
   }
 
   /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
@@ -2463,7 +2474,7 @@ interface NativeEvent {
   readonly reason?: string;
 }
 
-const NativeState = { CONNECTING: 0, OPEN: 1 } as const;
+const NativeState = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 } as const;
 /** How often `send()` looks at `bufferedAmount`: the WHATWG API has no drain event. */
 const BUFFER_POLL_MS = 10;
 
@@ -2476,28 +2487,55 @@ class NativeLink implements Link {
   readonly #highWaterMark: number;
   readonly #sequencer = new SendSequencer();
   readonly #opened: Promise<void>;
-  #closed = false;
+  #resolveOpened!: () => void;
+  #events!: LinkEvents;
+  /** Set once the native socket has closed. */
   #error: WebSocketError | null = null;
 
   constructor(native: NativeWebSocket, options: ConnectionOptions) {
     this.#native = native;
     this.#highWaterMark = resolveOptions(options).highWaterMark;
     native.binaryType = 'arraybuffer';
-    this.#opened = native.readyState === NativeState.CONNECTING
-      ? new Promise((resolve) => native.addEventListener('open', () => resolve()))
-      : RESOLVED;
+    this.#opened = new Promise((resolve) => (this.#resolveOpened = resolve));
+    if (native.readyState === NativeState.OPEN) this.#resolveOpened();
+    else native.addEventListener('open', () => this.#resolveOpened());
+  }
+
+  /** Read live: a socket wrapped while connecting learns them when it opens. */
+  get protocol(): string {
+    return this.#native.protocol;
+  }
+
+  get extensions(): string {
+    return this.#native.extensions;
   }
 
   start(events: LinkEvents): void {
-    this.#native.addEventListener('message', ({ data }) => {
+    this.#events = events;
+    const native = this.#native;
+    native.addEventListener('message', ({ data }) => {
       events.message(typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer));
     });
-    this.#native.addEventListener('close', ({ code = CloseCode.ABNORMAL_CLOSURE, reason = '' }) => {
-      this.#closed = true;
-      this.#error = new WebSocketError(code, reason);
-      events.ended(this.#error);
-      events.closed({ code, reason });
-    });
+    native.addEventListener('close', ({ code, reason }) => this.#onClose(code, reason));
+    // Node 22's WebSocket reports a failed connection with 'error' alone: no 'close', and
+    // readyState stays CONNECTING. An error before the socket opened is that failure.
+    native.addEventListener('error', () => defer(() => {
+      const state = native.readyState;
+      if (state === NativeState.CONNECTING || state === NativeState.CLOSED) this.#onClose(CloseCode.ABNORMAL_CLOSURE, '');
+    }));
+    if (native.readyState === NativeState.CLOSED) this.#onClose(CloseCode.ABNORMAL_CLOSURE, '');
+  }
+
+  #onClose(code: number | undefined, reason = ''): void {
+    if (this.#error) return;
+    // A code outside the RFC's range (Deno reports 0 for an abnormal end) means no close frame came.
+    const info: CloseInfo = code !== undefined && code >= 1000 && code <= 4999
+      ? { code, reason }
+      : { code: CloseCode.ABNORMAL_CLOSURE, reason: '' };
+    this.#error = new WebSocketError(info.code, info.reason);
+    this.#resolveOpened(); // a send waiting for 'open' now fails
+    this.#events.ended(this.#error, info);
+    this.#events.closed(info);
   }
 
   get bufferedAmount(): number {
@@ -2514,13 +2552,14 @@ class NativeLink implements Link {
    * `bufferedAmount` is at or below the high-water mark, polled every few milliseconds.
    */
   send(message: Outgoing): Promise<void> {
-    if (this.#closed) return Promise.reject(this.#error);
+    if (this.#error) return Promise.reject(this.#error);
     return this.#sequencer.enqueue(async () => {
-      const payload = isAsyncIterable(message) ? await joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
-      if (this.#closed || this.#native.readyState !== NativeState.OPEN) throw this.#error ?? new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
+      if (this.#error) throw this.#error;
+      if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
       this.#native.send(payload);
-      while (!this.#closed && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
+      while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
 
@@ -2534,7 +2573,7 @@ class NativeLink implements Link {
 
   /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
   close(code: number, reason: string): void {
-    if (this.#closed) return;
+    if (this.#error) return;
     this.#native.close(code === CloseCode.NORMAL_CLOSURE || (code >= 3000 && code <= 4999) ? code : CloseCode.NORMAL_CLOSURE, reason);
   }
 }
@@ -2564,7 +2603,7 @@ function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {
  */
 function wrap(native: NativeWebSocket, options: ConnectionOptions = {}): WebSocket {
   const link = new NativeLink(native, options);
-  return new WebSocket(link, { url: native.url, request: { method: 'GET', url: native.url, headers: {} }, protocol: native.protocol, extensions: native.extensions }, options);
+  return new WebSocket(link, { url: native.url, request: { method: 'GET', url: native.url, headers: {} }, protocol: '', extensions: '' }, options);
 }
 
 /** `connect` where there is no Node: the runtime's own WebSocket, through `wrap`. */

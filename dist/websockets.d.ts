@@ -271,6 +271,9 @@ interface Link {
     /** Starts the closing handshake; the arguments are already checked. */
     close(code: number, reason: string): void;
     readonly bufferedAmount: number;
+    /** Set where they are only known later than construction (a native socket wrapped while connecting). */
+    readonly protocol?: string;
+    readonly extensions?: string;
     /** Stop and restart reading (backpressure from the receive queue). */
     pause(): void;
     resume(): void;
@@ -302,16 +305,16 @@ declare class WebSocket implements AsyncIterable<Data> {
     readonly request: RequestInfo;
     /** The handshake response (client side only). */
     readonly response?: ResponseInfo;
-    /** The negotiated subprotocol, '' if none. */
-    readonly protocol: string;
-    /** The negotiated extensions, '' if none. */
-    readonly extensions: string;
     /** The peer's address (Node only). */
     readonly remoteAddress?: string;
     /** Resolves with the peer's close code and reason once the connection is gone. */
     readonly closed: Promise<CloseInfo>;
     /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
     constructor(link: Link, details: ConnectionDetails, options?: ConnectionOptions);
+    /** The negotiated subprotocol, '' if none. */
+    get protocol(): string;
+    /** The negotiated extensions, '' if none. */
+    get extensions(): string;
     /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
     get closeCode(): number | undefined;
     /** The close reason the peer sent, once closed. */

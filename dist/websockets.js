@@ -588,15 +588,13 @@ class WebSocket {
   request;
   /** The handshake response (client side only). */
   response;
-  /** The negotiated subprotocol, '' if none. */
-  protocol;
-  /** The negotiated extensions, '' if none. */
-  extensions;
   /** The peer's address (Node only). */
   remoteAddress;
   /** Resolves with the peer's close code and reason once the connection is gone. */
   closed;
   #link;
+  #protocol;
+  #extensions;
   #maxQueuedMessages;
   #maxQueuedBytes;
   // A bounded queue of received messages, and the receive() calls waiting for one.
@@ -620,8 +618,8 @@ class WebSocket {
     this.url = details.url;
     this.request = details.request;
     if (details.response) this.response = details.response;
-    this.protocol = details.protocol;
-    this.extensions = details.extensions;
+    this.#protocol = details.protocol;
+    this.#extensions = details.extensions;
     if (details.remoteAddress !== void 0) this.remoteAddress = details.remoteAddress;
     let resolveClosed;
     this.closed = new Promise((resolve) => resolveClosed = resolve);
@@ -636,6 +634,14 @@ class WebSocket {
         resolveClosed(info);
       }
     });
+  }
+  /** The negotiated subprotocol, '' if none. */
+  get protocol() {
+    return this.#link.protocol ?? this.#protocol;
+  }
+  /** The negotiated extensions, '' if none. */
+  get extensions() {
+    return this.#link.extensions ?? this.#extensions;
   }
   /** The close code the peer sent (1005 if none, 1006 if no close frame came), once closed. */
   get closeCode() {
@@ -1715,31 +1721,52 @@ async function verifyWithTimeout(options, request) {
     clearTimeout(timer);
   }
 }
-const NativeState = { CONNECTING: 0, OPEN: 1 };
+const NativeState = { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const BUFFER_POLL_MS = 10;
 class NativeLink {
   #native;
   #highWaterMark;
   #sequencer = new SendSequencer();
   #opened;
-  #closed = false;
+  #resolveOpened;
+  #events;
+  /** Set once the native socket has closed. */
   #error = null;
   constructor(native, options) {
     this.#native = native;
     this.#highWaterMark = resolveOptions(options).highWaterMark;
     native.binaryType = "arraybuffer";
-    this.#opened = native.readyState === NativeState.CONNECTING ? new Promise((resolve) => native.addEventListener("open", () => resolve())) : RESOLVED;
+    this.#opened = new Promise((resolve) => this.#resolveOpened = resolve);
+    if (native.readyState === NativeState.OPEN) this.#resolveOpened();
+    else native.addEventListener("open", () => this.#resolveOpened());
+  }
+  /** Read live: a socket wrapped while connecting learns them when it opens. */
+  get protocol() {
+    return this.#native.protocol;
+  }
+  get extensions() {
+    return this.#native.extensions;
   }
   start(events) {
-    this.#native.addEventListener("message", ({ data }) => {
+    this.#events = events;
+    const native = this.#native;
+    native.addEventListener("message", ({ data }) => {
       events.message(typeof data === "string" ? data : new Uint8Array(data));
     });
-    this.#native.addEventListener("close", ({ code = CloseCode.ABNORMAL_CLOSURE, reason = "" }) => {
-      this.#closed = true;
-      this.#error = new WebSocketError(code, reason);
-      events.ended(this.#error);
-      events.closed({ code, reason });
-    });
+    native.addEventListener("close", ({ code, reason }) => this.#onClose(code, reason));
+    native.addEventListener("error", () => defer(() => {
+      const state = native.readyState;
+      if (state === NativeState.CONNECTING || state === NativeState.CLOSED) this.#onClose(CloseCode.ABNORMAL_CLOSURE, "");
+    }));
+    if (native.readyState === NativeState.CLOSED) this.#onClose(CloseCode.ABNORMAL_CLOSURE, "");
+  }
+  #onClose(code, reason = "") {
+    if (this.#error) return;
+    const info = code !== void 0 && code >= 1e3 && code <= 4999 ? { code, reason } : { code: CloseCode.ABNORMAL_CLOSURE, reason: "" };
+    this.#error = new WebSocketError(info.code, info.reason);
+    this.#resolveOpened();
+    this.#events.ended(this.#error, info);
+    this.#events.closed(info);
   }
   get bufferedAmount() {
     return this.#native.bufferedAmount;
@@ -1754,13 +1781,14 @@ class NativeLink {
    * `bufferedAmount` is at or below the high-water mark, polled every few milliseconds.
    */
   send(message) {
-    if (this.#closed) return Promise.reject(this.#error);
+    if (this.#error) return Promise.reject(this.#error);
     return this.#sequencer.enqueue(async () => {
-      const payload = isAsyncIterable(message) ? await joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
-      if (this.#closed || this.#native.readyState !== NativeState.OPEN) throw this.#error ?? new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
+      if (this.#error) throw this.#error;
+      if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
       this.#native.send(payload);
-      while (!this.#closed && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
+      while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
   ping() {
@@ -1771,7 +1799,7 @@ class NativeLink {
   }
   /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
   close(code, reason) {
-    if (this.#closed) return;
+    if (this.#error) return;
     this.#native.close(code === CloseCode.NORMAL_CLOSURE || code >= 3e3 && code <= 4999 ? code : CloseCode.NORMAL_CLOSURE, reason);
   }
 }
@@ -1787,7 +1815,7 @@ function joinChunks(chunks) {
 }
 function wrap(native, options = {}) {
   const link = new NativeLink(native, options);
-  return new WebSocket(link, { url: native.url, request: { method: "GET", url: native.url, headers: {} }, protocol: native.protocol, extensions: native.extensions }, options);
+  return new WebSocket(link, { url: native.url, request: { method: "GET", url: native.url, headers: {} }, protocol: "", extensions: "" }, options);
 }
 function connectNative(target, protocols, options) {
   if (options.headers) return Promise.reject(new TypeError("headers cannot be set in a browser: its WebSocket API has no way to send them"));

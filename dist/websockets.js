@@ -366,8 +366,16 @@ function applyMask(data, key, offset = 0) {
     const words = length - i >>> 2;
     const o = offset + i;
     const word = key[o & 3] | key[o + 1 & 3] << 8 | key[o + 2 & 3] << 16 | key[o + 3 & 3] << 24;
-    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
-    for (let w = 0; w < words; w++) view[w] ^= word;
+    const view = new Int32Array(data.buffer, data.byteOffset + i, words);
+    const unrolled = words - (words & 3);
+    let w = 0;
+    for (; w < unrolled; w += 4) {
+      view[w] ^= word;
+      view[w + 1] ^= word;
+      view[w + 2] ^= word;
+      view[w + 3] ^= word;
+    }
+    for (; w < words; w++) view[w] ^= word;
     i += words << 2;
   }
   for (; i < length; i++) data[i] ^= key[offset + i & 3];

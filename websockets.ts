@@ -1289,6 +1289,7 @@ class ProtocolLink implements Link, FrameSink {
   #drainWaiters: Array<() => void> = [];
   #pings: PendingPing[] = [];
   #pingCounter = 0;
+  #pendingPong: Uint8Array | null = null;
 
   // Closing.
   #closeSent = false;
@@ -1499,13 +1500,23 @@ class ProtocolLink implements Link, FrameSink {
 
   #onControlFrame(opcode: number, payload: Uint8Array): void {
     if (opcode === Opcode.PING) {
-      // RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless closing.
-      if (!this.#closeSent) this.#writeFrame(Opcode.PONG, payload, true);
+      this.#answerPing(payload);
     } else if (opcode === Opcode.PONG) {
       this.#onPong(payload);
     } else {
       this.#onCloseFrame(parseClosePayload(payload));
     }
+  }
+
+  /**
+   * RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless closing. While the
+   * peer does not read (our buffer is above the high-water mark), only the latest ping is
+   * answered, on drain (§5.5.3 allows it), so a ping flood cannot pile up pongs in memory.
+   */
+  #answerPing(payload: Uint8Array): void {
+    if (this.#closeSent) return;
+    if (this.#transport.bufferedAmount > this.#options.highWaterMark) this.#pendingPong = payload;
+    else this.#writeFrame(Opcode.PONG, payload, true);
   }
 
   /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
@@ -1684,6 +1695,9 @@ class ProtocolLink implements Link, FrameSink {
   }
 
   #onDrain(): void {
+    const pong = this.#pendingPong;
+    this.#pendingPong = null;
+    if (pong && this.#canSend()) this.#writeFrame(Opcode.PONG, pong, true);
     for (const wake of this.#drainWaiters.splice(0)) wake();
   }
 

@@ -858,6 +858,7 @@ class ProtocolLink {
   #drainWaiters = [];
   #pings = [];
   #pingCounter = 0;
+  #pendingPong = null;
   // Closing.
   #closeSent = false;
   #discardInput = false;
@@ -1041,12 +1042,22 @@ class ProtocolLink {
   }
   #onControlFrame(opcode, payload) {
     if (opcode === Opcode.PING) {
-      if (!this.#closeSent) this.#writeFrame(Opcode.PONG, payload, true);
+      this.#answerPing(payload);
     } else if (opcode === Opcode.PONG) {
       this.#onPong(payload);
     } else {
       this.#onCloseFrame(parseClosePayload(payload));
     }
+  }
+  /**
+   * RFC 6455 §5.5.2: answer with a pong carrying the same payload, unless closing. While the
+   * peer does not read (our buffer is above the high-water mark), only the latest ping is
+   * answered, on drain (§5.5.3 allows it), so a ping flood cannot pile up pongs in memory.
+   */
+  #answerPing(payload) {
+    if (this.#closeSent) return;
+    if (this.#transport.bufferedAmount > this.#options.highWaterMark) this.#pendingPong = payload;
+    else this.#writeFrame(Opcode.PONG, payload, true);
   }
   /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
   #onPong(payload) {
@@ -1204,6 +1215,9 @@ class ProtocolLink {
     );
   }
   #onDrain() {
+    const pong2 = this.#pendingPong;
+    this.#pendingPong = null;
+    if (pong2 && this.#canSend()) this.#writeFrame(Opcode.PONG, pong2, true);
     for (const wake of this.#drainWaiters.splice(0)) wake();
   }
   #sendError() {

@@ -552,11 +552,11 @@ function formatDeflateOffer(settings: CompressionOptions): string {
   return params.join('; ');
 }
 
-function formatDeflateParameters(agreed: DeflateParameters, includeClientBits: boolean): string {
+function formatDeflateParameters(agreed: DeflateParameters, includeServerBits: boolean, includeClientBits: boolean): string {
   const params = [DEFLATE];
   if (agreed.serverNoContextTakeover) params.push('server_no_context_takeover');
   if (agreed.clientNoContextTakeover) params.push('client_no_context_takeover');
-  if (agreed.serverMaxWindowBits < 15) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
+  if (includeServerBits) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
   if (includeClientBits) params.push(`client_max_window_bits=${agreed.clientMaxWindowBits}`);
   return params.join('; ');
 }
@@ -585,8 +585,11 @@ function acceptDeflateOffer(header: string | undefined, settings: CompressionOpt
       // A client that did not offer client_max_window_bits cannot be limited (RFC 7692 §7.1.2.2).
       clientMaxWindowBits: clientBits === undefined ? 15 : Math.min(offeredClientBits, settings.clientMaxWindowBits ?? 15),
     };
+    // RFC 7692 §7.1.2.1: a server accepts server_max_window_bits by echoing it (with its
+    // value), and may state its own even when not offered.
+    const limitServer = serverBits !== undefined || settings.serverMaxWindowBits !== undefined;
     const limitClient = clientBits !== undefined && (settings.clientMaxWindowBits !== undefined || clientBits !== true);
-    return { agreed, response: formatDeflateParameters(agreed, limitClient) };
+    return { agreed, response: formatDeflateParameters(agreed, limitServer, limitClient) };
   }
   return null;
 }
@@ -1293,6 +1296,7 @@ class ProtocolLink implements Link, FrameSink {
 
   // Closing.
   #closeSent = false;
+  #closeRequested: CloseInfo | null = null;
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error: WebSocketError | null = null;
@@ -1381,8 +1385,10 @@ class ProtocolLink implements Link, FrameSink {
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message has more than ${maxFragments} fragments`);
     }
-    // Checked from the header, before a byte of the payload is buffered.
-    if (maxMessageSize > 0 && this.#messageSize + length > maxMessageSize) {
+    // Checked from the header, before a byte of the payload is buffered. A compressed message
+    // is allowed deflate's worst-case growth here; its inflated size is checked while inflating.
+    const limit = this.#messageCompressed ? maxMessageSize + (maxMessageSize >>> 8) + 1024 : maxMessageSize;
+    if (maxMessageSize > 0 && this.#messageSize + length > limit) {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
     }
     this.#messageSize += length;
@@ -1598,35 +1604,50 @@ class ProtocolLink implements Link, FrameSink {
 
   // ── sending ────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * Sends go straight out when nothing is queued and nothing needs compressing; otherwise
+   * they queue behind the message in progress (an async iterable, a compression).
+   */
   send(message: Outgoing): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sequencer.busy || isAsyncIterable(message) || this.#compresses(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
+    if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
+    let parts: Array<[Uint8Array, number]>;
     try {
-      this.#writeMessage(message as Chunk | Iterable<Chunk>);
+      // Strings are encoded and iterables read now: later changes by the caller do not count.
+      parts = isChunk(message) ? [encodeChunk(message)] : readFragments(message);
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.#sequencer.busy || this.#compresses(parts)) return this.#sequencer.enqueue(() => this.#sendParts(parts));
+    this.#writeParts(parts);
     return this.#backpressure();
   }
 
+  /** Whether new messages are accepted: open, and no close requested. */
   #canSend(): boolean {
     return this.#state === State.OPEN && !this.#closeSent;
   }
 
-  /** Whether a message goes out compressed: compression agreed, and not below the threshold. */
-  #compresses(message: Outgoing): boolean {
-    if (!this.#compression) return false;
-    if (typeof message === 'string') return message.length >= this.#compression.threshold;
-    if (isDataView(message)) return message.byteLength >= this.#compression.threshold;
-    return true;
+  /** Whether messages already accepted may still go out: until the close frame is sent. */
+  #canWrite(): boolean {
+    return this.#state !== State.CLOSED && !this.#closeSent;
   }
 
-  async #sendLocked(message: Outgoing): Promise<void> {
-    if (!this.#canSend()) throw this.#sendError();
-    if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
-    if (this.#compresses(message)) await this.#sendCompressed(isChunk(message) ? [encodeChunk(message)] : readFragments(message));
-    else this.#writeMessage(message);
+  /** Compression is agreed and the message is not below the threshold (in bytes). */
+  #compresses(parts: Array<[Uint8Array, number]>): boolean {
+    return this.#compression !== null && parts.reduce((sum, [bytes]) => sum + bytes.length, 0) >= this.#compression.threshold;
+  }
+
+  async #sendParts(parts: Array<[Uint8Array, number]>): Promise<void> {
+    if (!this.#canWrite()) throw this.#sendError();
+    if (this.#compresses(parts)) await this.#sendCompressed(parts);
+    else this.#writeParts(parts);
     await this.#backpressure();
+  }
+
+  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4). */
+  #writeParts(parts: Array<[Uint8Array, number]>): void {
+    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
 
   /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
@@ -1636,27 +1657,9 @@ class ProtocolLink implements Link, FrameSink {
       const [bytes, opcode] = parts[index];
       const last = index === parts.length - 1;
       const payload = await compression.compress(bytes, last);
-      if (!this.#canSend()) throw this.#sendError();
+      if (!this.#canWrite()) throw this.#sendError();
       this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
     }
-  }
-
-  #writeMessage(message: Chunk | Iterable<Chunk>): void {
-    if (isChunk(message)) {
-      const [bytes, opcode] = encodeChunk(message);
-      this.#writeFrame(opcode, bytes, true);
-    } else {
-      this.#writeFragments(message);
-    }
-  }
-
-  /**
-   * One frame per chunk, the last one with FIN (RFC 6455 §5.4). The chunks are all read
-   * first, so an iterable that throws or mixes text and bytes sends nothing.
-   */
-  #writeFragments(chunks: Iterable<Chunk>): void {
-    const parts = readFragments(chunks);
-    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
 
   /**
@@ -1668,21 +1671,21 @@ class ProtocolLink implements Link, FrameSink {
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
-        if (!this.#canSend()) throw this.#sendError();
+        if (!this.#canWrite()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
         const payload = compression ? await compression.compress(bytes, false) : bytes;
-        if (!this.#canSend()) throw this.#sendError();
+        if (!this.#canWrite()) throw this.#sendError();
         this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#backpressure();
       }
     } catch (error) {
-      if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
+      if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
       throw error;
     }
     const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
-    if (!this.#canSend()) throw this.#sendError();
+    if (!this.#canWrite()) throw this.#sendError();
     this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
     await this.#backpressure();
   }
@@ -1702,7 +1705,7 @@ class ProtocolLink implements Link, FrameSink {
   }
 
   #sendError(): WebSocketError {
-    return this.#error ?? new WebSocketError(this.#closeInfo.code, 'the connection is closing');
+    return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, 'the connection is closing');
   }
 
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
@@ -1783,12 +1786,22 @@ class ProtocolLink implements Link, FrameSink {
 
   // ── closing ────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * New sends are refused at once; messages already accepted (queued behind a compression or
+   * an async iterable) still go out before the close frame. The close timeout bounds it all.
+   */
   close(code: number, reason: string): void {
     this.#reactNow(); // a close frame or an error already received decides the code
     if (!this.#canSend()) return;
     this.#state = State.CLOSING;
-    this.#sendClose(code, reason);
+    this.#closeRequested = { code, reason };
     this.#startCloseTimer();
+    this.#updateReading();
+    const sendClose = () => {
+      if (this.#canWrite()) this.#sendClose(code, reason);
+    };
+    if (this.#sequencer.busy) this.#sequencer.enqueue(async () => sendClose()).catch(() => {});
+    else sendClose();
   }
 
   #sendClose(code: number, reason: string): void {
@@ -2055,7 +2068,9 @@ class ZlibCompression implements MessageCompression {
         this.#inflater = null;
         throw error;
       }
-      if (this.#resetInflater) this.#closeInflater();
+      // RFC 7692 §7.2.3.4: a block with BFINAL set ends the deflate stream (zlib ignores what
+      // follows it); the next message starts a new one.
+      if (inflater.readableEnded || this.#resetInflater) this.#closeInflater();
     });
   }
 
@@ -2705,6 +2720,7 @@ export type {
   ConnectionOptions,
   ClientOptions,
   ServerOptions,
+  CompressionOptions,
   ClientTlsOptions,
   ServerTlsOptions,
   NativeWebSocket,

@@ -471,4 +471,4 @@ interface NativeEvent {
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
 export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -301,11 +301,11 @@ function formatDeflateOffer(settings) {
   params.push(settings.clientMaxWindowBits !== void 0 ? `client_max_window_bits=${settings.clientMaxWindowBits}` : "client_max_window_bits");
   return params.join("; ");
 }
-function formatDeflateParameters(agreed, includeClientBits) {
+function formatDeflateParameters(agreed, includeServerBits, includeClientBits) {
   const params = [DEFLATE];
   if (agreed.serverNoContextTakeover) params.push("server_no_context_takeover");
   if (agreed.clientNoContextTakeover) params.push("client_no_context_takeover");
-  if (agreed.serverMaxWindowBits < 15) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
+  if (includeServerBits) params.push(`server_max_window_bits=${agreed.serverMaxWindowBits}`);
   if (includeClientBits) params.push(`client_max_window_bits=${agreed.clientMaxWindowBits}`);
   return params.join("; ");
 }
@@ -328,8 +328,9 @@ function acceptDeflateOffer(header, settings) {
       // A client that did not offer client_max_window_bits cannot be limited (RFC 7692 §7.1.2.2).
       clientMaxWindowBits: clientBits === void 0 ? 15 : Math.min(offeredClientBits, settings.clientMaxWindowBits ?? 15)
     };
+    const limitServer = serverBits !== void 0 || settings.serverMaxWindowBits !== void 0;
     const limitClient = clientBits !== void 0 && (settings.clientMaxWindowBits !== void 0 || clientBits !== true);
-    return { agreed, response: formatDeflateParameters(agreed, limitClient) };
+    return { agreed, response: formatDeflateParameters(agreed, limitServer, limitClient) };
   }
   return null;
 }
@@ -809,6 +810,7 @@ class ProtocolLink {
   #pendingPong = null;
   // Closing.
   #closeSent = false;
+  #closeRequested = null;
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error = null;
@@ -884,7 +886,8 @@ class ProtocolLink {
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message has more than ${maxFragments} fragments`);
     }
-    if (maxMessageSize > 0 && this.#messageSize + length > maxMessageSize) {
+    const limit = this.#messageCompressed ? maxMessageSize + (maxMessageSize >>> 8) + 1024 : maxMessageSize;
+    if (maxMessageSize > 0 && this.#messageSize + length > limit) {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
     }
     this.#messageSize += length;
@@ -1075,32 +1078,44 @@ class ProtocolLink {
     this.#startCloseTimer();
   }
   // ── sending ────────────────────────────────────────────────────────────────────────────
+  /**
+   * Sends go straight out when nothing is queued and nothing needs compressing; otherwise
+   * they queue behind the message in progress (an async iterable, a compression).
+   */
   send(message) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    if (this.#sequencer.busy || isAsyncIterable(message) || this.#compresses(message)) return this.#sequencer.enqueue(() => this.#sendLocked(message));
+    if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
+    let parts;
     try {
-      this.#writeMessage(message);
+      parts = isChunk(message) ? [encodeChunk(message)] : readFragments(message);
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.#sequencer.busy || this.#compresses(parts)) return this.#sequencer.enqueue(() => this.#sendParts(parts));
+    this.#writeParts(parts);
     return this.#backpressure();
   }
+  /** Whether new messages are accepted: open, and no close requested. */
   #canSend() {
     return this.#state === State.OPEN && !this.#closeSent;
   }
-  /** Whether a message goes out compressed: compression agreed, and not below the threshold. */
-  #compresses(message) {
-    if (!this.#compression) return false;
-    if (typeof message === "string") return message.length >= this.#compression.threshold;
-    if (isDataView(message)) return message.byteLength >= this.#compression.threshold;
-    return true;
+  /** Whether messages already accepted may still go out: until the close frame is sent. */
+  #canWrite() {
+    return this.#state !== State.CLOSED && !this.#closeSent;
   }
-  async #sendLocked(message) {
-    if (!this.#canSend()) throw this.#sendError();
-    if (isAsyncIterable(message)) return this.#sendAsyncFragments(message);
-    if (this.#compresses(message)) await this.#sendCompressed(isChunk(message) ? [encodeChunk(message)] : readFragments(message));
-    else this.#writeMessage(message);
+  /** Compression is agreed and the message is not below the threshold (in bytes). */
+  #compresses(parts) {
+    return this.#compression !== null && parts.reduce((sum, [bytes]) => sum + bytes.length, 0) >= this.#compression.threshold;
+  }
+  async #sendParts(parts) {
+    if (!this.#canWrite()) throw this.#sendError();
+    if (this.#compresses(parts)) await this.#sendCompressed(parts);
+    else this.#writeParts(parts);
     await this.#backpressure();
+  }
+  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4). */
+  #writeParts(parts) {
+    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
   /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
   async #sendCompressed(parts) {
@@ -1109,25 +1124,9 @@ class ProtocolLink {
       const [bytes, opcode] = parts[index];
       const last = index === parts.length - 1;
       const payload = await compression.compress(bytes, last);
-      if (!this.#canSend()) throw this.#sendError();
+      if (!this.#canWrite()) throw this.#sendError();
       this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
     }
-  }
-  #writeMessage(message) {
-    if (isChunk(message)) {
-      const [bytes, opcode] = encodeChunk(message);
-      this.#writeFrame(opcode, bytes, true);
-    } else {
-      this.#writeFragments(message);
-    }
-  }
-  /**
-   * One frame per chunk, the last one with FIN (RFC 6455 §5.4). The chunks are all read
-   * first, so an iterable that throws or mixes text and bytes sends nothing.
-   */
-  #writeFragments(chunks) {
-    const parts = readFragments(chunks);
-    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
   }
   /**
    * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
@@ -1138,21 +1137,21 @@ class ProtocolLink {
     let opcode = 0;
     try {
       for await (const chunk of chunks) {
-        if (!this.#canSend()) throw this.#sendError();
+        if (!this.#canWrite()) throw this.#sendError();
         const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
         const payload = compression ? await compression.compress(bytes, false) : bytes;
-        if (!this.#canSend()) throw this.#sendError();
+        if (!this.#canWrite()) throw this.#sendError();
         this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#backpressure();
       }
     } catch (error) {
-      if (opcode !== 0 && this.#state === State.OPEN) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
+      if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
       throw error;
     }
     const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
-    if (!this.#canSend()) throw this.#sendError();
+    if (!this.#canWrite()) throw this.#sendError();
     this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
     await this.#backpressure();
   }
@@ -1169,7 +1168,7 @@ class ProtocolLink {
     for (const wake of this.#drainWaiters.splice(0)) wake();
   }
   #sendError() {
-    return this.#error ?? new WebSocketError(this.#closeInfo.code, "the connection is closing");
+    return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
   }
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode, payload, fin, rsv1 = false) {
@@ -1241,12 +1240,23 @@ class ProtocolLink {
     this.#transport.destroy();
   }
   // ── closing ────────────────────────────────────────────────────────────────────────────
+  /**
+   * New sends are refused at once; messages already accepted (queued behind a compression or
+   * an async iterable) still go out before the close frame. The close timeout bounds it all.
+   */
   close(code, reason) {
     this.#reactNow();
     if (!this.#canSend()) return;
     this.#state = State.CLOSING;
-    this.#sendClose(code, reason);
+    this.#closeRequested = { code, reason };
     this.#startCloseTimer();
+    this.#updateReading();
+    const sendClose = () => {
+      if (this.#canWrite()) this.#sendClose(code, reason);
+    };
+    if (this.#sequencer.busy) this.#sequencer.enqueue(async () => sendClose()).catch(() => {
+    });
+    else sendClose();
   }
   #sendClose(code, reason) {
     this.#closeSent = true;
@@ -1437,7 +1447,7 @@ class ZlibCompression {
         this.#inflater = null;
         throw error;
       }
-      if (this.#resetInflater) this.#closeInflater();
+      if (inflater.readableEnded || this.#resetInflater) this.#closeInflater();
     });
   }
   close() {

@@ -13,250 +13,38 @@
 //   - the DevTools connection itself (our client ↔ Chromium's server): large replies, many
 //     calls in flight, ping.
 //
-// Chromium is /usr/bin/chromium (or $CHROMIUM), started on first use by the browser tests.
-// When it is missing they FAIL, they do not skip: CI installs it with `apt-get install -y
-// chromium`. The Node-only tests here run without it.
+// Chromium is /usr/bin/chromium (or $CHROMIUM), started on first use by the browser tests
+// (test/chromium.ts has the launcher and the CDP client). When it is missing they print
+// `SKIPPED: chromium not found (apt-get install chromium)` and skip, except with CI=true, where
+// they FAIL: CI installs it with `apt-get install -y chromium`. The Node-only tests here run
+// without it.
 // Everything listens on 127.0.0.1 with port 0; Chromium and its profile are removed at the end.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { connect, listen } from '../websockets.ts';
-import type { Server, ServerOptions, WebSocket } from '../websockets.ts';
+import type { Server, ServerOptions } from '../websockets.ts';
 import { PROTOCOL, runAbnormalClose, runClientScenario, runEdgeScenario, scenarioHandler } from './shared-client.ts';
 import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
+import { Cdp, chromiumMissing, findRoot, launchChromium, stopChromium, withTimeout } from './chromium.ts';
+import type { Browser } from './chromium.ts';
 
-const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
-const CHROMIUM_START_MS = 30_000;
-const CDP_CALL_MS = 15_000;
 const SCENARIO_MS = 120_000;
+/** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
+const needsChromium = chromiumMissing();
 /** The browser bundle's budget (bytes): minified, and minified + gzip -9. */
 const BUNDLE_BUDGET = { minified: 48 * 1024, gzipped: 16 * 1024 };
-
-/** The repository root: the nearest directory above this file that holds websockets.ts. */
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'websockets.ts'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the repository root (websockets.ts) above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-  return dir;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
-}
-
-// ── the Chrome DevTools Protocol, over our own client ───────────────────────────────────────
-
-interface CdpMessage {
-  id?: number;
-  method?: string;
-  params?: Record<string, unknown>;
-  result?: Record<string, unknown>;
-  error?: { code: number; message: string; data?: string };
-  sessionId?: string;
-}
-
-interface RemoteObject {
-  type: string;
-  subtype?: string;
-  value?: unknown;
-  description?: string;
-}
-
-interface ExceptionDetails {
-  text: string;
-  exception?: RemoteObject;
-}
-
-class Cdp {
-  readonly ws: WebSocket;
-  readonly events: CdpMessage[] = [];
-  #nextId = 1;
-  readonly #pending = new Map<number, { resolve(result: Record<string, unknown>): void; reject(error: Error): void; method: string }>();
-  readonly #listeners = new Set<(event: CdpMessage) => void>();
-  /** How the read loop ended. */
-  readonly done: Promise<unknown>;
-
-  constructor(ws: WebSocket) {
-    this.ws = ws;
-    this.done = this.#read();
-  }
-
-  async #read(): Promise<unknown> {
-    let ending: unknown = null;
-    try {
-      for await (const data of this.ws) {
-        assert.equal(typeof data, 'string', 'the DevTools Protocol speaks TEXT messages');
-        const message = JSON.parse(data as string) as CdpMessage;
-        if (message.id !== undefined) {
-          const pending = this.#pending.get(message.id);
-          this.#pending.delete(message.id);
-          if (!pending) continue;
-          if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message} ${message.error.data ?? ''}`));
-          else pending.resolve(message.result ?? {});
-        } else {
-          this.events.push(message);
-          for (const listener of this.#listeners) listener(message);
-        }
-      }
-    } catch (error) {
-      ending = error;
-    }
-    for (const pending of this.#pending.values()) pending.reject(new Error(`${pending.method}: the DevTools connection ended (${String(ending ?? 'normally')})`));
-    this.#pending.clear();
-    return ending;
-  }
-
-  call(method: string, params: Record<string, unknown> = {}, sessionId?: string, ms = CDP_CALL_MS): Promise<Record<string, unknown>> {
-    const id = this.#nextId++;
-    const answer = new Promise<Record<string, unknown>>((resolve, reject) => this.#pending.set(id, { resolve, reject, method }));
-    const message: CdpMessage = { id, method, params };
-    if (sessionId) message.sessionId = sessionId;
-    return withTimeout(this.ws.send(JSON.stringify(message)).then(() => answer), ms, `DevTools ${method}`);
-  }
-
-  /** Resolves with the first event `method` of `sessionId` (registered before it is awaited). */
-  waitFor(method: string, sessionId: string, ms = CDP_CALL_MS): Promise<CdpMessage> {
-    let listener: ((event: CdpMessage) => void) | undefined;
-    const seen = new Promise<CdpMessage>((resolve) => {
-      listener = (event) => {
-        if (event.method === method && event.sessionId === sessionId) resolve(event);
-      };
-      this.#listeners.add(listener);
-    });
-    return withTimeout(seen, ms, `DevTools event ${method}`).finally(() => {
-      if (listener) this.#listeners.delete(listener);
-    });
-  }
-
-  /** Runs `expression` in the page, awaits its promise, and returns its value as JSON. */
-  async evaluate<T>(sessionId: string, expression: string, ms = CDP_CALL_MS): Promise<T> {
-    const reply = await this.call('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true }, sessionId, ms);
-    const details = reply['exceptionDetails'] as ExceptionDetails | undefined;
-    if (details) throw new Error(`in the page: ${details.exception?.description ?? details.text}`);
-    return (reply['result'] as RemoteObject).value as T;
-  }
-
-  /** Exceptions the pages did not catch (including unhandled rejections). */
-  pageExceptions(): string[] {
-    return this.events
-      .filter((event) => event.method === 'Runtime.exceptionThrown')
-      .map((event) => {
-        const details = (event.params?.['exceptionDetails'] ?? {}) as ExceptionDetails;
-        return details.exception?.description ?? details.text;
-      });
-  }
-}
-
-// ── Chromium ──────────────────────────────────────────────────────────────────────────────────
-
-interface Browser {
-  process: ChildProcess;
-  devtoolsUrl: string;
-  exited: Promise<void>;
-  stderrTail(): string;
-}
-
-function launchChromium(profile: string): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium) or set CHROMIUM; the browser tests fail rather than skip without it`);
-  }
-  const args = [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--no-default-browser-check',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-dev-shm-usage',
-    '--remote-debugging-port=0',
-    `--user-data-dir=${join(profile, 'user-data')}`,
-    'about:blank',
-  ];
-  // Its own process group, so that the renderers and helpers can be killed with it.
-  const child = spawn(CHROMIUM, args, {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, XDG_CONFIG_HOME: join(profile, 'config'), XDG_CACHE_HOME: join(profile, 'cache') },
-  });
-  const lines: string[] = [];
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return new Promise<Browser>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(() => finish(new Error(`Chromium printed no DevTools URL within ${CHROMIUM_START_MS} ms`)), CHROMIUM_START_MS);
-    const finish = (error: Error | null, devtoolsUrl = '') => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const browser: Browser = { process: child, devtoolsUrl, exited, stderrTail: () => lines.slice(-30).join('\n') };
-      if (error) {
-        void stopChromium(browser).then(() => reject(new Error(`${error.message}\nstderr:\n${browser.stderrTail()}`)));
-      } else resolve(browser);
-    };
-    let buffered = '';
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
-      buffered += text;
-      const parts = buffered.split('\n');
-      buffered = parts.pop() ?? '';
-      for (const line of parts) {
-        lines.push(line);
-        if (lines.length > 200) lines.shift();
-        const match = /DevTools listening on (ws:\/\/\S+)/.exec(line);
-        if (match) finish(null, match[1]);
-      }
-    });
-    child.once('error', (error) => finish(error));
-    child.once('exit', (code, signal) => finish(new Error(`Chromium exited early (code ${code}, signal ${signal})`)));
-  });
-}
-
-function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Kills Chromium's process group (only the processes it started) and waits until it is gone. */
-async function stopChromium(browser: Browser): Promise<void> {
-  const pid = browser.process.pid;
-  if (pid === undefined) return;
-  if (browser.process.exitCode === null && browser.process.signalCode === null) {
-    await withTimeout(browser.exited, 5_000, 'Chromium exit').catch(() => undefined);
-  }
-  if (groupAlive(pid)) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  for (let i = 0; i < 50 && groupAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-}
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 
@@ -443,7 +231,7 @@ test('browser bundle: builds with the package.json command, small, no static nod
   assert.doesNotMatch(bundle.text, /\brequire\(\s*["']node:/, 'a require of a node: module');
 });
 
-test('browser bundle: imports in Chromium without throwing and exports the public API', { timeout: 120_000 }, async () => {
+test('browser bundle: imports in Chromium without throwing and exports the public API', { skip: needsChromium, timeout: 120_000 }, async () => {
   // page() checked that the page's `import()` of both bundles did not throw.
   const { cdp, sessionId } = await page();
   const names = await cdp.evaluate<string[]>(sessionId, 'Object.keys(window.lib).sort()');
@@ -460,7 +248,7 @@ test('shared client scenario in Node (our RFC 6455 client)', { timeout: SCENARIO
   assert.deepEqual(serverErrors, []);
 });
 
-test('shared client scenario in headless Chromium (the facade over the native WebSocket)', { timeout: SCENARIO_MS }, async (t) => {
+test('shared client scenario in headless Chromium (the facade over the native WebSocket)', { skip: needsChromium, timeout: SCENARIO_MS }, async (t) => {
   const { cdp, sessionId } = await page();
   const result = await cdp.evaluate<Result>(sessionId, expression('window.client.runClientScenario', scenarioServer.url), SCENARIO_MS - 5_000);
   t.diagnostic(`${result.runtime}: ${result.ms} ms; 16 MiB echo ${result.large[1]?.ms} ms`);
@@ -473,7 +261,7 @@ test('shared client scenario in headless Chromium (the facade over the native We
   assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 
-test('abnormal close: the server destroys the connection → receive() rejects with 1006 (Node and Chromium)', { timeout: 120_000 }, async () => {
+test('abnormal close: the server destroys the connection → receive() rejects with 1006 (Node and Chromium)', { skip: needsChromium, timeout: 120_000 }, async () => {
   const inNode = await runAbnormalClose(killerUrl);
   assertAbnormal(inNode);
   const { cdp, sessionId } = await page();
@@ -483,7 +271,7 @@ test('abnormal close: the server destroys the connection → receive() rejects w
   assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 
-test('edge cases of the contract: the same in Node and in Chromium', { timeout: 120_000 }, async () => {
+test('edge cases of the contract: the same in Node and in Chromium', { skip: needsChromium, timeout: 120_000 }, async () => {
   const inNode = await runEdgeScenario(scenarioServer.url);
   assertEdge(inNode);
   const { cdp, sessionId } = await page();
@@ -504,19 +292,19 @@ function wrapEdgesInPage(): Promise<WrapEdges> {
   return wrapEdges;
 }
 
-test('wrap() in Chromium: a native WebSocket that never opens → receive() and a pending send() reject with 1006', { timeout: 120_000 }, async (t) => {
+test('wrap() in Chromium: a native WebSocket that never opens → receive() and a pending send() reject with 1006', { skip: needsChromium, timeout: 120_000 }, async (t) => {
   const result = await wrapEdgesInPage();
   t.diagnostic(JSON.stringify(result.neverOpened));
   assertWrapNeverOpened(result);
 });
 
-test('wrap() in Chromium: a native WebSocket already closed → receive(), closed and close() settle', { timeout: 120_000 }, async (t) => {
+test('wrap() in Chromium: a native WebSocket already closed → receive(), closed and close() settle', { skip: needsChromium, timeout: 120_000 }, async (t) => {
   const result = await wrapEdgesInPage();
   t.diagnostic(JSON.stringify(result.alreadyClosed));
   assertWrapAlreadyClosed(result);
 });
 
-test('wrap() in Chromium: a CONNECTING native WebSocket → protocol and extensions as negotiated', { timeout: 120_000 }, async (t) => {
+test('wrap() in Chromium: a CONNECTING native WebSocket → protocol and extensions as negotiated', { skip: needsChromium, timeout: 120_000 }, async (t) => {
   const result = await wrapEdgesInPage();
   t.diagnostic(JSON.stringify(result.connecting));
   assertWrapConnecting(result);
@@ -605,7 +393,7 @@ function assertNativeEcho({ page, server }: { page: NativeResult; server: Native
   assert.deepEqual(server.closed, { code: 1000, reason: 'done' });
 }
 
-test('Chromium native WebSocket ↔ our server (default options: permessage-deflate offered, declined)', { timeout: 120_000 }, async (t) => {
+test('Chromium native WebSocket ↔ our server (default options: permessage-deflate offered, declined)', { skip: needsChromium, timeout: 120_000 }, async (t) => {
   const echo = await nativeEcho({});
   t.diagnostic(`offered: ${echo.server.offered}; negotiated: ${JSON.stringify(echo.page.extensions)}`);
   assertNativeEcho(echo);
@@ -613,14 +401,14 @@ test('Chromium native WebSocket ↔ our server (default options: permessage-defl
   assert.deepEqual(serverErrors, []);
 });
 
-test('Chromium native WebSocket ↔ our server with compression: true', { timeout: 120_000 }, async (t) => {
+test('Chromium native WebSocket ↔ our server with compression: true', { skip: needsChromium, timeout: 120_000 }, async (t) => {
   const echo = await nativeEcho({ compression: true });
   t.diagnostic(`offered: ${echo.server.offered}; negotiated: ${JSON.stringify(echo.page.extensions)}`);
   assertNativeEcho(echo);
   assert.deepEqual(serverErrors, []);
 });
 
-test('browser limitations fail clearly; open() works through the bundle', { timeout: 120_000 }, async () => {
+test('browser limitations fail clearly; open() works through the bundle', { skip: needsChromium, timeout: 120_000 }, async () => {
   const closedUrl = await refusedUrl();
   const { cdp, sessionId } = await page();
   const result = await cdp.evaluate<Record<string, string>>(sessionId, `(async (url, closedUrl) => {
@@ -642,7 +430,7 @@ test('browser limitations fail clearly; open() works through the bundle', { time
   assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 
-test('the DevTools connection itself: our client against Chromium\'s server', { timeout: 120_000 }, async () => {
+test('the DevTools connection itself: our client against Chromium\'s server', { skip: needsChromium, timeout: 120_000 }, async () => {
   const { cdp: devtools, sessionId } = await page();
   assert.equal(devtools.ws.protocol, '');
   assert.equal(devtools.ws.response?.status, 101);

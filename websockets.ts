@@ -935,8 +935,8 @@ interface TransportEvents {
   end(): void;
   /** The transport is gone; `error` if it failed. */
   close(error?: Error): void;
-  /** The write buffer drained. */
-  drain(): void;
+  /** Written bytes reached the operating system: the buffer shrank. */
+  written(): void;
 }
 
 /** The byte stream the protocol runs over: a Node socket, or a test double. */
@@ -1321,7 +1321,7 @@ class ProtocolLink implements Link, FrameSink {
       data: (chunk) => this.#onData(chunk),
       end: () => this.#transport.end(), // the peer sends nothing more: finish our side too
       close: (error) => this.#onTransportClose(error),
-      drain: () => this.#onDrain(),
+      written: () => this.#onWritten(),
     });
   }
 
@@ -1581,7 +1581,7 @@ class ProtocolLink implements Link, FrameSink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping of this.#pings.splice(0)) ping.reject(this.#error);
-    this.#onDrain();
+    this.#onWritten();
     this.#events.closed(this.#closeInfo);
   }
 
@@ -1697,11 +1697,17 @@ class ProtocolLink implements Link, FrameSink {
     );
   }
 
-  #onDrain(): void {
+  /**
+   * Each write that reaches the OS lets the waiting sends go as soon as the buffer is back at
+   * the high-water mark — not only once it is empty, which would stall a stream of large
+   * messages at every one.
+   */
+  #onWritten(): void {
+    if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
     const pong = this.#pendingPong;
     this.#pendingPong = null;
     if (pong && this.#canSend()) this.#writeFrame(Opcode.PONG, pong, true);
-    for (const wake of this.#drainWaiters.splice(0)) wake();
+    if (this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
   }
 
   #sendError(): WebSocketError {
@@ -1919,6 +1925,9 @@ type ZlibStream = import('node:zlib').DeflateRaw | import('node:zlib').InflateRa
 interface NodeModules {
   http: NodeHttp;
   https: NodeHttps;
+  net: typeof import('node:net');
+  tls: typeof import('node:tls');
+  isIP(host: string): number;
   zlib: NodeZlib;
   sha1(text: string): Uint8Array;
 }
@@ -1927,10 +1936,15 @@ let nodeModules: Promise<NodeModules> | undefined;
 
 /** Node built-ins, imported on first use so that this file loads in a browser. */
 function loadNode(): Promise<NodeModules> {
-  nodeModules ??= Promise.all([import('node:http'), import('node:https'), import('node:zlib'), import('node:crypto')]).then(
-    ([http, https, zlib, crypto]: [NodeHttp, NodeHttps, NodeZlib, NodeCrypto]) => ({
+  nodeModules ??= Promise.all([
+    import('node:http'), import('node:https'), import('node:net'), import('node:tls'), import('node:zlib'), import('node:crypto'),
+  ]).then(
+    ([http, https, net, tls, zlib, crypto]: [NodeHttp, NodeHttps, typeof import('node:net'), typeof import('node:tls'), NodeZlib, NodeCrypto]) => ({
       http,
       https,
+      net,
+      tls,
+      isIP: net.isIP,
       zlib,
       sha1: (text: string) => crypto.createHash('sha1').update(text).digest(),
     }),
@@ -2102,8 +2116,10 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
  * A Node socket as a transport. Writes made in one tick are corked and flushed together, so
  * a burst of small messages costs one system call.
  */
-function socketTransport(socket: NodeSocket, head: Uint8Array): Transport {
+function socketTransport(socket: NodeSocket, head: Uint8Array | null): Transport {
   let corked = false;
+  let written = () => {};
+  const afterWrite = () => written();
   const uncork = () => {
     corked = false;
     socket.uncork();
@@ -2114,11 +2130,12 @@ function socketTransport(socket: NodeSocket, head: Uint8Array): Transport {
       // Hand out plain Uint8Array views, not Buffers: the same type as in a browser.
       socket.on('data', (chunk: Uint8Array) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
       socket.on('end', events.end);
-      socket.on('drain', events.drain);
+      written = events.written;
       let failure: Error | undefined;
       socket.on('error', (error) => (failure = error));
       socket.on('close', () => events.close(failure));
-      if (head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+      if (head && head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+      head = null; // not kept for the life of the connection
       if (socket.destroyed) events.close(new Error('socket closed during the handshake'));
     },
     write(bytes) {
@@ -2128,7 +2145,7 @@ function socketTransport(socket: NodeSocket, head: Uint8Array): Transport {
         socket.cork();
         queueMicrotask(uncork);
       }
-      socket.write(bytes);
+      socket.write(bytes, afterWrite);
     },
     get bufferedAmount() {
       return socket.writableLength;
@@ -2195,14 +2212,18 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   if (compression) requestHeaders['Sec-WebSocket-Extensions'] = formatDeflateOffer(compression);
   const secure = target.protocol === 'wss:';
   const path = target.pathname + target.search;
-  const request = (secure ? node.https : node.http).request({
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const request = node.http.request({
     ...(secure ? (options.tls as import('node:https').RequestOptions) : {}),
-    host: target.hostname.replace(/^\[|\]$/g, ''),
+    host,
     port: target.port || (secure ? 443 : 80),
     path,
     method: 'GET',
     headers: requestHeaders,
-    agent: false,
+    // A socket of its own, with no Agent (creating one per connection is costly).
+    createConnection: (connectOptions: import('node:http').ClientRequestArgs) => secure
+      ? node.tls.connect({ servername: node.isIP(host) ? undefined : host, ...(connectOptions as import('node:tls').ConnectionOptions) })
+      : node.net.connect(connectOptions as import('node:net').NetConnectOpts),
     auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined,
   });
   const requestInfo: RequestInfo = {
@@ -2466,6 +2487,12 @@ async function acceptUpgrade(
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
+  // Not awaited: this function's frame (the HTTP request, the handshake) is freed at once.
+  void serve(ws, handler, options);
+}
+
+/** Runs a server connection's handler; its errors go to `onError`, never further. */
+async function serve(ws: WebSocket, handler: (ws: WebSocket) => unknown, options: ServerOptions): Promise<void> {
   try {
     await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
   } catch (error) {

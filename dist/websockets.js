@@ -833,7 +833,7 @@ class ProtocolLink {
       end: () => this.#transport.end(),
       // the peer sends nothing more: finish our side too
       close: (error) => this.#onTransportClose(error),
-      drain: () => this.#onDrain()
+      written: () => this.#onWritten()
     });
   }
   get bufferedAmount() {
@@ -1060,7 +1060,7 @@ class ProtocolLink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping2 of this.#pings.splice(0)) ping2.reject(this.#error);
-    this.#onDrain();
+    this.#onWritten();
     this.#events.closed(this.#closeInfo);
   }
   #setError(error, info) {
@@ -1161,11 +1161,17 @@ class ProtocolLink {
       (resolve, reject) => this.#drainWaiters.push(() => this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())
     );
   }
-  #onDrain() {
+  /**
+   * Each write that reaches the OS lets the waiting sends go as soon as the buffer is back at
+   * the high-water mark — not only once it is empty, which would stall a stream of large
+   * messages at every one.
+   */
+  #onWritten() {
+    if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
     const pong2 = this.#pendingPong;
     this.#pendingPong = null;
     if (pong2 && this.#canSend()) this.#writeFrame(Opcode.PONG, pong2, true);
-    for (const wake of this.#drainWaiters.splice(0)) wake();
+    if (this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
   }
   #sendError() {
     return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
@@ -1332,10 +1338,20 @@ function close(ws, code, reason) {
 }
 let nodeModules;
 function loadNode() {
-  nodeModules ??= Promise.all([import("node:http"), import("node:https"), import("node:zlib"), import("node:crypto")]).then(
-    ([http, https, zlib, crypto]) => ({
+  nodeModules ??= Promise.all([
+    import("node:http"),
+    import("node:https"),
+    import("node:net"),
+    import("node:tls"),
+    import("node:zlib"),
+    import("node:crypto")
+  ]).then(
+    ([http, https, net, tls, zlib, crypto]) => ({
       http,
       https,
+      net,
+      tls,
+      isIP: net.isIP,
       zlib,
       sha1: (text) => crypto.createHash("sha1").update(text).digest()
     })
@@ -1471,6 +1487,9 @@ function quiet(stream) {
 const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
 function socketTransport(socket, head) {
   let corked = false;
+  let written = () => {
+  };
+  const afterWrite = () => written();
   const uncork = () => {
     corked = false;
     socket.uncork();
@@ -1480,11 +1499,12 @@ function socketTransport(socket, head) {
       socket.setNoDelay(true);
       socket.on("data", (chunk) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
       socket.on("end", events.end);
-      socket.on("drain", events.drain);
+      written = events.written;
       let failure;
       socket.on("error", (error) => failure = error);
       socket.on("close", () => events.close(failure));
-      if (head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+      if (head && head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
+      head = null;
       if (socket.destroyed) events.close(new Error("socket closed during the handshake"));
     },
     write(bytes) {
@@ -1494,7 +1514,7 @@ function socketTransport(socket, head) {
         socket.cork();
         queueMicrotask(uncork);
       }
-      socket.write(bytes);
+      socket.write(bytes, afterWrite);
     },
     get bufferedAmount() {
       return socket.writableLength;
@@ -1543,14 +1563,16 @@ async function connect(url, options = {}) {
   if (compression) requestHeaders["Sec-WebSocket-Extensions"] = formatDeflateOffer(compression);
   const secure = target.protocol === "wss:";
   const path = target.pathname + target.search;
-  const request = (secure ? node.https : node.http).request({
+  const host = target.hostname.replace(/^\[|\]$/g, "");
+  const request = node.http.request({
     ...secure ? options.tls : {},
-    host: target.hostname.replace(/^\[|\]$/g, ""),
+    host,
     port: target.port || (secure ? 443 : 80),
     path,
     method: "GET",
     headers: requestHeaders,
-    agent: false,
+    // A socket of its own, with no Agent (creating one per connection is costly).
+    createConnection: (connectOptions) => secure ? node.tls.connect({ servername: node.isIP(host) ? void 0 : host, ...connectOptions }) : node.net.connect(connectOptions),
     auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : void 0
   });
   const requestInfo = {
@@ -1734,6 +1756,9 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
   ws.closed.then(() => tracker.sockets.delete(ws));
+  void serve(ws, handler, options);
+}
+async function serve(ws, handler, options) {
   try {
     await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
   } catch (error) {

@@ -22,7 +22,7 @@ const server = await listen(
   },
   // No keep-alive pings (they would add frames wstest does not expect), and
   // room for the 16 MiB messages of the 9.* cases.
-  { pingInterval: 0, maxMessageSize: 16 * 1024 * 1024 },
+  { pingInterval: 0, maxMessageSize: 16 * 1024 * 1024, compression: { threshold: 0 } },
 );
 
 console.log(`websockets.ts echo server listening on ${server.url}`);

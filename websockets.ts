@@ -99,6 +99,9 @@ const DEFAULTS = {
   maxQueuedBytes: 1 * MiB,
 };
 
+/** Most request headers a server accepts (a browser sends about 15). */
+const DEFAULT_MAX_HEADERS = 100;
+
 /** RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -205,6 +208,10 @@ interface ServerOptions extends ConnectionOptions {
   onError?: (error: unknown, ws?: WebSocket) => void;
   /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
   tls?: ServerTlsOptions;
+  /** Largest request header block, in bytes; larger gets 431 (`listen` only; node:http's default is 16 KiB). */
+  maxHeaderSize?: number;
+  /** Most request headers; more gets 431. Default 100. */
+  maxHeaders?: number;
 }
 
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
@@ -949,6 +956,8 @@ interface Transport {
   /** Sends FIN after what is buffered. */
   end(): void;
   destroy(): void;
+  /** True once the transport is gone, possibly before its close event arrives. */
+  readonly destroyed: boolean;
 }
 
 /**
@@ -1625,12 +1634,19 @@ class ProtocolLink implements Link, FrameSink {
 
   /** Whether new messages are accepted: open, and no close requested. */
   #canSend(): boolean {
+    this.#noticeDestroyed();
     return this.#state === State.OPEN && !this.#closeSent;
   }
 
   /** Whether messages already accepted may still go out: until the close frame is sent. */
   #canWrite(): boolean {
+    this.#noticeDestroyed();
     return this.#state !== State.CLOSED && !this.#closeSent;
+  }
+
+  /** A socket destroyed a moment ago has not told us yet: then a send would vanish silently. */
+  #noticeDestroyed(): void {
+    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.#onTransportClose(new Error('the socket was destroyed'));
   }
 
   /** Compression is agreed and the message is not below the threshold (in bytes). */
@@ -2156,6 +2172,9 @@ function socketTransport(socket: NodeSocket, head: Uint8Array | null): Transport
       if (!socket.writableEnded) socket.end();
     },
     destroy: () => socket.destroy(),
+    get destroyed() {
+      return socket.destroyed;
+    },
   };
 }
 
@@ -2356,6 +2375,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     headersTimeout: handshakeTimeout,
     requestTimeout: handshakeTimeout,
     connectionsCheckingInterval: Math.min(handshakeTimeout || 30_000, 1_000),
+    ...(options.maxHeaderSize !== undefined ? { maxHeaderSize: options.maxHeaderSize } : {}),
   };
   const answerPlainHttp = (request: NodeIncomingMessage, response: import('node:http').ServerResponse) => {
     const verdict = checkClientRequest(request.method ?? '', request.httpVersion, lowerCaseHeaders(request.headers));
@@ -2369,6 +2389,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     ? node.https.createServer({ ...(options.tls as import('node:https').ServerOptions), ...serverOptions }, answerPlainHttp)
     : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
+  httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1; // one more, to see "too many"
   httpServer.on('upgrade', (request, socket, head) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker));
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
@@ -2461,6 +2482,8 @@ async function acceptUpgrade(
   if (tracker.closing) return refuse(socket, { status: 503, body: 'the server is shutting down' });
   const headers = lowerCaseHeaders(request.headers);
   const requestInfo: RequestInfo = { method: request.method ?? '', url: request.url ?? '/', headers };
+  // node:http drops headers past its own count limit silently; ours is below it.
+  if (request.rawHeaders.length / 2 > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuse(socket, { status: 431, body: 'too many headers' });
   const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
   if ('status' in hello) return refuse(socket, hello);
 

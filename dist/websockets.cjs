@@ -113,6 +113,7 @@ const DEFAULTS = {
   maxQueuedMessages: 1024,
   maxQueuedBytes: 1 * MiB
 };
+const DEFAULT_MAX_HEADERS = 100;
 const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 class WebSocketError extends Error {
   code;
@@ -1149,11 +1150,17 @@ class ProtocolLink {
   }
   /** Whether new messages are accepted: open, and no close requested. */
   #canSend() {
+    this.#noticeDestroyed();
     return this.#state === State.OPEN && !this.#closeSent;
   }
   /** Whether messages already accepted may still go out: until the close frame is sent. */
   #canWrite() {
+    this.#noticeDestroyed();
     return this.#state !== State.CLOSED && !this.#closeSent;
+  }
+  /** A socket destroyed a moment ago has not told us yet: then a send would vanish silently. */
+  #noticeDestroyed() {
+    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.#onTransportClose(new Error("the socket was destroyed"));
   }
   /** Compression is agreed and the message is not below the threshold (in bytes). */
   #compresses(parts) {
@@ -1576,7 +1583,10 @@ function socketTransport(socket, head) {
     end: () => {
       if (!socket.writableEnded) socket.end();
     },
-    destroy: () => socket.destroy()
+    destroy: () => socket.destroy(),
+    get destroyed() {
+      return socket.destroyed;
+    }
   };
 }
 function lowerCaseHeaders(raw) {
@@ -1712,7 +1722,8 @@ async function listen(host, port, handler, options = {}) {
   const serverOptions = {
     headersTimeout: handshakeTimeout,
     requestTimeout: handshakeTimeout,
-    connectionsCheckingInterval: Math.min(handshakeTimeout || 3e4, 1e3)
+    connectionsCheckingInterval: Math.min(handshakeTimeout || 3e4, 1e3),
+    ...options.maxHeaderSize !== void 0 ? { maxHeaderSize: options.maxHeaderSize } : {}
   };
   const answerPlainHttp = (request, response) => {
     const verdict = checkClientRequest(request.method ?? "", request.httpVersion, lowerCaseHeaders(request.headers));
@@ -1723,6 +1734,7 @@ async function listen(host, port, handler, options = {}) {
   };
   const httpServer = options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
+  httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1;
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   await new Promise((resolve, reject) => {
     httpServer.once("error", reject);
@@ -1783,6 +1795,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   if (tracker.closing) return refuse(socket, { status: 503, body: "the server is shutting down" });
   const headers = lowerCaseHeaders(request.headers);
   const requestInfo = { method: request.method ?? "", url: request.url ?? "/", headers };
+  if (request.rawHeaders.length / 2 > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuse(socket, { status: 431, body: "too many headers" });
   const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
   if ("status" in hello) return refuse(socket, hello);
   tracker.pending.add(socket);

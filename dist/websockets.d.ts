@@ -157,6 +157,10 @@ interface ServerOptions extends ConnectionOptions {
     onError?: (error: unknown, ws?: WebSocket) => void;
     /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
     tls?: ServerTlsOptions;
+    /** Largest request header block, in bytes; larger gets 431 (`listen` only; node:http's default is 16 KiB). */
+    maxHeaderSize?: number;
+    /** Most request headers; more gets 431. Default 100. */
+    maxHeaders?: number;
 }
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
 interface CloseInfo {

@@ -1033,6 +1033,8 @@ function resolveOptions(options: ConnectionOptions): Limits {
 
 /** How a connection ended, if it has: the error receive() rejects with (module-private). */
 let endOf: (ws: WebSocket) => WebSocketError | null;
+/** A connection's link (module-private), for `broadcast`. */
+let linkOf: (ws: WebSocket) => Link;
 
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
@@ -1073,6 +1075,7 @@ class WebSocket implements AsyncIterable<Data> {
 
   static {
     endOf = (ws) => ws.#error;
+    linkOf = (ws) => ws.#link;
   }
 
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
@@ -1632,6 +1635,17 @@ class ProtocolLink implements Link, FrameSink {
     return this.#backpressure();
   }
 
+  /**
+   * Writes a ready-made unmasked frame (for `broadcast`), or returns null when this link
+   * cannot take one: a client (it must mask), compression, or a message in progress.
+   */
+  sendFrame(frame: Uint8Array): Promise<void> | null {
+    if (this.#client || this.#compression || this.#sequencer.busy) return null;
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
+    this.#transport.write(frame);
+    return this.#backpressure();
+  }
+
   /** Whether new messages are accepted: open, and no close requested. */
   #canSend(): boolean {
     this.#noticeDestroyed();
@@ -1924,6 +1938,28 @@ function pong(ws: WebSocket, data?: Chunk): Promise<void> {
 /** `close(ws, code, reason)`: HTTP.jl-style alias of `ws.close(code, reason)`. */
 function close(ws: WebSocket, code?: number, reason?: string): Promise<void> {
   return ws.close(code, reason);
+}
+
+/**
+ * Sends one message to many sockets. Server frames are never masked, so the frame is built
+ * once and the same bytes are written to every server-side socket; the others (clients,
+ * compressed or browser sockets, or one busy sending a long message) get an ordinary
+ * `send`. Resolves when every socket is back at its high-water mark or has closed: each
+ * waits on its own, so one slow client holds up no other, and a closed one is skipped.
+ *
+ * @example
+ * await broadcast(room, JSON.stringify({ type: 'tick', time: Date.now() }))
+ */
+async function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<void> {
+  const [payload, opcode] = encodeChunk(message);
+  let frame: Uint8Array | null = null;
+  const pending: Array<Promise<void>> = [];
+  for (const ws of sockets) {
+    const link = linkOf(ws);
+    const sent = link instanceof ProtocolLink ? link.sendFrame((frame ??= encodeFrame({ opcode, payload }))) : null;
+    pending.push((sent ?? ws.send(message)).catch(() => {}));
+  }
+  await Promise.all(pending);
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -2750,6 +2786,7 @@ export {
   ping,
   pong,
   close,
+  broadcast,
   // low level: the frame codec and the protocol's constants
   Opcode,
   CloseCode,

@@ -385,6 +385,17 @@ declare function ping(ws: WebSocket, data?: Chunk): Promise<number>;
 declare function pong(ws: WebSocket, data?: Chunk): Promise<void>;
 /** `close(ws, code, reason)`: HTTP.jl-style alias of `ws.close(code, reason)`. */
 declare function close(ws: WebSocket, code?: number, reason?: string): Promise<void>;
+/**
+ * Sends one message to many sockets. Server frames are never masked, so the frame is built
+ * once and the same bytes are written to every server-side socket; the others (clients,
+ * compressed or browser sockets, or one busy sending a long message) get an ordinary
+ * `send`. Resolves when every socket is back at its high-water mark or has closed: each
+ * waits on its own, so one slow client holds up no other, and a closed one is skipped.
+ *
+ * @example
+ * await broadcast(room, JSON.stringify({ type: 'tick', time: Date.now() }))
+ */
+declare function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<void>;
 type NodeIncomingMessage = import('node:http').IncomingMessage;
 /**
  * Opens a client connection and resolves with the WebSocket once the handshake is done.
@@ -474,5 +485,5 @@ interface NativeEvent {
  * await ws.send('hello')
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
-export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
 export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -591,6 +591,7 @@ function resolveOptions(options) {
   return resolved;
 }
 let endOf;
+let linkOf;
 class WebSocket {
   /** The URL on the client; the request target on the server. */
   url;
@@ -618,6 +619,7 @@ class WebSocket {
   #closeInfo;
   static {
     endOf = (ws) => ws.#error;
+    linkOf = (ws) => ws.#link;
   }
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(link, details, options = {}) {
@@ -1096,6 +1098,16 @@ class ProtocolLink {
     this.#writeParts(parts);
     return this.#backpressure();
   }
+  /**
+   * Writes a ready-made unmasked frame (for `broadcast`), or returns null when this link
+   * cannot take one: a client (it must mask), compression, or a message in progress.
+   */
+  sendFrame(frame) {
+    if (this.#client || this.#compression || this.#sequencer.busy) return null;
+    if (!this.#canSend()) return Promise.reject(this.#sendError());
+    this.#transport.write(frame);
+    return this.#backpressure();
+  }
   /** Whether new messages are accepted: open, and no close requested. */
   #canSend() {
     this.#noticeDestroyed();
@@ -1342,6 +1354,18 @@ function pong(ws, data) {
 }
 function close(ws, code, reason) {
   return ws.close(code, reason);
+}
+async function broadcast(sockets, message) {
+  const [payload, opcode] = encodeChunk(message);
+  let frame = null;
+  const pending = [];
+  for (const ws of sockets) {
+    const link = linkOf(ws);
+    const sent = link instanceof ProtocolLink ? link.sendFrame(frame ??= encodeFrame({ opcode, payload })) : null;
+    pending.push((sent ?? ws.send(message)).catch(() => {
+    }));
+  }
+  await Promise.all(pending);
 }
 let nodeModules;
 function loadNode() {
@@ -1924,6 +1948,7 @@ export {
   WebSocket,
   WebSocketError,
   applyMask,
+  broadcast,
   close,
   connect,
   encodeFrame,

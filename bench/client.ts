@@ -1,0 +1,343 @@
+// The client process of one benchmark run: websockets.ts, ws or raw node:net against the
+// server the runner started. It posts `ready`, then runs its scenario:
+//
+//   small        one connection, `inFlight` TEXT messages echoed: the client is the receiver
+//   stream-up    BINARY messages to the server as fast as backpressure allows (the server measures)
+//   stream-down  counts what the server streams: the client is the receiver
+//   large        one big BINARY message echoed, again and again: ms per round trip
+//   conns        on the runner's commands: open connections up to a total (each echoes one
+//                message, then idles), and time broadcast rounds
+//
+// Each library is used as its README shows: websockets.ts through connect(), `for await`
+// and receive(); ws through 'message' events; node:net through 'data' events.
+
+import { once } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect } from '../websockets.ts';
+import type { WebSocket } from '../websockets.ts';
+import type { RawData, WebSocket as WsWebSocket } from 'ws';
+import {
+  BROADCAST_COMMAND,
+  Window,
+  binaryPayload,
+  byteLength,
+  fail,
+  ignore,
+  post,
+  processInfo,
+  pumpNet,
+  pumpWs,
+  readConfig,
+  serveCommands,
+  textPayload,
+  type Values,
+} from './common.ts';
+
+const config = readConfig();
+const { params } = config;
+const url = `ws://${params.host}:${config.port}/`;
+const OUR_OPTIONS = { pingInterval: 0 } as const; // keepalive off, as ws has none by default
+
+const receiverWindow = () => new Window(params.warmupMs, params.durationMs, (values) => post({ type: 'result', values }));
+
+// ── connecting ───────────────────────────────────────────────────────────────────────────
+
+type WsClass = typeof import('ws').WebSocket;
+let WsSocket: WsClass | undefined;
+
+async function connectWs(): Promise<WsWebSocket> {
+  WsSocket ??= (await import('ws')).WebSocket;
+  const ws = new WsSocket(url, { perMessageDeflate: false });
+  await once(ws, 'open');
+  ws.on('error', ignore);
+  return ws;
+}
+
+async function connectNet(): Promise<Socket> {
+  const socket = netConnect({ host: params.host, port: config.port, noDelay: true });
+  await once(socket, 'connect');
+  socket.on('error', ignore);
+  return socket;
+}
+
+/** A ws user who receives TEXT wants a string: ws hands over the bytes, so decode them. */
+function wsMessage(data: RawData, isBinary: boolean): string | RawData {
+  return isBinary ? data : data.toString();
+}
+
+// ── small: one connection, `inFlight` messages echoed ───────────────────────────────────
+
+async function small(): Promise<void> {
+  const message = textPayload(params.smallSize);
+  const window = receiverWindow();
+  if (config.impl === 'ours') {
+    const ws = await connect(url, OUR_OPTIONS);
+    for (let i = 0; i < params.inFlight; i++) ws.send(message).catch(ignore);
+    for await (const reply of ws) {
+      window.add(byteLength(reply));
+      await ws.send(message);
+    }
+  } else if (config.impl === 'ws') {
+    const ws = await connectWs();
+    ws.on('message', (data, isBinary) => {
+      window.add(byteLength(wsMessage(data, isBinary)));
+      ws.send(message);
+    });
+    for (let i = 0; i < params.inFlight; i++) ws.send(message);
+  } else {
+    // No framing: every `smallSize` bytes back count as a message and send the next one.
+    const socket = await connectNet();
+    const bytes = Buffer.from(message);
+    let partial = 0;
+    socket.on('data', (chunk) => {
+      partial += chunk.length;
+      const complete = Math.floor(partial / bytes.length);
+      if (complete === 0) return;
+      partial -= complete * bytes.length;
+      window.add(complete * bytes.length, complete);
+      for (let i = 0; i < complete; i++) socket.write(bytes);
+    });
+    for (let i = 0; i < params.inFlight; i++) socket.write(bytes);
+  }
+}
+
+// ── streaming ────────────────────────────────────────────────────────────────────────────
+
+async function streamUp(): Promise<void> {
+  const chunk = binaryPayload(params.streamSize);
+  if (config.impl === 'ours') {
+    const ws = await connect(url, OUR_OPTIONS);
+    try {
+      for (;;) await ws.send(chunk);
+    } catch {
+      // the runner ended the run
+    }
+  } else if (config.impl === 'ws') {
+    pumpWs(await connectWs(), chunk, params.highWaterMark);
+  } else {
+    pumpNet(await connectNet(), chunk);
+  }
+}
+
+async function streamDown(): Promise<void> {
+  const window = receiverWindow();
+  if (config.impl === 'ours') {
+    const ws = await connect(url, OUR_OPTIONS);
+    for await (const message of ws) window.add(byteLength(message));
+  } else if (config.impl === 'ws') {
+    const ws = await connectWs();
+    ws.on('message', (data) => window.add(byteLength(data)));
+  } else {
+    const socket = await connectNet();
+    socket.on('data', (chunk) => window.add(chunk.length, chunk.length / params.streamSize));
+  }
+}
+
+// ── large: one message echoed, again and again ──────────────────────────────────────────
+
+async function large(): Promise<void> {
+  const payload = binaryPayload(params.largeSize);
+  let roundTrip: () => Promise<number>;
+  if (config.impl === 'ours') {
+    const ws = await connect(url, OUR_OPTIONS);
+    roundTrip = async () => {
+      const reply = ws.receive();
+      await ws.send(payload);
+      return byteLength(await reply);
+    };
+  } else if (config.impl === 'ws') {
+    const ws = await connectWs();
+    roundTrip = async () => {
+      const reply = once(ws, 'message');
+      ws.send(payload);
+      const [data] = (await reply) as [RawData, boolean];
+      return byteLength(data);
+    };
+  } else {
+    const socket = await connectNet();
+    let received = 0;
+    let wake: (() => void) | null = null;
+    socket.on('data', (chunk) => {
+      received += chunk.length;
+      if (received >= payload.length && wake) wake();
+    });
+    roundTrip = async () => {
+      received = 0;
+      const done = new Promise<void>((resolve) => (wake = resolve));
+      socket.write(payload);
+      await done;
+      wake = null;
+      return received;
+    };
+  }
+  const times: number[] = [];
+  const deadline = performance.now() + params.largeMaxMs;
+  for (let trip = 0; trip < params.largeWarmupTrips + params.largeTrips; trip++) {
+    const t0 = performance.now();
+    const length = await roundTrip();
+    const ms = performance.now() - t0;
+    if (length !== payload.length) throw new Error(`echoed ${length} bytes, sent ${payload.length}`);
+    if (trip >= params.largeWarmupTrips) times.push(ms);
+    if (performance.now() > deadline && times.length > 0) break;
+  }
+  const values: Values = {
+    msPerTrip: times.reduce((sum, ms) => sum + ms, 0) / times.length,
+    trips: times.length,
+    minMs: Math.min(...times),
+    maxMs: Math.max(...times),
+  };
+  post({ type: 'result', values });
+}
+
+// ── conns: many connections, each echoes one message and idles; broadcast rounds ───────
+
+interface Fleet {
+  /** Opens one connection, echoes one message, then counts what it receives as broadcast. */
+  openOne(): Promise<void>;
+  /** Asks the server to broadcast (over the first connection). */
+  trigger(): void;
+  /** What one broadcast round must deliver in all: messages (WebSocket) or bytes (node:net). */
+  perRound(): number;
+}
+
+function conns(): void {
+  const hello = textPayload(params.smallSize);
+  let received = 0;
+  let target = Infinity;
+  let roundDone: (() => void) | null = null;
+  const onBroadcast = (amount: number) => {
+    received += amount;
+    if (received >= target && roundDone) {
+      const done = roundDone;
+      roundDone = null;
+      done();
+    }
+  };
+
+  let fleet: Fleet;
+  if (config.impl === 'ours') {
+    const sockets: WebSocket[] = [];
+    fleet = {
+      async openOne() {
+        const ws = await connect(url, OUR_OPTIONS);
+        await ws.send(hello);
+        const echo = await ws.receive();
+        if (echo !== hello) throw new Error('bad echo');
+        sockets.push(ws);
+        void (async () => {
+          for await (const message of ws) onBroadcast(message === '' ? 0 : 1);
+        })().catch(ignore);
+      },
+      trigger: () => void sockets[0].send(BROADCAST_COMMAND).catch(ignore),
+      perRound: () => sockets.length,
+    };
+  } else if (config.impl === 'ws') {
+    const sockets: WsWebSocket[] = [];
+    fleet = {
+      async openOne() {
+        const ws = await connectWs();
+        const echo = once(ws, 'message');
+        ws.send(hello);
+        const [data, isBinary] = (await echo) as [RawData, boolean];
+        if (wsMessage(data, isBinary) !== hello) throw new Error('bad echo');
+        sockets.push(ws);
+        ws.on('message', (message, binary) => onBroadcast(wsMessage(message, binary) === '' ? 0 : 1));
+      },
+      trigger: () => sockets[0].send(BROADCAST_COMMAND),
+      perRound: () => sockets.length,
+    };
+  } else {
+    const sockets: Socket[] = [];
+    fleet = {
+      async openOne() {
+        const socket = await connectNet();
+        socket.write(hello);
+        let got = 0;
+        await new Promise<void>((resolve) => {
+          const onData = (chunk: Buffer) => {
+            got += chunk.length;
+            if (got < hello.length) return;
+            socket.off('data', onData);
+            resolve();
+          };
+          socket.on('data', onData);
+        });
+        sockets.push(socket);
+        socket.on('data', (chunk: Buffer) => onBroadcast(chunk.length));
+      },
+      trigger: () => void sockets[0].write(BROADCAST_COMMAND),
+      perRound: () => sockets.length * params.broadcastSize,
+    };
+  }
+
+  let opened = 0;
+  const openUpTo = async (total: number): Promise<number> => {
+    const t0 = performance.now();
+    let next = opened;
+    const worker = async () => {
+      while (next < total) {
+        next++;
+        await fleet.openOne();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(params.concurrency, total - opened) }, worker));
+    opened = total;
+    return (performance.now() - t0) / 1000;
+  };
+
+  const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
+    const times: number[] = [];
+    for (let round = 0; round < warmupRounds + rounds; round++) {
+      received = 0;
+      target = fleet.perRound();
+      const done = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`broadcast round: ${received} of ${target} received after 20 s`)), 20_000);
+        roundDone = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      const t0 = performance.now();
+      fleet.trigger();
+      await done;
+      if (round >= warmupRounds) times.push(performance.now() - t0);
+      target = Infinity;
+    }
+    return times;
+  };
+
+  serveCommands(async (command) => {
+    if (command.type === 'open') {
+      const seconds = await openUpTo(command.total);
+      post({ type: 'opened', total: opened, seconds });
+    } else if (command.type === 'broadcast') {
+      const ms = await broadcastRounds(command.warmupRounds, command.rounds);
+      post({ type: 'broadcasted', total: opened, ms });
+    }
+  });
+}
+
+// ── main ─────────────────────────────────────────────────────────────────────────────────
+
+async function main(): Promise<void> {
+  if (config.scenario !== 'conns') serveCommands(ignore);
+  post({ type: 'ready', port: config.port, info: processInfo(config.impl) });
+  if (config.impl === 'ws') WsSocket = (await import('ws')).WebSocket;
+  switch (config.scenario) {
+    case 'small':
+      return small();
+    case 'stream-up':
+      return streamUp();
+    case 'stream-down':
+      return streamDown();
+    case 'large':
+      return large();
+    case 'conns':
+      return conns();
+  }
+}
+
+main().catch((error: unknown) => {
+  fail(error);
+  process.exit(1);
+});

@@ -1,0 +1,499 @@
+// Shared by the benchmark's processes: the configuration they are started with, the messages
+// they exchange with the runner over the IPC channel, and small measuring helpers.
+//
+// Every process is started by build/bench/run.js with one JSON argument (a ProcessConfig),
+// talks to it with process.send() (ToParent) and obeys its commands (ToChild). A process whose
+// runner goes away exits at once.
+
+import { createRequire } from 'node:module';
+import { randomFillSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+
+/** Which library a process runs: websockets.ts, the `ws` package, or raw node:net (no WebSocket at all). */
+export type Impl = 'ours' | 'ws' | 'net';
+
+/** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
+export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns';
+
+/** What the server does in each scenario. */
+export type ServerMode = 'echo' | 'sink' | 'source' | 'hub';
+
+export const SERVER_MODE: Readonly<Record<Scenario, ServerMode>> = {
+  small: 'echo', // echo every message
+  large: 'echo',
+  'stream-up': 'sink', // count what the client streams (the server is the receiver)
+  'stream-down': 'source', // stream to the client (the client is the receiver)
+  conns: 'hub', // echo, and broadcast to every connection on command
+};
+
+/** Sizes, counts and durations: the same for every variant of a run. */
+export interface Params {
+  host: string;
+  /** scenario small: message size (bytes, TEXT) and messages in flight */
+  smallSize: number;
+  inFlight: number;
+  /** scenario stream-*: message size (bytes, BINARY) */
+  streamSize: number;
+  /** scenarios small and stream-*: measured after warmupMs, for durationMs (at the receiver) */
+  warmupMs: number;
+  durationMs: number;
+  /** scenario large: message size, unmeasured + measured round trips, and a time bound */
+  largeSize: number;
+  largeWarmupTrips: number;
+  largeTrips: number;
+  largeMaxMs: number;
+  /** scenario conns: connections opened (cumulative steps) and how many handshakes in flight */
+  connections: number[];
+  concurrency: number;
+  /** scenario conns: the broadcast message (bytes, TEXT) and the rounds timed after each step */
+  broadcastSize: number;
+  broadcastWarmupRounds: number;
+  broadcastRounds: number;
+  /** senders that have no promise-based backpressure (ws, node:net) keep this much buffered at most */
+  highWaterMark: number;
+  /** codec microbenchmarks: time per measurement */
+  codecMs: number;
+}
+
+export interface ProcessConfig {
+  role: 'server' | 'client' | 'codec';
+  impl: Impl;
+  scenario: Scenario;
+  /** the server's port (clients only) */
+  port: number;
+  params: Params;
+}
+
+/** Whether `ws` in this process masks with the bufferutil addon. */
+export type BufferutilStatus = 'native' | 'js-fallback' | 'absent' | 'disabled' | 'unused';
+
+export interface ProcessInfo {
+  impl: Impl;
+  pid: number;
+  node: string;
+  bufferutil: BufferutilStatus;
+  /** websockets.ts only: whether the library exports broadcast() */
+  hasBroadcast?: boolean;
+}
+
+export interface MemorySample {
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+  rss: number;
+  /** open connections the server knows of when it measured */
+  connections: number;
+}
+
+/** A measurement: named numbers. */
+export type Values = Record<string, number>;
+
+/** Process → runner. */
+export type ToParent =
+  | { type: 'ready'; port: number; info: ProcessInfo }
+  | { type: 'result'; values: Values }
+  | { type: 'memory'; sample: MemorySample }
+  | { type: 'opened'; total: number; seconds: number }
+  | { type: 'broadcasted'; total: number; ms: number[] }
+  | { type: 'error'; message: string };
+
+/** Runner → process. */
+export type ToChild =
+  | { type: 'memory' }
+  | { type: 'open'; total: number }
+  | { type: 'broadcast'; warmupRounds: number; rounds: number }
+  | { type: 'stop' };
+
+/** The text a client sends on one connection to make the hub broadcast. */
+export const BROADCAST_COMMAND = 'broadcast';
+
+// ── the IPC channel ──────────────────────────────────────────────────────────────────────
+
+export function readConfig(): ProcessConfig {
+  const raw = process.argv[2];
+  if (!raw) throw new Error('expected a JSON ProcessConfig as the first argument (start me with build/bench/run.js)');
+  return JSON.parse(raw) as ProcessConfig;
+}
+
+export function post(message: ToParent): void {
+  process.send?.(message);
+}
+
+/**
+ * Wires the process to its runner: commands go to `handler` one at a time, `stop` exits
+ * normally (so that --cpu-prof writes its profile), and losing the runner exits at once.
+ */
+export function serveCommands(handler: (command: ToChild) => Promise<void> | void): void {
+  if (!process.send) throw new Error('this process must be started by build/bench/run.js (it needs an IPC channel)');
+  let queue: Promise<void> = Promise.resolve();
+  process.on('message', (command: ToChild) => {
+    if (command.type === 'stop') process.exit(0);
+    queue = queue.then(() => handler(command)).catch((error: unknown) => fail(error));
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+export function fail(error: unknown): void {
+  const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  post({ type: 'error', message });
+  process.stderr.write(`${message}\n`);
+}
+
+export const ignore = (): void => {};
+
+// ── payloads ─────────────────────────────────────────────────────────────────────────────
+
+/** ASCII text of `size` bytes. */
+export function textPayload(size: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let text = '';
+  for (let i = 0; i < size; i++) text += alphabet[i % alphabet.length];
+  return text;
+}
+
+/** Random bytes (not all zero: masking must really change them). */
+export function binaryPayload(size: number): Uint8Array {
+  return randomFillSync(new Uint8Array(size));
+}
+
+/** Length of a received message in bytes (TEXT here is ASCII, so string length is byte length). */
+export function byteLength(data: string | ArrayBuffer | ArrayBufferView | readonly ArrayBufferView[]): number {
+  if (typeof data === 'string') return data.length;
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  let total = 0;
+  for (const part of data) total += part.byteLength;
+  return total;
+}
+
+// ── measuring ────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Counts messages and bytes at a receiver: the clock starts at the first message, the first
+ * `warmupMs` are not counted, then `durationMs` are; `done` gets the rates. Timers only read
+ * the counters, so the per-message cost is two additions.
+ */
+export class Window {
+  messages = 0;
+  bytes = 0;
+  started = false;
+  readonly #warmupMs: number;
+  readonly #durationMs: number;
+  readonly #done: (values: Values) => void;
+
+  constructor(warmupMs: number, durationMs: number, done: (values: Values) => void) {
+    this.#warmupMs = warmupMs;
+    this.#durationMs = durationMs;
+    this.#done = done;
+  }
+
+  add(bytes: number, messages = 1): void {
+    this.messages += messages;
+    this.bytes += bytes;
+    if (!this.started) this.#start();
+  }
+
+  #start(): void {
+    this.started = true;
+    setTimeout(() => {
+      const m0 = this.messages;
+      const b0 = this.bytes;
+      const t0 = performance.now();
+      setTimeout(() => {
+        const seconds = (performance.now() - t0) / 1000;
+        const messages = this.messages - m0;
+        const bytes = this.bytes - b0;
+        this.#done({ messages, bytes, seconds, messagesPerSecond: messages / seconds, megabytesPerSecond: bytes / 1e6 / seconds });
+      }, this.#durationMs);
+    }, this.#warmupMs);
+  }
+}
+
+/** Heap, external and RSS after a full garbage collection (needs --expose-gc). */
+export async function measureMemory(connections: number): Promise<MemorySample> {
+  const gc: unknown = Reflect.get(globalThis, 'gc');
+  if (typeof gc !== 'function') throw new Error('measureMemory needs node --expose-gc');
+  for (let i = 0; i < 4; i++) {
+    (gc as () => void)();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const { heapUsed, external, arrayBuffers, rss } = process.memoryUsage();
+  return { heapUsed, external, arrayBuffers, rss, connections };
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** Which masking `ws` uses in this process (ws decides once, when it is loaded). */
+export function bufferutilStatus(impl: Impl): BufferutilStatus {
+  if (impl !== 'ws') return 'unused';
+  if (process.env['WS_NO_BUFFER_UTIL']) return 'disabled';
+  // Resolved as ws resolves it: the project's node_modules, then NODE_PATH.
+  const require = createRequire(import.meta.url);
+  let loaded: unknown;
+  try {
+    loaded = require('bufferutil');
+  } catch {
+    return 'absent';
+  }
+  const mask: unknown = loaded && typeof loaded === 'object' ? Reflect.get(loaded, 'mask') : undefined;
+  return typeof mask === 'function' && String(mask).includes('[native code]') ? 'native' : 'js-fallback';
+}
+
+export function processInfo(impl: Impl, hasBroadcast?: boolean): ProcessInfo {
+  const info: ProcessInfo = { impl, pid: process.pid, node: process.version, bufferutil: bufferutilStatus(impl) };
+  if (hasBroadcast !== undefined) info.hasBroadcast = hasBroadcast;
+  return info;
+}
+
+// ── CPU profiles (node --cpu-prof) ───────────────────────────────────────────────────────
+
+interface CallFrame {
+  functionName: string;
+  url: string;
+  lineNumber: number;
+  columnNumber: number;
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: CallFrame;
+  hitCount?: number;
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+export interface ProfileRow {
+  name: string;
+  /** the source module (from esbuild's `// path` markers in a bundle) or file, and line */
+  where: string;
+  selfMs: number;
+  /** share of the busy (non-idle) time */
+  percent: number;
+}
+
+export interface ProfileSummary {
+  file: string;
+  totalMs: number;
+  idleMs: number;
+  busyMs: number;
+  top: ProfileRow[];
+  /** self time per source module: websockets.ts, ws, node internals, GC… */
+  byModule: Array<{ module: string; selfMs: number; percent: number }>;
+}
+
+/** Where each line of an esbuild bundle came from: the `// path/to/file.ts` markers it writes. */
+function bundleModules(url: string): ((line: number) => string) | null {
+  if (!url.startsWith('file://')) return null;
+  let text: string;
+  try {
+    text = readFileSync(fileURLToPath(url), 'utf8');
+  } catch {
+    return null;
+  }
+  const starts: Array<[number, string]> = [];
+  text.split('\n').forEach((line, index) => {
+    const match = /^\/\/ (\S+\.(?:ts|js|mjs|cjs))$/.exec(line);
+    if (match) starts.push([index, match[1]]);
+  });
+  if (starts.length === 0) return null;
+  return (line) => {
+    let module = basename(fileURLToPath(url));
+    for (const [start, name] of starts) {
+      if (start > line) break;
+      module = name;
+    }
+    return module;
+  };
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The line where a function is defined in a source file that was bundled (profiles of a
+ * bundle give bundle lines; esbuild's TypeScript stripping shifts them). First match wins.
+ */
+function definitionLine(source: string, name: string): number | null {
+  const bare = name.replace(/^(get|set) /, '');
+  const n = escapeRegExp(bare);
+  const accessor = name !== bare ? `${name.slice(0, 3)}\\s+` : '';
+  const patterns = [
+    new RegExp(`^\\s*(?:export\\s+)?(?:async\\s+)?function\\s*\\*?\\s*${n}\\s*[(<]`),
+    new RegExp(`^\\s*(?:static\\s+)?(?:async\\s+)?${accessor}\\*?${n}\\s*[(<]`),
+    new RegExp(`^\\s*(?:export\\s+)?class\\s+${n}\\b`),
+    new RegExp(`^\\s*(?:export\\s+)?(?:const|let|var)\\s+${n}\\s*=`),
+    new RegExp(`(?:^|[^\\w$#])${n}\\s*[:=]\\s*(?:async\\s*)?\\(`),
+  ];
+  const lines = source.split('\n');
+  for (const pattern of patterns) {
+    const index = lines.findIndex((line) => pattern.test(line));
+    if (index >= 0) return index + 1;
+  }
+  return null;
+}
+
+const sources = new Map<string, string | null>();
+
+/** The source text of a bundled module (its marker path is relative to where esbuild ran). */
+function moduleSource(bundleUrl: string, module: string): string | null {
+  const candidates = [resolve(process.cwd(), module), resolve(dirname(fileURLToPath(bundleUrl)), '..', '..', module)];
+  for (const file of candidates) {
+    if (!sources.has(file)) {
+      try {
+        sources.set(file, readFileSync(file, 'utf8'));
+      } catch {
+        sources.set(file, null);
+      }
+    }
+    const text = sources.get(file);
+    if (text) return text;
+  }
+  return null;
+}
+
+/** Module and line of a profiled function: node internals, a package file, or a bundled source file. */
+function locate(frame: CallFrame, maps: Map<string, ((line: number) => string) | null>): { module: string; where: string } {
+  const { url, functionName, lineNumber } = frame;
+  if (url === '') {
+    const module = functionName.startsWith('(') ? functionName : '(native)';
+    return { module, where: module };
+  }
+  if (url.startsWith('node:')) return { module: 'node internals', where: `${url}:${lineNumber + 1}` };
+  const inPackage = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(url);
+  if (inPackage) return { module: inPackage[1], where: `${inPackage[1]}/${inPackage[2]}:${lineNumber + 1}` };
+  if (!maps.has(url)) maps.set(url, bundleModules(url));
+  const map = maps.get(url);
+  if (!map) return { module: basename(url), where: `${basename(url)}:${lineNumber + 1}` };
+  const marker = map(lineNumber);
+  const module = marker.replace(/^(\.\.\/)+/, '');
+  const source = moduleSource(url, marker);
+  const line = source && functionName ? definitionLine(source, functionName) : null;
+  return { module, where: line ? `${module}:${line}` : module };
+}
+
+/** Self time per function of a .cpuprofile, with the busiest functions first. */
+export function summarizeProfile(file: string, top = 20): ProfileSummary {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) byId.set(node.id, node);
+  const selfUs = new Map<number, number>();
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  if (samples.length > 0) {
+    // timeDeltas[i] is the time before sample i; charge sample i with the time until the next one.
+    for (let i = 0; i < samples.length; i++) {
+      const delta = i + 1 < deltas.length ? deltas[i + 1] : 0;
+      selfUs.set(samples[i], (selfUs.get(samples[i]) ?? 0) + Math.max(0, delta));
+    }
+  } else {
+    const interval = (profile.endTime - profile.startTime) / Math.max(1, profile.nodes.reduce((sum, node) => sum + (node.hitCount ?? 0), 0));
+    for (const node of profile.nodes) selfUs.set(node.id, (node.hitCount ?? 0) * interval);
+  }
+  const maps = new Map<string, ((line: number) => string) | null>();
+  const functions = new Map<string, { name: string; where: string; us: number }>();
+  const modules = new Map<string, number>();
+  let totalUs = 0;
+  let idleUs = 0;
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    if (!node) continue;
+    const frame = node.callFrame;
+    totalUs += us;
+    if (frame.functionName === '(idle)') {
+      idleUs += us;
+      continue;
+    }
+    const { module, where } = locate(frame, maps);
+    const name = frame.functionName || '(anonymous)';
+    const key = `${name}@${where}`;
+    const entry = functions.get(key) ?? { name, where, us: 0 };
+    entry.us += us;
+    functions.set(key, entry);
+    modules.set(module, (modules.get(module) ?? 0) + us);
+  }
+  const busyUs = totalUs - idleUs;
+  const percent = (us: number) => (busyUs > 0 ? (100 * us) / busyUs : 0);
+  return {
+    file,
+    totalMs: totalUs / 1000,
+    idleMs: idleUs / 1000,
+    busyMs: busyUs / 1000,
+    top: [...functions.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map(({ name, where, us }) => ({ name, where, selfMs: us / 1000, percent: percent(us) })),
+    byModule: [...modules.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([module, us]) => ({ module, selfMs: us / 1000, percent: percent(us) })),
+  };
+}
+
+export function formatProfile(summary: ProfileSummary, title: string): string {
+  const lines = [
+    `#### ${title}`,
+    '',
+    `${basename(summary.file)}: ${summary.busyMs.toFixed(0)} ms busy, ${summary.idleMs.toFixed(0)} ms idle`,
+    '',
+    '| self ms | % busy | function | where |',
+    '| ---: | ---: | --- | --- |',
+    ...summary.top.map((row) => `| ${row.selfMs.toFixed(1)} | ${row.percent.toFixed(1)} | \`${row.name}\` | ${row.where} |`),
+    '',
+    'By module: ' + summary.byModule.slice(0, 8).map((m) => `${m.module} ${m.percent.toFixed(1)}%`).join(', '),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+// ── senders without promise-based backpressure ───────────────────────────────────────────
+
+/** The part of a `ws` WebSocket that pumpWs needs (ws itself is loaded only where it runs). */
+interface WsSender {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: Uint8Array, callback?: (error?: Error) => void): void;
+}
+
+/**
+ * Streams `chunk` over a ws socket as fast as backpressure allows: sends while at most
+ * `highWaterMark` bytes are buffered; the last send of each burst calls back once written.
+ */
+export function pumpWs(ws: WsSender, chunk: Uint8Array, highWaterMark: number): void {
+  const OPEN = 1;
+  const pump = (error?: Error) => {
+    if (error || ws.readyState !== OPEN) return;
+    while (ws.bufferedAmount + chunk.byteLength < highWaterMark) ws.send(chunk);
+    ws.send(chunk, pump);
+  };
+  pump();
+}
+
+/** The part of a node:net socket that pumpNet needs. */
+interface NetSender {
+  readonly destroyed: boolean;
+  write(chunk: Uint8Array): boolean;
+  on(event: 'drain', listener: () => void): unknown;
+}
+
+/** Streams `chunk` over a node:net socket: write until write() says the buffer is full, then wait for 'drain'. */
+export function pumpNet(socket: NetSender, chunk: Uint8Array): void {
+  const pump = () => {
+    while (!socket.destroyed && socket.write(chunk));
+  };
+  socket.on('drain', pump);
+  pump();
+}

@@ -9,10 +9,11 @@
  *
  * Contents
  *   1. Constants and errors
- *   2. Handshake (RFC 6455 §4)
+ *   2. Handshake (RFC 6455 §4), and permessage-deflate negotiation (RFC 7692 §7.1)
  *   3. Frame codec (RFC 6455 §5): pure functions over bytes
- *   4. Connection core: the WebSocket class, independent of the transport
- *   5. Node transport
+ *   4. Connection core: the WebSocket (receive queue, public API) over a Link; ProtocolLink,
+ *      the RFC 6455 state machine, independent of the transport; broadcast
+ *   5. Node transport: node:* loaded lazily, sockets, zlib compression (RFC 7692 §7.2)
  *   6. open / connect / listen / upgrade
  *   7. Browser facade (wrap)
  *   8. Exports
@@ -293,7 +294,13 @@ function toBytes(chunk: ArrayBuffer | ArrayBufferView): Uint8Array {
   return new Uint8Array(chunk);
 }
 
-function concatBytes(parts: Uint8Array[], length: number): Uint8Array {
+function byteLength(parts: Uint8Array[]): number {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return length;
+}
+
+function concatBytes(parts: Uint8Array[], length = byteLength(parts)): Uint8Array {
   if (parts.length === 1) return parts[0];
   const out = new Uint8Array(length);
   let offset = 0;
@@ -717,11 +724,15 @@ interface Frame {
  * encodeFrame({ opcode: Opcode.TEXT, payload: new TextEncoder().encode('Hello') }) // 81 05 48 65 6c 6c 6f
  */
 function encodeFrame(frame: Frame): Uint8Array {
-  const payload = frame.payload ?? new Uint8Array(0);
   const maskKey = frame.mask === true ? randomBytes(4) : frame.mask || null;
+  return buildFrame(frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, frame.payload ?? new Uint8Array(0), maskKey);
+}
+
+/** Header and payload in one new buffer; the payload is copied, then masked in the copy. */
+function buildFrame(fin: boolean, rsv1: boolean, opcode: number, payload: Uint8Array, maskKey: Uint8Array | null): Uint8Array {
   const headerSize = frameHeaderSize(payload.length, maskKey !== null);
   const bytes = new Uint8Array(headerSize + payload.length);
-  writeFrameHeader(bytes, frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, payload.length, maskKey);
+  writeFrameHeader(bytes, fin, rsv1, opcode, payload.length, maskKey);
   bytes.set(payload, headerSize);
   if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
   return bytes;
@@ -1360,20 +1371,20 @@ class ProtocolLink implements Link, FrameSink {
   // ── receiving ──────────────────────────────────────────────────────────────────────────
 
   #onData(chunk: Uint8Array): void {
-    this.#parse(() => this.#parser.push(chunk));
-  }
-
-  /** Runs the parser; its failures fail the connection once the application has had its turn. */
-  #parse(run: () => void): void {
     if (this.#discardInput) return;
     try {
-      run();
+      this.#parser.push(chunk);
     } catch (caught) {
-      // The parser's failures carry their close code; anything else is our bug: 1011.
-      const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: caught });
-      this.#setError(error);
-      this.#react(() => this.#fail(error));
+      this.#onParseError(caught);
     }
+  }
+
+  /** A parse failure fails the connection once the application has had its turn. */
+  #onParseError(caught: unknown): void {
+    // The parser's failures carry their close code; anything else is our bug: 1011.
+    const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: caught });
+    this.#setError(error);
+    this.#react(() => this.#fail(error));
   }
 
   /** @internal FrameSink: called by the parser. */
@@ -1446,7 +1457,7 @@ class ProtocolLink implements Link, FrameSink {
   onFrameEnd(): void {
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
-      const payload = concatBytes(this.#controlParts, this.#controlParts.reduce((sum, part) => sum + part.length, 0));
+      const payload = concatBytes(this.#controlParts);
       this.#controlParts = [];
       this.#onControlFrame(opcode, payload);
     } else if (this.#frameFin) {
@@ -1482,15 +1493,21 @@ class ProtocolLink implements Link, FrameSink {
       else this.#messageParts.push(chunk);
     };
     (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
-      () => this.#parse(() => {
+      () => {
         this.#inflating = false;
         this.#updateReading();
-        this.#finishMessage();
-        this.#parser.release();
-      }),
-      (error: unknown) => this.#parse(() => {
-        throw error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error });
-      }),
+        if (this.#discardInput) return;
+        try {
+          this.#finishMessage();
+          this.#parser.release(); // what arrived meanwhile, in order
+        } catch (caught) {
+          this.#onParseError(caught);
+        }
+      },
+      (error: unknown) => {
+        if (this.#discardInput) return;
+        this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error }));
+      },
     );
   }
 
@@ -1665,7 +1682,7 @@ class ProtocolLink implements Link, FrameSink {
 
   /** Compression is agreed and the message is not below the threshold (in bytes). */
   #compresses(parts: Array<[Uint8Array, number]>): boolean {
-    return this.#compression !== null && parts.reduce((sum, [bytes]) => sum + bytes.length, 0) >= this.#compression.threshold;
+    return this.#compression !== null && byteLength(parts.map(([bytes]) => bytes)) >= this.#compression.threshold;
   }
 
   async #sendParts(parts: Array<[Uint8Array, number]>): Promise<void> {
@@ -1746,18 +1763,12 @@ class ProtocolLink implements Link, FrameSink {
 
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): void {
-    const length = payload.length;
-    const maskKey = this.#client ? randomBytes(4) : null;
-    const headerSize = frameHeaderSize(length, maskKey !== null);
-    if (maskKey || length <= COPY_THRESHOLD) {
-      const frame = new Uint8Array(headerSize + length);
-      writeFrameHeader(frame, fin, rsv1, opcode, length, maskKey);
-      frame.set(payload, headerSize);
-      if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
-      this.#transport.write(frame);
+    if (this.#client || payload.length <= COPY_THRESHOLD) {
+      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#client ? randomBytes(4) : null));
     } else {
-      const header = new Uint8Array(headerSize);
-      writeFrameHeader(header, fin, rsv1, opcode, length, null);
+      // A large unmasked payload is not copied: header and payload go out as two writes.
+      const header = new Uint8Array(frameHeaderSize(payload.length, false));
+      writeFrameHeader(header, fin, rsv1, opcode, payload.length, null);
       this.#transport.write(header);
       this.#transport.write(payload);
     }
@@ -2116,7 +2127,7 @@ class ZlibCompression implements MessageCompression {
         this.#deflater = null;
         throw error;
       }
-      let bytes = concatBytes(output, output.reduce((sum, chunk) => sum + chunk.length, 0));
+      let bytes = concatBytes(output);
       if (final) {
         if (endsWithDeflateTail(bytes)) bytes = bytes.subarray(0, bytes.length - 4);
         if (this.#resetDeflater) this.#closeDeflater();
@@ -2713,7 +2724,7 @@ async function collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {
 function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {
   const parts = readFragments(chunks);
   if (parts[0][1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join('');
-  return concatBytes(parts.map(([bytes]) => bytes), parts.reduce((sum, [bytes]) => sum + bytes.length, 0));
+  return concatBytes(parts.map(([bytes]) => bytes));
 }
 
 /**

@@ -102,7 +102,12 @@ function toBytes(chunk) {
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   return new Uint8Array(chunk);
 }
-function concatBytes(parts, length) {
+function byteLength(parts) {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return length;
+}
+function concatBytes(parts, length = byteLength(parts)) {
   if (parts.length === 1) return parts[0];
   const out = new Uint8Array(length);
   let offset = 0;
@@ -414,11 +419,13 @@ function writeFrameHeader(target, fin, rsv1, opcode, length, maskKey) {
   if (maskKey) target.set(maskKey, offset);
 }
 function encodeFrame(frame) {
-  const payload = frame.payload ?? new Uint8Array(0);
   const maskKey = frame.mask === true ? randomBytes(4) : frame.mask || null;
+  return buildFrame(frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, frame.payload ?? new Uint8Array(0), maskKey);
+}
+function buildFrame(fin, rsv1, opcode, payload, maskKey) {
   const headerSize = frameHeaderSize(payload.length, maskKey !== null);
   const bytes = new Uint8Array(headerSize + payload.length);
-  writeFrameHeader(bytes, frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, payload.length, maskKey);
+  writeFrameHeader(bytes, fin, rsv1, opcode, payload.length, maskKey);
   bytes.set(payload, headerSize);
   if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
   return bytes;
@@ -857,18 +864,18 @@ class ProtocolLink {
   }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
   #onData(chunk) {
-    this.#parse(() => this.#parser.push(chunk));
-  }
-  /** Runs the parser; its failures fail the connection once the application has had its turn. */
-  #parse(run) {
     if (this.#discardInput) return;
     try {
-      run();
+      this.#parser.push(chunk);
     } catch (caught) {
-      const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: caught });
-      this.#setError(error);
-      this.#react(() => this.#fail(error));
+      this.#onParseError(caught);
     }
+  }
+  /** A parse failure fails the connection once the application has had its turn. */
+  #onParseError(caught) {
+    const error = caught instanceof WebSocketError ? caught : new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: caught });
+    this.#setError(error);
+    this.#react(() => this.#fail(error));
   }
   /** @internal FrameSink: called by the parser. */
   onFrameHeader(header) {
@@ -928,7 +935,7 @@ class ProtocolLink {
   onFrameEnd() {
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
-      const payload = concatBytes(this.#controlParts, this.#controlParts.reduce((sum, part) => sum + part.length, 0));
+      const payload = concatBytes(this.#controlParts);
       this.#controlParts = [];
       this.#onControlFrame(opcode, payload);
     } else if (this.#frameFin) {
@@ -962,15 +969,21 @@ class ProtocolLink {
       else this.#messageParts.push(chunk);
     };
     this.#compression.decompress(compressed, onOutput).then(
-      () => this.#parse(() => {
+      () => {
         this.#inflating = false;
         this.#updateReading();
-        this.#finishMessage();
-        this.#parser.release();
-      }),
-      (error) => this.#parse(() => {
-        throw error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error });
-      })
+        if (this.#discardInput) return;
+        try {
+          this.#finishMessage();
+          this.#parser.release();
+        } catch (caught) {
+          this.#onParseError(caught);
+        }
+      },
+      (error) => {
+        if (this.#discardInput) return;
+        this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error }));
+      }
     );
   }
   #finishMessage() {
@@ -1124,7 +1137,7 @@ class ProtocolLink {
   }
   /** Compression is agreed and the message is not below the threshold (in bytes). */
   #compresses(parts) {
-    return this.#compression !== null && parts.reduce((sum, [bytes]) => sum + bytes.length, 0) >= this.#compression.threshold;
+    return this.#compression !== null && byteLength(parts.map(([bytes]) => bytes)) >= this.#compression.threshold;
   }
   async #sendParts(parts) {
     if (!this.#canWrite()) throw this.#sendError();
@@ -1197,18 +1210,11 @@ class ProtocolLink {
   }
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode, payload, fin, rsv1 = false) {
-    const length = payload.length;
-    const maskKey = this.#client ? randomBytes(4) : null;
-    const headerSize = frameHeaderSize(length, maskKey !== null);
-    if (maskKey || length <= COPY_THRESHOLD) {
-      const frame = new Uint8Array(headerSize + length);
-      writeFrameHeader(frame, fin, rsv1, opcode, length, maskKey);
-      frame.set(payload, headerSize);
-      if (maskKey) applyMask(frame.subarray(headerSize), maskKey);
-      this.#transport.write(frame);
+    if (this.#client || payload.length <= COPY_THRESHOLD) {
+      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#client ? randomBytes(4) : null));
     } else {
-      const header = new Uint8Array(headerSize);
-      writeFrameHeader(header, fin, rsv1, opcode, length, null);
+      const header = new Uint8Array(frameHeaderSize(payload.length, false));
+      writeFrameHeader(header, fin, rsv1, opcode, payload.length, null);
       this.#transport.write(header);
       this.#transport.write(payload);
     }
@@ -1477,7 +1483,7 @@ class ZlibCompression {
         this.#deflater = null;
         throw error;
       }
-      let bytes = concatBytes(output, output.reduce((sum, chunk) => sum + chunk.length, 0));
+      let bytes = concatBytes(output);
       if (final) {
         if (endsWithDeflateTail(bytes)) bytes = bytes.subarray(0, bytes.length - 4);
         if (this.#resetDeflater) this.#closeDeflater();
@@ -1905,7 +1911,7 @@ async function collect(chunks) {
 function joinChunks(chunks) {
   const parts = readFragments(chunks);
   if (parts[0][1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join("");
-  return concatBytes(parts.map(([bytes]) => bytes), parts.reduce((sum, [bytes]) => sum + bytes.length, 0));
+  return concatBytes(parts.map(([bytes]) => bytes));
 }
 function wrap(native, options = {}) {
   const link = new NativeLink(native, options);

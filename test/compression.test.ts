@@ -9,6 +9,7 @@ import zlib from 'node:zlib';
 import readline from 'node:readline';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { acceptFor, sleep, within } from './support.ts';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -68,27 +69,15 @@ async function memoryServerChild(config: string): Promise<void> {
 
 // ── helpers ───────────────────────────────────────────────────────────────────────────────
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const T = { timeout: 15_000 };
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const hex = (text: string) => Uint8Array.from(Buffer.from(text.replace(/\s+/g, ''), 'hex'));
 const toHex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex').replace(/(..)(?!$)/g, '$1 ');
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const acceptOf = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
 const sha256 = (bytes: Uint8Array | string) => createHash('sha256').update(bytes).digest('hex');
 const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
-/** `promise`'s value, or null if it takes longer than `ms` (the timer never outlives the race). */
-async function within<V>(promise: Promise<V>, ms: number): Promise<V | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Deflates one whole message as a permessage-deflate sender does: sync flush, tail removed (§7.2.1). */
 function deflateMessage(data: Uint8Array | string, options: zlib.ZlibOptions = {}): Uint8Array {
@@ -240,7 +229,7 @@ class RawPeer {
         const rest = buffered.subarray(end + 4);
         buffered = null;
         clearTimeout(timer);
-        if (parsed.status !== 101 || parsed.headers['sec-websocket-accept'] !== acceptOf(key)) {
+        if (parsed.status !== 101 || parsed.headers['sec-websocket-accept'] !== acceptFor(key)) {
           reject(new Error(`handshake failed: ${JSON.stringify(parsed)}`));
           return;
         }
@@ -558,7 +547,7 @@ async function withFakeServer(
       fake.offers.push(request.headers['sec-websocket-extensions']);
       socket.write(
         'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          `Sec-WebSocket-Accept: ${acceptOf(request.headers['sec-websocket-key'])}\r\n` +
+          `Sec-WebSocket-Accept: ${acceptFor(request.headers['sec-websocket-key'])}\r\n` +
           (answer === null ? '' : `Sec-WebSocket-Extensions: ${answer}\r\n`) +
           '\r\n',
       );

@@ -10,9 +10,10 @@
 // replayed with FUZZ_SEED.
 import net from 'node:net';
 import zlib from 'node:zlib';
-import { createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { FrameParser, WebSocketError, connect, listen } from '../websockets.ts';
 import type { Server, WebSocket } from '../websockets.ts';
+import { acceptFor } from './support.ts';
 
 // ── PRNG ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -715,8 +716,6 @@ function describeEvent(event: ParserEvent): string {
 
 // ── live: raw TCP peers against a server ─────────────────────────────────────────────────────
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
 
 export interface ReceivedFrame {
   fin: boolean;
@@ -806,7 +805,7 @@ export async function rawConnect(port: number, compression: boolean, timeout = 3
       const text = head.subarray(0, end).toString('latin1');
       const rest = head.subarray(end + 4);
       head = null;
-      if (!text.startsWith('HTTP/1.1 101 ') || !text.includes(`Sec-WebSocket-Accept: ${accept(key)}`)) return reject(new Error(`handshake failed: ${text}`));
+      if (!text.startsWith('HTTP/1.1 101 ') || !text.includes(`Sec-WebSocket-Accept: ${acceptFor(key)}`)) return reject(new Error(`handshake failed: ${text}`));
       if (compression && !/sec-websocket-extensions: permessage-deflate/i.test(text)) return reject(new Error(`compression not agreed: ${text}`));
       resolve();
       if (rest.length > 0) {
@@ -1142,7 +1141,7 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
     if (status === 101) {
       const requestKey = /\r\nSec-WebSocket-Key: ([^\r\n]*)\r\n/i.exec(Buffer.from(input.bytes).toString('latin1'))?.[1];
       const answered = /\r\nsec-websocket-accept: ([^\r\n]*)\r\n/i.exec(text)?.[1];
-      if (requestKey !== undefined && answered !== accept(requestKey.trim())) problems.push(`101 with accept ${String(answered)} for key ${requestKey}`);
+      if (requestKey !== undefined && answered !== acceptFor(requestKey.trim())) problems.push(`101 with accept ${String(answered)} for key ${requestKey}`);
       if (pipelinedExpectation && upgradedFrames) {
         const problem = compare(pipelinedExpectation, { frames: upgradedFrames.frames, malformed: upgradedFrames.malformed, closed: isClosed(), elapsed: performance.now() - started }, pipelinedConfig);
         if (problem) problems.push(`pipelined frames: ${problem}`);

@@ -7,19 +7,11 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { listen, connect, WebSocketError } from '../websockets.ts';
 import type { Server, ServerOptions, WebSocket, RequestInfo } from '../websockets.ts';
+import { within } from './support.ts';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const T = { timeout: 5_000 };
 
-/** `promise`'s value, or null if it takes longer than `ms` (the timer never outlives the race). */
-async function within<V>(promise: Promise<V>, ms: number): Promise<V | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** RFC 6455 §4.2.2, computed independently of the library. */
 function expectedAccept(key: string): string {

@@ -20,9 +20,9 @@ import { listen, connect, upgrade, WebSocketError, DEFAULTS } from '../websocket
 import type { Server, ServerOptions, WebSocket, Data, CloseInfo } from '../websockets.ts';
 import { rawConnect, serializeFrame, concat, utf8, hex, OP, mib } from './fuzz-kit.ts';
 import type { RawConnection, ReceivedFrame } from './fuzz-kit.ts';
+import { acceptFor, sleep, within } from './support.ts';
 
 const ROLE = 'HARDENING_ROLE';
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -35,15 +35,6 @@ function measure(): { total: number; heap: number; external: number; arrayBuffer
   return { total: usage.heapUsed + usage.external, heap: usage.heapUsed, external: usage.external, arrayBuffers: usage.arrayBuffers, rss: usage.rss };
 }
 
-/** `promise`'s value, or null if it takes longer than `ms` (the timer never outlives the race). */
-async function within<V>(promise: Promise<V>, ms: number): Promise<V | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Waits until `condition` holds, polling, or fails after `timeout` ms. */
 async function until(condition: () => boolean, what: string, timeout: number): Promise<void> {
@@ -461,7 +452,7 @@ function slowAndVanishingPeerTests(): void {
           head += chunk.toString('latin1');
           if (!head.includes('\r\n\r\n')) return;
           const key = /sec-websocket-key:\s*(\S+)/i.exec(head)?.[1] ?? '';
-          const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+          const accept = acceptFor(key);
           socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
           socket.pause(); // gone: never reads again, never answers a ping
         });

@@ -11,20 +11,11 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { listen, connect, open, isOk, WebSocketError } from '../websockets.ts';
 import type { WebSocket, CloseInfo } from '../websockets.ts';
+import { sleep, within } from './support.ts';
 
 const T = { timeout: 5_000 };
 const CHILD_ENV = 'WEBSOCKETS_LIFECYCLE_CHILD';
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** `promise`'s value, or null if it takes longer than `ms` (the timer never outlives the race). */
-async function within<V>(promise: Promise<V>, ms: number): Promise<V | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Waits until `condition` holds (polling), failing after `timeout` ms. */
 async function eventually(condition: () => boolean, what: string, timeout = 1_000): Promise<void> {

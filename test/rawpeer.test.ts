@@ -4,26 +4,15 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { listen, connect, encodeFrame, FrameParser, Opcode, WebSocketError } from '../websockets.ts';
 import type { Server, ServerOptions, WebSocket, Frame, CloseInfo } from '../websockets.ts';
+import { acceptFor, sleep, within } from './support.ts';
 
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const T = { timeout: 5_000 };
 const utf8 = (text: string) => new TextEncoder().encode(text);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** `promise`'s value, or null if it takes longer than `ms` (the timer never outlives the race). */
-async function within<V>(promise: Promise<V>, ms: number): Promise<V | null> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-const accept = (key: string) => createHash('sha1').update(key + GUID).digest('base64');
 
 interface RawFrame {
   fin: boolean;
@@ -114,7 +103,7 @@ class RawPeer {
         const text = head.subarray(0, end).toString('latin1');
         const rest = head.subarray(end + 4);
         head = null;
-        if (!text.startsWith('HTTP/1.1 101 ') || !text.toLowerCase().includes(`sec-websocket-accept: ${accept(key).toLowerCase()}`)) {
+        if (!text.startsWith('HTTP/1.1 101 ') || !text.toLowerCase().includes(`sec-websocket-accept: ${acceptFor(key).toLowerCase()}`)) {
           reject(new Error(`handshake failed: ${text}`));
           return;
         }
@@ -751,7 +740,7 @@ describe('a raw server against our client', () => {
         if (end < 0) return;
         const key = /^sec-websocket-key:\s*(\S+)/im.exec(head.subarray(0, end).toString('latin1'))?.[1] ?? '';
         head = null;
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(key)}\r\n\r\n`);
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`);
         socket.write(encodeFrame({ opcode: Opcode.TEXT, payload: utf8('masked!'), mask: true }));
       });
     });

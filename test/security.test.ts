@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { createHash } from 'node:crypto';
 import { listen, connect, WebSocketError } from '../websockets.ts';
 import type { RequestInfo } from '../websockets.ts';
+import { acceptFor } from './support.ts';
 
 test('CR/LF in a URL path cannot inject a header: the URL parser drops them', { timeout: 10_000 }, async () => {
   let seen: RequestInfo | null = null;
@@ -63,7 +63,7 @@ test('client mask keys come from the CSPRNG: 2,000 frames, no key repeats, all b
     const server = net.createServer((socket) => {
       socket.once('data', (request) => {
         const key = /Sec-WebSocket-Key: (.*)\r\n/i.exec(request.toString('latin1'))?.[1] ?? '';
-        const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+        const accept = acceptFor(key);
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
         socket.on('data', (chunk: Buffer) => {
           buffered = Buffer.concat([buffered, chunk]);

@@ -300,9 +300,13 @@ function byteLength(parts: Uint8Array[]): number {
   return length;
 }
 
-function concatBytes(parts: Uint8Array[], length = byteLength(parts)): Uint8Array {
+/** Makes a buffer whose every byte the caller writes: Node's `Buffer.allocUnsafe` skips zero-filling. */
+type Allocate = (size: number) => Uint8Array;
+const allocateZeroed: Allocate = (size) => new Uint8Array(size);
+
+function concatBytes(parts: Uint8Array[], length = byteLength(parts), allocate = allocateZeroed): Uint8Array {
   if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(length);
+  const out = allocate(length);
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);
@@ -728,14 +732,41 @@ function encodeFrame(frame: Frame): Uint8Array {
   return buildFrame(frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, frame.payload ?? new Uint8Array(0), maskKey);
 }
 
-/** Header and payload in one new buffer; the payload is copied, then masked in the copy. */
-function buildFrame(fin: boolean, rsv1: boolean, opcode: number, payload: Uint8Array, maskKey: Uint8Array | null): Uint8Array {
+/** Header and payload in one new buffer; a masked payload is masked while it is copied, never in place. */
+function buildFrame(fin: boolean, rsv1: boolean, opcode: number, payload: Uint8Array, maskKey: Uint8Array | null, allocate = allocateZeroed): Uint8Array {
   const headerSize = frameHeaderSize(payload.length, maskKey !== null);
-  const bytes = new Uint8Array(headerSize + payload.length);
+  const bytes = allocate(headerSize + payload.length);
   writeFrameHeader(bytes, fin, rsv1, opcode, payload.length, maskKey);
-  bytes.set(payload, headerSize);
-  if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
+  if (maskKey) copyMasked(payload, bytes, headerSize, maskKey);
+  else bytes.set(payload, headerSize);
   return bytes;
+}
+
+const MASK_BLOCK = 64 * 1024;
+
+/** Copies `source` into `target` at `offset` and masks the copy, a block at a time so each block is masked while still in cache. */
+function copyMasked(source: Uint8Array, target: Uint8Array, offset: number, maskKey: Uint8Array): void {
+  for (let done = 0; done < source.length; done += MASK_BLOCK) {
+    const block = source.subarray(done, done + MASK_BLOCK);
+    target.set(block, offset + done);
+    applyMask(target.subarray(offset + done, offset + done + block.length), maskKey); // done is a multiple of 4
+  }
+}
+
+/**
+ * A final TEXT frame with the string encoded straight into it, saving the intermediate bytes.
+ * UTF-8 takes at most 3 bytes per UTF-16 code unit: the text is encoded after room for the
+ * largest header it could need, and the header is then written right before it.
+ */
+function buildTextFrame(text: string, maskKey: Uint8Array | null, allocate = allocateZeroed): Uint8Array {
+  const masked = maskKey !== null;
+  const room = frameHeaderSize(text.length * 3, masked);
+  const buffer = allocate(room + text.length * 3);
+  const { written } = textEncoder.encodeInto(text, buffer.subarray(room));
+  const frame = buffer.subarray(room - frameHeaderSize(written, masked), room + written);
+  writeFrameHeader(frame, true, false, Opcode.TEXT, written, maskKey);
+  if (maskKey) applyMask(buffer.subarray(room, room + written), maskKey);
+  return frame;
 }
 
 /** A frame header, as the parser reports it before any payload byte. */
@@ -961,6 +992,10 @@ interface TransportEvents {
 interface Transport {
   start(events: TransportEvents): void;
   write(bytes: Uint8Array): void;
+  /** A buffer for a frame to write; it may be a slice of a shared pool. */
+  allocateFrame: Allocate;
+  /** A buffer for a received message, on an ArrayBuffer of its own: the application gets it. */
+  allocateMessage: Allocate;
   readonly bufferedAmount: number;
   pause(): void;
   resume(): void;
@@ -1161,17 +1196,26 @@ class WebSocket implements AsyncIterable<Data> {
    * @example
    * for await (const message of ws) await ws.send(message)
    */
-  async *[Symbol.asyncIterator](): AsyncIterator<Data> {
-    while (true) {
-      let message: Data;
-      try {
-        message = await this.receive();
-      } catch (error) {
-        if (isOk(error)) return;
-        throw error;
-      }
-      yield message;
-    }
+  [Symbol.asyncIterator](): AsyncIterableIterator<Data> {
+    // Written out rather than an async generator: two fewer promise hops per message.
+    let finished = false;
+    const finish = (): IteratorResult<Data> => {
+      finished = true;
+      return { value: undefined, done: true };
+    };
+    const next = (): Promise<IteratorResult<Data>> => {
+      if (finished) return Promise.resolve(finish());
+      return this.receive().then(
+        (value) => ({ value, done: false }),
+        (error: unknown) => {
+          const end = finish();
+          if (isOk(error)) return end;
+          throw error;
+        },
+      );
+    };
+    const iterator: AsyncIterableIterator<Data> = { next, return: () => Promise.resolve(finish()), [Symbol.asyncIterator]: () => iterator };
+    return iterator;
   }
 
   /**
@@ -1520,10 +1564,10 @@ class ProtocolLink implements Link, FrameSink {
         this.#textParts = [];
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize), false);
+        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = concatBytes(this.#messageParts, this.#messageSize);
+      message = concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];
@@ -1639,6 +1683,10 @@ class ProtocolLink implements Link, FrameSink {
    */
   send(message: Outgoing): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
+    if (typeof message === 'string' && this.#sendsTextDirectly(message)) {
+      this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
+      return this.#backpressure();
+    }
     if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
     let parts: Array<[Uint8Array, number]>;
     try {
@@ -1678,6 +1726,12 @@ class ProtocolLink implements Link, FrameSink {
   /** A socket destroyed a moment ago has not told us yet: then a send would vanish silently. */
   #noticeDestroyed(): void {
     if (this.#state !== State.CLOSED && this.#transport.destroyed) this.#onTransportClose(new Error('the socket was destroyed'));
+  }
+
+  /** A string that goes out now, uncompressed: short enough to encode straight into its frame. */
+  #sendsTextDirectly(text: string): boolean {
+    const maxBytes = text.length * 3;
+    return maxBytes <= COPY_THRESHOLD && !this.#sequencer.busy && (this.#compression === null || maxBytes < this.#compression.threshold);
   }
 
   /** Compression is agreed and the message is not below the threshold (in bytes). */
@@ -1764,7 +1818,7 @@ class ProtocolLink implements Link, FrameSink {
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): void {
     if (this.#client || payload.length <= COPY_THRESHOLD) {
-      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#client ? randomBytes(4) : null));
+      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#maskKey(), this.#transport.allocateFrame));
     } else {
       // A large unmasked payload is not copied: header and payload go out as two writes.
       const header = new Uint8Array(frameHeaderSize(payload.length, false));
@@ -1772,6 +1826,11 @@ class ProtocolLink implements Link, FrameSink {
       this.#transport.write(header);
       this.#transport.write(payload);
     }
+  }
+
+  /** A fresh masking key for each frame a client sends (RFC 6455 §5.3); none on a server. */
+  #maskKey(): Uint8Array | null {
+    return this.#client ? randomBytes(4) : null;
   }
 
   // ── control frames ─────────────────────────────────────────────────────────────────────
@@ -1993,6 +2052,12 @@ interface NodeModules {
   isIP(host: string): number;
   zlib: NodeZlib;
   sha1(text: string): Uint8Array;
+  /** `Buffer.allocUnsafe`: no zero-filling, and a Buffer is written to a socket without conversion. */
+  allocateFrame: Allocate;
+  /** Uninitialised too, but never from Buffer's pool: its ArrayBuffer holds nothing else. */
+  allocateMessage: Allocate;
+  /** `process.nextTick`: runs after the current macrotask's microtasks. */
+  nextTick(callback: () => void): void;
 }
 
 let nodeModules: Promise<NodeModules> | undefined;
@@ -2000,9 +2065,12 @@ let nodeModules: Promise<NodeModules> | undefined;
 /** Node built-ins, imported on first use so that this file loads in a browser. */
 function loadNode(): Promise<NodeModules> {
   nodeModules ??= Promise.all([
-    import('node:http'), import('node:https'), import('node:net'), import('node:tls'), import('node:zlib'), import('node:crypto'),
+    import('node:http'), import('node:https'), import('node:net'), import('node:tls'), import('node:zlib'), import('node:crypto'), import('node:buffer'),
+    import('node:process'),
   ]).then(
-    ([http, https, net, tls, zlib, crypto]: [NodeHttp, NodeHttps, typeof import('node:net'), typeof import('node:tls'), NodeZlib, NodeCrypto]) => ({
+    ([http, https, net, tls, zlib, crypto, { Buffer }, process]: [
+      NodeHttp, NodeHttps, typeof import('node:net'), typeof import('node:tls'), NodeZlib, NodeCrypto, typeof import('node:buffer'), typeof import('node:process'),
+    ]) => ({
       http,
       https,
       net,
@@ -2010,6 +2078,9 @@ function loadNode(): Promise<NodeModules> {
       isIP: net.isIP,
       zlib,
       sha1: (text: string) => crypto.createHash('sha1').update(text).digest(),
+      allocateFrame: (size: number) => Buffer.allocUnsafe(size),
+      allocateMessage: (size: number) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
+      nextTick: (callback: () => void) => process.nextTick(callback),
     }),
   );
   return nodeModules;
@@ -2179,13 +2250,17 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
  * A Node socket as a transport. Writes made in one tick are corked and flushed together, so
  * a burst of small messages costs one system call.
  */
-function socketTransport(socket: NodeSocket, head: Uint8Array | null): Transport {
-  let corked = false;
+const Writes = { NONE: 0, ONE: 1, CORKED: 2 } as const;
+
+function socketTransport(socket: NodeSocket, head: Uint8Array | null, node: NodeModules): Transport {
+  // The first write of a tick goes straight out; later ones are corked until the application's
+  // turn is over (after the microtasks), and then leave together in one writev.
+  let writes: number = Writes.NONE;
   let written = () => {};
   const afterWrite = () => written();
-  const uncork = () => {
-    corked = false;
-    socket.uncork();
+  const endTick = () => {
+    if (writes === Writes.CORKED) socket.uncork();
+    writes = Writes.NONE;
   };
   return {
     start(events) {
@@ -2203,13 +2278,17 @@ function socketTransport(socket: NodeSocket, head: Uint8Array | null): Transport
     },
     write(bytes) {
       if (socket.destroyed || socket.writableEnded) return;
-      if (!corked) {
-        corked = true;
+      if (writes === Writes.NONE) {
+        writes = Writes.ONE;
+        node.nextTick(endTick);
+      } else if (writes === Writes.ONE) {
+        writes = Writes.CORKED;
         socket.cork();
-        queueMicrotask(uncork);
       }
       socket.write(bytes, afterWrite);
     },
+    allocateFrame: node.allocateFrame,
+    allocateMessage: node.allocateMessage,
     get bufferedAmount() {
       return socket.writableLength;
     },
@@ -2340,7 +2419,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         return reject(error);
       }
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(socketTransport(socket, head), true, options, deflate);
+      const link = new ProtocolLink(socketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
@@ -2552,7 +2631,7 @@ async function acceptUpgrade(
   const extensions = deflate?.response ?? '';
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
-  const link = new ProtocolLink(socketTransport(socket, head), false, options, compression);
+  const link = new ProtocolLink(socketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);

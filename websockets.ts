@@ -648,9 +648,93 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
  * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), as if `data` began at byte
- * `offset` of the payload. Works in 32-bit words where the data is aligned.
+ * `offset` of the payload. Large payloads go through a WebAssembly SIMD kernel where the
+ * runtime has one, small ones (and all, without it) through a loop of 32-bit words.
  */
 function applyMask(data: Uint8Array, key: Uint8Array, offset = 0): void {
+  const kernel = data.length >= KERNEL_MIN_MASK ? maskKernel() : null;
+  if (kernel) maskThroughKernel(kernel, data, data, 0, key, offset);
+  else maskWords(data, key, offset);
+}
+
+/** Copies `source` into `target` at `targetOffset` and masks the copy; `source` is left alone. */
+function copyMasked(source: Uint8Array, target: Uint8Array, targetOffset: number, key: Uint8Array): void {
+  const kernel = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
+  if (kernel) return maskThroughKernel(kernel, source, target, targetOffset, key, 0);
+  target.set(source, targetOffset);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), key, 0);
+}
+
+// Measured on Node 20 and 22 (x86-64): the kernel beats the word loop from about 300 bytes in
+// place and from 64 bytes when copying; it masks 64 KiB at 12–14 GB/s against 4–5.
+const KERNEL_MIN_MASK = 512;
+const KERNEL_MIN_COPY = 64;
+/** The kernel's memory holds one block: data is copied in, masked there, copied out. */
+const KERNEL_BLOCK = 16 * 1024;
+
+/*
+ * The masking kernel, 253 bytes of WebAssembly:
+ *   (memory (export "m") 1 1)                     one page that never grows, so views of it stay valid
+ *   (func (export "x") (param $at i32) (param $length i32) (param $key i32)
+ *     v = i32x4.splat(key)
+ *     64 bytes at a time: four v128.store(at + 16j, v128.xor(v128.load(at + 16j), v))
+ *     then 16 bytes at a time, then byte by byte: store8(at, load8_u(at) ^ key); key = rotr(key, 8))
+ */
+const MASK_KERNEL =
+  'AGFzbQEAAAABBwFgA39/fwADAgEABQQBAQEBBwkCAW0CAAF4AAAK1AEB0QECAX8BeyAC/REhBCAAIAFBQHFqIQMCQANAIAAgA08NASAAIAD9AAQAIAT9Uf0LBAAgACAA' +
+  '/QAEECAE/VH9CwQQIAAgAP0ABCAgBP1R/QsEICAAIAD9AAQwIAT9Uf0LBDAgAEHAAGohAAwACwsgAyABQTBxaiEDAkADQCAAIANPDQEgACAA/QAEACAE/VH9CwQAIABB' +
+  'EGohAAwACwsgAyABQQ9xaiEDAkADQCAAIANPDQEgACAALQAAIAJzOgAAIAJBCHghAiAAQQFqIQAMAAsLCw==';
+
+interface MaskKernel {
+  memory: Uint8Array;
+  xor(at: number, length: number, key: number): void;
+}
+
+/** The parts of the WebAssembly API used here (this file compiles without DOM or Node types). */
+interface WebAssemblyApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: { m: { buffer: ArrayBuffer }; x: MaskKernel['xor'] } };
+}
+
+let kernel: MaskKernel | null | undefined; // undefined: not tried yet; null: not available
+
+/**
+ * The kernel, compiled on first use (synchronously: it is far below the size browsers allow
+ * on the main thread). Null without WebAssembly, without SIMD (validate fails), or where a
+ * content security policy forbids compiling it: then the word loop does all the masking.
+ */
+function maskKernel(): MaskKernel | null {
+  if (kernel !== undefined) return kernel;
+  kernel = null;
+  const wasm = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+  try {
+    const bytes = Uint8Array.from(atob(MASK_KERNEL), (char) => char.charCodeAt(0));
+    if (wasm?.validate(bytes)) {
+      const { exports } = new wasm.Instance(new wasm.Module(bytes));
+      kernel = { memory: new Uint8Array(exports.m.buffer, 0, KERNEL_BLOCK), xor: exports.x };
+    }
+  } catch {
+    // compiling is forbidden here: stay with the loop
+  }
+  return kernel;
+}
+
+/** target[targetOffset + i] = source[i] ^ key[(offset + i) & 3], a block at a time through the kernel's memory. */
+function maskThroughKernel(kernel: MaskKernel, source: Uint8Array, target: Uint8Array, targetOffset: number, key: Uint8Array, offset: number): void {
+  const length = source.length;
+  // Little-endian, as WebAssembly memory is; blocks are multiples of 16, so the key's phase holds across them.
+  const word = key[offset & 3] | (key[(offset + 1) & 3] << 8) | (key[(offset + 2) & 3] << 16) | (key[(offset + 3) & 3] << 24);
+  for (let at = 0; at < length; at += KERNEL_BLOCK) {
+    const size = Math.min(KERNEL_BLOCK, length - at);
+    kernel.memory.set(size === length ? source : source.subarray(at, at + size));
+    kernel.xor(0, (size + 15) & ~15, word); // whole 16-byte lanes: the bytes past `size` are scratch
+    target.set(size === KERNEL_BLOCK ? kernel.memory : kernel.memory.subarray(0, size), targetOffset + at);
+  }
+}
+
+/** The word loop: 32-bit words where the data is aligned, bytes at the edges. */
+function maskWords(data: Uint8Array, key: Uint8Array, offset: number): void {
   const length = data.length;
   let i = 0;
   if (length >= 32 && LITTLE_ENDIAN) {
@@ -740,17 +824,6 @@ function buildFrame(fin: boolean, rsv1: boolean, opcode: number, payload: Uint8A
   if (maskKey) copyMasked(payload, bytes, headerSize, maskKey);
   else bytes.set(payload, headerSize);
   return bytes;
-}
-
-const MASK_BLOCK = 64 * 1024;
-
-/** Copies `source` into `target` at `offset` and masks the copy, a block at a time so each block is masked while still in cache. */
-function copyMasked(source: Uint8Array, target: Uint8Array, offset: number, maskKey: Uint8Array): void {
-  for (let done = 0; done < source.length; done += MASK_BLOCK) {
-    const block = source.subarray(done, done + MASK_BLOCK);
-    target.set(block, offset + done);
-    applyMask(target.subarray(offset + done, offset + done + block.length), maskKey); // done is a multiple of 4
-  }
 }
 
 /**

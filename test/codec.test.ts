@@ -1,6 +1,7 @@
 // The frame codec as pure functions over bytes: no sockets.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { encodeFrame, applyMask, FrameParser, Opcode, WebSocketError } from '../websockets.ts';
 import type { FrameHeader } from '../websockets.ts';
 
@@ -119,6 +120,54 @@ describe('masking', () => {
       applyMask(data, key, offset);
       assert.deepEqual(data, original);
     }
+  });
+  // The sizes where the masking code changes path: the WebAssembly kernel from 64 bytes (copying)
+  // and 512 (in place), its 16 KiB blocks, and the word loop's 32-byte minimum.
+  const edgeSizes = [0, 1, 3, 31, 32, 33, 63, 64, 65, 511, 512, 513, 16383, 16384, 16385, 16400, 40000, 70001];
+
+  test('masking in place matches a byte-by-byte reference at every path edge, alignment and offset', () => {
+    const random = prng(2);
+    for (const length of edgeSizes) {
+      for (let start = 0; start < 4; start++) {
+        const offset = Math.floor(random() * 4);
+        const buffer = Uint8Array.from({ length: length + start + 8 }, () => Math.floor(random() * 256));
+        const before = buffer.slice();
+        const key = Uint8Array.from({ length: 4 }, () => Math.floor(random() * 256));
+        applyMask(buffer.subarray(start, start + length), key, offset);
+        for (let i = 0; i < buffer.length; i++) {
+          const inside = i >= start && i < start + length;
+          const expected = inside ? before[i] ^ key[(offset + i - start) & 3] : before[i];
+          if (buffer[i] !== expected) assert.fail(`length ${length}, start ${start}, offset ${offset}: byte ${i} is ${buffer[i]}, expected ${expected}`);
+        }
+      }
+    }
+  });
+  test('a masked frame carries the payload masked with its key, at every path edge', () => {
+    const random = prng(3);
+    for (const length of edgeSizes) {
+      const payload = Uint8Array.from({ length }, () => Math.floor(random() * 256));
+      const key = Uint8Array.from({ length: 4 }, () => Math.floor(random() * 256));
+      const frame = encodeFrame({ opcode: Opcode.BINARY, payload, mask: key });
+      const body = frame.subarray(frame.length - length);
+      assert.deepEqual(frame.subarray(frame.length - length - 4, frame.length - length), key);
+      for (let i = 0; i < length; i++) if (body[i] !== (payload[i] ^ key[i & 3])) assert.fail(`length ${length}: byte ${i}`);
+    }
+  });
+  test('without WebAssembly (node --jitless) masking falls back to the word loop and gives the same bytes', () => {
+    const script = `
+      import { applyMask, encodeFrame } from ${JSON.stringify(new URL('../../dist/websockets.js', import.meta.url).href)};
+      if (typeof WebAssembly !== 'undefined') throw new Error('WebAssembly is still there');
+      const data = Uint8Array.from({ length: 70001 }, (_, i) => (i * 7) & 255);
+      applyMask(data.subarray(1), Uint8Array.of(1, 2, 3, 4), 2);
+      const frame = encodeFrame({ opcode: 2, payload: Uint8Array.from({ length: 1000 }, (_, i) => i & 255), mask: Uint8Array.of(9, 8, 7, 6) });
+      process.stdout.write(JSON.stringify([Array.from(data), Array.from(frame)]));`;
+    const output = execFileSync(process.execPath, ['--jitless', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const [data, frame] = JSON.parse(output) as [number[], number[]];
+    const expectedData = Uint8Array.from({ length: 70001 }, (_, i) => (i * 7) & 255);
+    applyMask(expectedData.subarray(1), Uint8Array.of(1, 2, 3, 4), 2);
+    const expectedFrame = encodeFrame({ opcode: 2, payload: Uint8Array.from({ length: 1000 }, (_, i) => i & 255), mask: Uint8Array.of(9, 8, 7, 6) });
+    assert.deepEqual(Uint8Array.from(data), expectedData);
+    assert.deepEqual(Uint8Array.from(frame), expectedFrame);
   });
   test('encodeFrame never masks the caller’s buffer in place', () => {
     const payload = utf8('do not touch me, please');

@@ -1389,6 +1389,13 @@ interface PendingPing {
 }
 
 const RESOLVED = Promise.resolve();
+/**
+ * A BINARY frame larger than this (more than one socket read) is copied into its final buffer
+ * as it arrives, instead of holding every chunk until the end: the chunks die young, and the
+ * garbage collector is not pushed to promote them. The buffer is allocated from the header's
+ * length, which `maxMessageSize` bounds; it is uninitialised, so untouched pages cost no memory.
+ */
+const PREALLOCATE_MIN = 64 * KiB;
 /** Frames at most this large are written as one buffer with their header; larger ones as two writes. */
 const COPY_THRESHOLD = 16 * KiB;
 
@@ -1418,6 +1425,9 @@ class ProtocolLink implements Link, FrameSink {
   #messageSize = 0;
   #messageFragments = 0;
   #messageCompressed = false;
+  /** A large single-frame BINARY message is copied here as it comes (its size is in the header). */
+  #messageBuffer: Uint8Array | null = null;
+  #messageFilled = 0;
   #textParts: string[] = [];
   #textDecoder: TextDecoder | null = null;
   #frameOpcode = 0;
@@ -1532,12 +1542,19 @@ class ProtocolLink implements Link, FrameSink {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
     }
     this.#messageSize += length;
+    if (header.fin && opcode === Opcode.BINARY && !header.rsv1 && length > PREALLOCATE_MIN) {
+      this.#messageBuffer = this.#transport.allocateMessage(length);
+      this.#messageFilled = 0;
+    }
   }
 
   /** @internal FrameSink: called by the parser. */
   onFramePayload(bytes: Uint8Array, complete: boolean): void {
     if (isControl(this.#frameOpcode)) {
       this.#controlParts.push(bytes);
+    } else if (this.#messageBuffer) {
+      this.#messageBuffer.set(bytes, this.#messageFilled);
+      this.#messageFilled += bytes.length;
     } else if (
       this.#messageOpcode === Opcode.TEXT &&
       !this.#messageCompressed &&
@@ -1640,7 +1657,8 @@ class ProtocolLink implements Link, FrameSink {
         message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
+      message = this.#messageBuffer ?? concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
+      this.#messageBuffer = null;
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];

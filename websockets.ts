@@ -1396,8 +1396,10 @@ const RESOLVED = Promise.resolve();
  * length, which `maxMessageSize` bounds; it is uninitialised, so untouched pages cost no memory.
  */
 const PREALLOCATE_MIN = 64 * KiB;
-/** Frames at most this large are written as one buffer with their header; larger ones as two writes. */
+/** Frames at most this large are written as one buffer with their header; larger ones as two writes or more. */
 const COPY_THRESHOLD = 16 * KiB;
+/** A large masked payload is written in pieces of this size. */
+const MASKED_PIECE = 64 * KiB;
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -1908,14 +1910,24 @@ class ProtocolLink implements Link, FrameSink {
 
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): void {
-    if (this.#client || payload.length <= COPY_THRESHOLD) {
-      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#maskKey(), this.#transport.allocateFrame));
-    } else {
-      // A large unmasked payload is not copied: header and payload go out as two writes.
-      const header = new Uint8Array(frameHeaderSize(payload.length, false));
-      writeFrameHeader(header, fin, rsv1, opcode, payload.length, null);
-      this.#transport.write(header);
-      this.#transport.write(payload);
+    const maskKey = this.#maskKey();
+    const { allocateFrame } = this.#transport;
+    if (payload.length <= COPY_THRESHOLD) {
+      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
+      return;
+    }
+    // A large frame goes out as its header, then its payload: unmasked as it is, without a
+    // copy; masked in pieces, each in a buffer of its own that is freed once written, rather
+    // than in one buffer as large as the message.
+    const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
+    writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
+    this.#transport.write(header);
+    if (!maskKey) return this.#transport.write(payload);
+    for (let at = 0; at < payload.length; at += MASKED_PIECE) {
+      const source = payload.subarray(at, at + MASKED_PIECE);
+      const piece = allocateFrame(source.length);
+      copyMasked(source, piece, 0, maskKey); // `at` is a multiple of 4: the key starts over
+      this.#transport.write(piece);
     }
   }
 

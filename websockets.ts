@@ -1052,13 +1052,13 @@ function encodeClosePayload(code: number, reasonBytes: Uint8Array): Uint8Array {
 
 /** What a transport tells the protocol. */
 interface TransportEvents {
-  data(chunk: Uint8Array): void;
+  onTransportData(chunk: Uint8Array): void;
   /** The peer finished sending (TCP FIN). */
-  end(): void;
+  onTransportEnd(): void;
   /** The transport is gone; `error` if it failed. */
-  close(error?: Error): void;
+  onTransportClose(error?: Error): void;
   /** Written bytes reached the operating system: the buffer shrank. */
-  written(): void;
+  onTransportWritten(): void;
 }
 
 /** The byte stream the protocol runs over: a Node socket, or a test double. */
@@ -1412,7 +1412,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * keepalive and the closing handshake. It knows nothing of sockets: bytes come and go
  * through a `Transport`.
  */
-class ProtocolLink implements Link, FrameSink {
+class ProtocolLink implements Link, FrameSink, TransportEvents {
   readonly #transport: Transport;
   readonly #client: boolean;
   readonly #options: Limits;
@@ -1469,12 +1469,7 @@ class ProtocolLink implements Link, FrameSink {
   start(events: LinkEvents): void {
     this.#events = events;
     this.#scheduleKeepalive();
-    this.#transport.start({
-      data: (chunk) => this.#onData(chunk),
-      end: () => this.#transport.end(), // the peer sends nothing more: finish our side too
-      close: (error) => this.#onTransportClose(error),
-      written: () => this.#onWritten(),
-    });
+    this.#transport.start(this);
   }
 
   get bufferedAmount(): number {
@@ -1499,7 +1494,8 @@ class ProtocolLink implements Link, FrameSink {
 
   // ── receiving ──────────────────────────────────────────────────────────────────────────
 
-  #onData(chunk: Uint8Array): void {
+  /** @internal TransportEvents: called by the transport. */
+  onTransportData(chunk: Uint8Array): void {
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
@@ -1738,7 +1734,13 @@ class ProtocolLink implements Link, FrameSink {
     this.#startCloseTimer();
   }
 
-  #onTransportClose(cause?: Error): void {
+  /** @internal TransportEvents: the peer sends nothing more: finish our side too. */
+  onTransportEnd(): void {
+    this.#transport.end();
+  }
+
+  /** @internal TransportEvents. */
+  onTransportClose(cause?: Error): void {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
@@ -1747,7 +1749,7 @@ class ProtocolLink implements Link, FrameSink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping of this.#pings.splice(0)) ping.reject(this.#error);
-    this.#onWritten();
+    this.onTransportWritten();
     this.#events.closed(this.#closeInfo);
   }
 
@@ -1818,7 +1820,7 @@ class ProtocolLink implements Link, FrameSink {
 
   /** A socket destroyed a moment ago has not told us yet: then a send would vanish silently. */
   #noticeDestroyed(): void {
-    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.#onTransportClose(new Error('the socket was destroyed'));
+    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.onTransportClose(new Error('the socket was destroyed'));
   }
 
   /** A string that goes out now, uncompressed: short enough to encode straight into its frame. */
@@ -1892,11 +1894,11 @@ class ProtocolLink implements Link, FrameSink {
   }
 
   /**
-   * Each write that reaches the OS lets the waiting sends go as soon as the buffer is back at
-   * the high-water mark — not only once it is empty, which would stall a stream of large
-   * messages at every one.
+   * @internal TransportEvents. Each write that reaches the OS lets the waiting sends go as
+   * soon as the buffer is back at the high-water mark — not only once it is empty, which
+   * would stall a stream of large messages at every one.
    */
-  #onWritten(): void {
+  onTransportWritten(): void {
     if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
     const pong = this.#pendingPong;
     this.#pendingPong = null;
@@ -2355,56 +2357,117 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
  */
 const Writes = { NONE: 0, ONE: 1, CORKED: 2 } as const;
 
-function socketTransport(socket: NodeSocket, head: Uint8Array | null, node: NodeModules): Transport {
-  // The first write of a tick goes straight out; later ones are corked until the application's
-  // turn is over (after the microtasks), and then leave together in one writev.
-  let writes: number = Writes.NONE;
-  let written = () => {};
-  const afterWrite = () => written();
-  const endTick = () => {
-    if (writes === Writes.CORKED) socket.uncork();
-    writes = Writes.NONE;
-  };
-  return {
-    start(events) {
-      socket.setNoDelay(true);
-      // Hand out plain Uint8Array views, not Buffers: the same type as in a browser.
-      socket.on('data', (chunk: Uint8Array) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-      socket.on('end', events.end);
-      written = events.written;
-      let failure: Error | undefined;
-      socket.on('error', (error) => (failure = error));
-      socket.on('close', () => events.close(failure));
-      if (head && head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
-      head = null; // not kept for the life of the connection
-      if (socket.destroyed) events.close(new Error('socket closed during the handshake'));
-    },
-    write(bytes) {
-      if (socket.destroyed || socket.writableEnded) return;
-      if (writes === Writes.NONE) {
-        writes = Writes.ONE;
-        node.nextTick(endTick);
-      } else if (writes === Writes.ONE) {
-        writes = Writes.CORKED;
-        socket.cork();
-      }
-      socket.write(bytes, afterWrite);
-    },
-    allocateFrame: node.allocateFrame,
-    allocateMessage: node.allocateMessage,
-    get bufferedAmount() {
-      return socket.writableLength;
-    },
-    pause: () => socket.pause(),
-    resume: () => socket.resume(),
-    end: () => {
-      if (!socket.writableEnded) socket.end();
-    },
-    destroy: () => socket.destroy(),
-    get destroyed() {
-      return socket.destroyed;
-    },
-  };
+/** Node's socket events, as functions shared by all connections: the socket knows its transport. */
+const TRANSPORT = Symbol('websockets.ts transport');
+type TransportSocket = NodeSocket & { [TRANSPORT]: SocketTransport };
+
+function onSocketData(this: TransportSocket, chunk: Uint8Array): void {
+  // Plain Uint8Array views, not Buffers: the same type as in a browser.
+  this[TRANSPORT].events.onTransportData(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+}
+function onSocketEnd(this: TransportSocket): void {
+  this[TRANSPORT].events.onTransportEnd();
+}
+function onSocketError(this: TransportSocket, error: Error): void {
+  this[TRANSPORT].failure = error;
+}
+function onSocketClose(this: TransportSocket): void {
+  const transport = this[TRANSPORT];
+  transport.events.onTransportClose(transport.failure);
+}
+
+/**
+ * The transports that wrote during this tick. The first write of a tick goes straight out;
+ * later ones are corked until the application's turn is over (after the microtasks), then
+ * leave together in one writev. One `nextTick` ends the tick for every socket.
+ */
+let wroteThisTick: SocketTransport[] = [];
+function endTick(): void {
+  const transports = wroteThisTick;
+  wroteThisTick = [];
+  for (const transport of transports) transport.endTick();
+}
+
+class SocketTransport implements Transport {
+  readonly #socket: TransportSocket;
+  readonly #node: NodeModules;
+  readonly #afterWrite = () => this.events.onTransportWritten();
+  #writes: number = Writes.NONE;
+  /** Bytes that came with the handshake, until `start` hands them over. */
+  #head: Uint8Array | null;
+  events!: TransportEvents;
+  failure: Error | undefined;
+
+  constructor(socket: NodeSocket, head: Uint8Array, node: NodeModules) {
+    this.#socket = Object.assign(socket, { [TRANSPORT]: this });
+    this.#head = head;
+    this.#node = node;
+  }
+
+  start(events: TransportEvents): void {
+    const socket = this.#socket;
+    const head = this.#head;
+    this.#head = null;
+    this.events = events;
+    socket.setNoDelay(true);
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    if (head && head.length > 0) onSocketData.call(socket, head);
+    if (socket.destroyed) events.onTransportClose(new Error('socket closed during the handshake'));
+  }
+
+  write(bytes: Uint8Array): void {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    if (this.#writes === Writes.NONE) {
+      this.#writes = Writes.ONE;
+      if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
+    } else if (this.#writes === Writes.ONE) {
+      this.#writes = Writes.CORKED;
+      socket.cork();
+    }
+    socket.write(bytes, this.#afterWrite);
+  }
+
+  /** @internal Called once at the end of a tick in which this transport wrote. */
+  endTick(): void {
+    if (this.#writes === Writes.CORKED) this.#socket.uncork();
+    this.#writes = Writes.NONE;
+  }
+
+  get allocateFrame(): Allocate {
+    return this.#node.allocateFrame;
+  }
+
+  get allocateMessage(): Allocate {
+    return this.#node.allocateMessage;
+  }
+
+  get bufferedAmount(): number {
+    return this.#socket.writableLength;
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  end(): void {
+    if (!this.#socket.writableEnded) this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  get destroyed(): boolean {
+    return this.#socket.destroyed;
+  }
 }
 
 function lowerCaseHeaders(raw: NodeIncomingMessage['headers']): Record<string, string> {
@@ -2522,7 +2585,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         return reject(error);
       }
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(socketTransport(socket, head, node), true, options, deflate);
+      const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
@@ -2734,7 +2797,7 @@ async function acceptUpgrade(
   const extensions = deflate?.response ?? '';
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
-  const link = new ProtocolLink(socketTransport(socket, head, node), false, options, compression);
+  const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);

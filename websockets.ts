@@ -1389,13 +1389,8 @@ interface PendingPing {
 }
 
 const RESOLVED = Promise.resolve();
-/**
- * A BINARY frame larger than this (more than one socket read) is copied into its final buffer
- * as it arrives, instead of holding every chunk until the end: the chunks die young, and the
- * garbage collector is not pushed to promote them. The buffer is allocated from the header's
- * length, which `maxMessageSize` bounds; it is uninitialised, so untouched pages cost no memory.
- */
-const PREALLOCATE_MIN = 64 * KiB;
+/** A single-frame BINARY message larger than this (more than one socket read) is collected into its final buffer as it comes. */
+const LARGE_FRAME = 64 * KiB;
 /** Frames at most this large are written as one buffer with their header; larger ones as two writes or more. */
 const COPY_THRESHOLD = 16 * KiB;
 /** A large masked payload is written in pieces of this size. */
@@ -1427,7 +1422,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #messageSize = 0;
   #messageFragments = 0;
   #messageCompressed = false;
-  /** A large single-frame BINARY message is copied here as it comes (its size is in the header). */
+  /** A large single-frame BINARY message: its length, its final buffer once allocated, the bytes received. */
+  #largeFrame = 0;
   #messageBuffer: Uint8Array | null = null;
   #messageFilled = 0;
   #textParts: string[] = [];
@@ -1540,19 +1536,15 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
     }
     this.#messageSize += length;
-    if (header.fin && opcode === Opcode.BINARY && !header.rsv1 && length > PREALLOCATE_MIN) {
-      this.#messageBuffer = this.#transport.allocateMessage(length);
-      this.#messageFilled = 0;
-    }
+    this.#largeFrame = header.fin && opcode === Opcode.BINARY && !header.rsv1 && length > LARGE_FRAME ? length : 0;
   }
 
   /** @internal FrameSink: called by the parser. */
   onFramePayload(bytes: Uint8Array, complete: boolean): void {
     if (isControl(this.#frameOpcode)) {
       this.#controlParts.push(bytes);
-    } else if (this.#messageBuffer) {
-      this.#messageBuffer.set(bytes, this.#messageFilled);
-      this.#messageFilled += bytes.length;
+    } else if (this.#largeFrame > 0) {
+      this.#collectLargeFrame(bytes);
     } else if (
       this.#messageOpcode === Opcode.TEXT &&
       !this.#messageCompressed &&
@@ -1562,6 +1554,31 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     } else {
       this.#messageParts.push(bytes);
     }
+  }
+
+  /**
+   * A large frame is copied into its final buffer as it arrives, instead of holding every
+   * chunk until the end: the chunks die young and the garbage collector is not pushed to
+   * promote them. The buffer is allocated once a quarter of the frame has arrived, never
+   * from the header's word alone, so a peer cannot make us set aside memory it does not send.
+   */
+  #collectLargeFrame(bytes: Uint8Array): void {
+    let buffer = this.#messageBuffer;
+    if (!buffer) {
+      this.#messageParts.push(bytes);
+      this.#messageFilled += bytes.length;
+      if (this.#messageFilled * 4 < this.#largeFrame) return;
+      buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
+      let offset = 0;
+      for (const part of this.#messageParts) {
+        buffer.set(part, offset);
+        offset += part.length;
+      }
+      this.#messageParts = [];
+      return;
+    }
+    buffer.set(bytes, this.#messageFilled);
+    this.#messageFilled += bytes.length;
   }
 
   /**
@@ -1657,6 +1674,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     } else {
       message = this.#messageBuffer ?? concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
       this.#messageBuffer = null;
+      this.#messageFilled = 0;
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];

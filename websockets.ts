@@ -652,17 +652,33 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
  * runtime has one, small ones (and all, without it) through a loop of 32-bit words.
  */
 function applyMask(data: Uint8Array, key: Uint8Array, offset = 0): void {
+  maskInPlace(data, keyWord(key), offset);
+}
+
+/** The masking key at `key[at]` as one 32-bit number, its first byte in the low byte: the key's bytes in little-endian memory. */
+function keyWord(key: Uint8Array, at = 0): number {
+  return key[at] | (key[at + 1] << 8) | (key[at + 2] << 16) | (key[at + 3] << 24);
+}
+
+/** The key word for a payload that starts at byte `offset`: key[offset & 3] moves to the low byte. */
+function rotateKey(word: number, offset: number): number {
+  const shift = (offset & 3) << 3;
+  return shift === 0 ? word : (word >>> shift) | (word << (32 - shift));
+}
+
+/** `applyMask` with the key as a word. */
+function maskInPlace(data: Uint8Array, word: number, offset: number): void {
   const kernel = data.length >= KERNEL_MIN_MASK ? maskKernel() : null;
-  if (kernel) maskThroughKernel(kernel, data, data, 0, key, offset);
-  else maskWords(data, key, offset);
+  if (kernel) maskThroughKernel(kernel, data, data, 0, rotateKey(word, offset));
+  else maskWords(data, word, offset);
 }
 
 /** Copies `source` into `target` at `targetOffset` and masks the copy; `source` is left alone. */
 function copyMasked(source: Uint8Array, target: Uint8Array, targetOffset: number, key: Uint8Array): void {
   const kernel = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
-  if (kernel) return maskThroughKernel(kernel, source, target, targetOffset, key, 0);
+  if (kernel) return maskThroughKernel(kernel, source, target, targetOffset, keyWord(key));
   target.set(source, targetOffset);
-  maskWords(target.subarray(targetOffset, targetOffset + source.length), key, 0);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), keyWord(key), 0);
 }
 
 // Measured on Node 20 and 22 (x86-64): the kernel beats the word loop from about 300 bytes in
@@ -720,11 +736,10 @@ function maskKernel(): MaskKernel | null {
   return kernel;
 }
 
-/** target[targetOffset + i] = source[i] ^ key[(offset + i) & 3], a block at a time through the kernel's memory. */
-function maskThroughKernel(kernel: MaskKernel, source: Uint8Array, target: Uint8Array, targetOffset: number, key: Uint8Array, offset: number): void {
+/** Masks `source` into `target` at `targetOffset` (they may be the same), a block at a time through the kernel's memory. */
+function maskThroughKernel(kernel: MaskKernel, source: Uint8Array, target: Uint8Array, targetOffset: number, word: number): void {
   const length = source.length;
-  // Little-endian, as WebAssembly memory is; blocks are multiples of 16, so the key's phase holds across them.
-  const word = key[offset & 3] | (key[(offset + 1) & 3] << 8) | (key[(offset + 2) & 3] << 16) | (key[(offset + 3) & 3] << 24);
+  // Blocks are multiples of 16 bytes, so the key's phase holds from one to the next.
   for (let at = 0; at < length; at += KERNEL_BLOCK) {
     const size = Math.min(KERNEL_BLOCK, length - at);
     kernel.memory.set(size === length ? source : source.subarray(at, at + size));
@@ -734,15 +749,14 @@ function maskThroughKernel(kernel: MaskKernel, source: Uint8Array, target: Uint8
 }
 
 /** The word loop: 32-bit words where the data is aligned, bytes at the edges. */
-function maskWords(data: Uint8Array, key: Uint8Array, offset: number): void {
+function maskWords(data: Uint8Array, keyWord: number, offset: number): void {
   const length = data.length;
   let i = 0;
   if (length >= 32 && LITTLE_ENDIAN) {
     const head = (4 - (data.byteOffset & 3)) & 3;
-    for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
+    for (; i < head; i++) data[i] ^= rotateKey(keyWord, offset + i) & 0xff;
     const words = (length - i) >>> 2;
-    const o = offset + i;
-    const word = key[o & 3] | (key[(o + 1) & 3] << 8) | (key[(o + 2) & 3] << 16) | (key[(o + 3) & 3] << 24);
+    const word = rotateKey(keyWord, offset + i);
     // Int32Array, not Uint32Array: values stay small integers for V8 (no boxing to doubles);
     // unrolled by four, this runs about twice as fast as the plain word loop.
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
@@ -757,7 +771,7 @@ function maskWords(data: Uint8Array, key: Uint8Array, offset: number): void {
     for (; w < words; w++) view[w] ^= word;
     i += words << 2;
   }
-  for (; i < length; i++) data[i] ^= key[(offset + i) & 3];
+  for (; i < length; i++) data[i] ^= rotateKey(keyWord, offset + i) & 0xff;
 }
 
 /** Bytes of a frame header for a payload of this length (RFC 6455 §5.2: 7, 16 or 64-bit length). */
@@ -882,7 +896,8 @@ class FrameParser {
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
-  readonly #maskKey = new Uint8Array(4);
+  /** The frame's masking key as a word (see `keyWord`): a number, not a 4-byte array per connection. */
+  #maskWord = 0;
   #maskOffset = 0;
 
   /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
@@ -986,7 +1001,7 @@ class FrameParser {
       if (length > 125) throw protocolError('control frame longer than 125 bytes');
     }
     this.#masked = masked;
-    if (masked) this.#maskKey.set(bytes.subarray(offset + size - 4, offset + size));
+    if (masked) this.#maskWord = keyWord(bytes, offset + size - 4);
     this.#maskOffset = 0;
     this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
     if (length === 0) {
@@ -1001,7 +1016,7 @@ class FrameParser {
     const take = Math.min(this.#remaining, bytes.length - offset);
     const piece = bytes.subarray(offset, offset + take);
     if (this.#masked) {
-      applyMask(piece, this.#maskKey, this.#maskOffset);
+      maskInPlace(piece, this.#maskWord, this.#maskOffset);
       this.#maskOffset = (this.#maskOffset + take) & 3;
     }
     this.#remaining -= take;
@@ -1131,9 +1146,11 @@ interface ConnectionDetails {
   remoteAddress?: string;
 }
 
+/** A receive() waiting for a message, or an iterator's next() (which gets an IteratorResult). */
 interface Waiter {
-  resolve(data: Data): void;
+  resolve(value: Data | IteratorResult<Data>): void;
   reject(error: unknown): void;
+  iterator: MessageIterator | null;
 }
 
 /** The limits and timers of a connection, defaults filled in. */
@@ -1152,8 +1169,47 @@ function resolveOptions(options: ConnectionOptions): Limits {
 
 /** How a connection ended, if it has: the error receive() rejects with (module-private). */
 let endOf: (ws: WebSocket) => WebSocketError | null;
+/** Settles a receive() or an iterator's next() once the connection has ended and the queue is empty. */
+function settleEnded(waiter: Waiter, error: WebSocketError): void {
+  if (waiter.iterator) waiter.iterator.finished = true;
+  if (waiter.iterator && isOk(error)) waiter.resolve(DONE);
+  else waiter.reject(error);
+}
+
 /** A connection's link (module-private), for `broadcast`. */
 let linkOf: (ws: WebSocket) => Link;
+/** Puts a server connection in its server's set, which it leaves once closed (module-private). */
+let track: (ws: WebSocket, sockets: Set<WebSocket>) => void;
+/** The next message for an iterator (module-private). */
+let nextFor: (ws: WebSocket, iterator: MessageIterator) => Promise<IteratorResult<Data>>;
+
+const DONE: IteratorResult<Data> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * `for await (const message of ws)`: ends on a normal close, throws on any other. A small
+ * object whose next() waits in the receive queue itself: no generator, no closures.
+ */
+class MessageIterator implements AsyncIterableIterator<Data> {
+  readonly #ws: WebSocket;
+  finished = false;
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+  }
+
+  next(): Promise<IteratorResult<Data>> {
+    return this.finished ? Promise.resolve(DONE) : nextFor(this.#ws, this);
+  }
+
+  return(): Promise<IteratorResult<Data>> {
+    this.finished = true;
+    return Promise.resolve(DONE);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Data> {
+    return this;
+  }
+}
 
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
@@ -1174,28 +1230,67 @@ class WebSocket implements AsyncIterable<Data> {
   readonly response?: ResponseInfo;
   /** The peer's address (Node only). */
   readonly remoteAddress?: string;
-  /** Resolves with the peer's close code and reason once the connection is gone. */
-  readonly closed: Promise<CloseInfo>;
-
   readonly #link: Link;
   readonly #protocol: string;
   readonly #extensions: string;
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
-  // A bounded queue of received messages, and the receive() calls waiting for one.
-  readonly #queue: Data[] = [];
+  // A bounded queue of received messages, and the receive() calls waiting for one: the
+  // first in a field, any more (rare) in a list. Both made on first use: memory per idle connection.
+  #queue: Data[] | null = null;
   #queueHead = 0;
   #queuedBytes = 0;
-  #waiters: Waiter[] = [];
+  #waiter: Waiter | null = null;
+  #moreWaiters: Waiter[] | null = null;
   #readingPaused = false;
   /** How the connection ends, once known; receive() reports it after the queue. */
   #error: WebSocketError | null = null;
   #closeInfo?: CloseInfo;
+  /** `closed`, made on first use, and its resolver; `#gone` once the link has closed. */
+  #closed: Promise<CloseInfo> | null = null;
+  #resolveClosed: ((info: CloseInfo) => void) | null = null;
+  #gone = false;
+  /** The set of its server's connections, which this one leaves once closed. */
+  #tracker: Set<WebSocket> | null = null;
 
   static {
     endOf = (ws) => ws.#error;
     linkOf = (ws) => ws.#link;
+    track = (ws, sockets) => {
+      if (ws.#gone) return;
+      ws.#tracker = sockets;
+      sockets.add(ws);
+    };
+    nextFor = (ws, iterator) => ws.#wait(iterator) as Promise<IteratorResult<Data>>;
   }
+
+  /** What the link tells this socket: one small object with methods, not a closure each. */
+  static readonly #Events = class implements LinkEvents {
+    readonly #ws: WebSocket;
+
+    constructor(ws: WebSocket) {
+      this.#ws = ws;
+    }
+
+    message(data: Data): void {
+      this.#ws.#deliver(data);
+    }
+
+    ended(error: WebSocketError, info?: CloseInfo): void {
+      this.#ws.#closeInfo ??= info;
+      this.#ws.#onEnded(error);
+    }
+
+    closed(info: CloseInfo): void {
+      const ws = this.#ws;
+      ws.#closeInfo = info;
+      ws.#gone = true;
+      ws.#resolveClosed?.(info);
+      ws.#resolveClosed = null;
+      ws.#tracker?.delete(ws);
+      ws.#tracker = null;
+    }
+  };
 
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(link: Link, details: ConnectionDetails, options: ConnectionOptions = {}) {
@@ -1209,19 +1304,14 @@ class WebSocket implements AsyncIterable<Data> {
     this.#protocol = details.protocol;
     this.#extensions = details.extensions;
     if (details.remoteAddress !== undefined) this.remoteAddress = details.remoteAddress;
-    let resolveClosed!: (info: CloseInfo) => void;
-    this.closed = new Promise((resolve) => (resolveClosed = resolve));
-    link.start({
-      message: (data) => this.#deliver(data),
-      ended: (error, info) => {
-        this.#closeInfo ??= info;
-        this.#onEnded(error);
-      },
-      closed: (info) => {
-        this.#closeInfo = info;
-        resolveClosed(info);
-      },
-    });
+    link.start(new WebSocket.#Events(this));
+  }
+
+  /** Resolves with the peer's close code and reason once the connection is gone. */
+  get closed(): Promise<CloseInfo> {
+    return (this.#closed ??= this.#gone
+      ? Promise.resolve(this.#closeInfo as CloseInfo)
+      : new Promise((resolve) => (this.#resolveClosed = resolve)));
   }
 
   /** The negotiated subprotocol, '' if none. */
@@ -1258,9 +1348,21 @@ class WebSocket implements AsyncIterable<Data> {
    * const message = await ws.receive()
    */
   receive(): Promise<Data> {
-    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
-    if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#wait(null) as Promise<Data>;
+  }
+
+  /** receive(), or an iterator's next() when `iterator` is given. */
+  #wait(iterator: MessageIterator | null): Promise<Data | IteratorResult<Data>> {
+    if (this.#queue && this.#queueHead < this.#queue.length) {
+      const message = this.#dequeue();
+      return Promise.resolve(iterator ? { value: message, done: false } : message);
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, iterator };
+      if (this.#error) settleEnded(waiter, this.#error);
+      else if (!this.#waiter) this.#waiter = waiter;
+      else (this.#moreWaiters ??= []).push(waiter);
+    });
   }
 
   /**
@@ -1270,25 +1372,7 @@ class WebSocket implements AsyncIterable<Data> {
    * for await (const message of ws) await ws.send(message)
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<Data> {
-    // Written out rather than an async generator: two fewer promise hops per message.
-    let finished = false;
-    const finish = (): IteratorResult<Data> => {
-      finished = true;
-      return { value: undefined, done: true };
-    };
-    const next = (): Promise<IteratorResult<Data>> => {
-      if (finished) return Promise.resolve(finish());
-      return this.receive().then(
-        (value) => ({ value, done: false }),
-        (error: unknown) => {
-          const end = finish();
-          if (isOk(error)) return end;
-          throw error;
-        },
-      );
-    };
-    const iterator: AsyncIterableIterator<Data> = { next, return: () => Promise.resolve(finish()), [Symbol.asyncIterator]: () => iterator };
-    return iterator;
+    return new MessageIterator(this);
   }
 
   /**
@@ -1339,11 +1423,12 @@ class WebSocket implements AsyncIterable<Data> {
   }
 
   #dequeue(): Data {
-    const message = this.#queue[this.#queueHead];
-    this.#queue[this.#queueHead++] = '';
+    const queue = this.#queue as Data[];
+    const message = queue[this.#queueHead];
+    queue[this.#queueHead++] = '';
     this.#queuedBytes -= message.length;
-    if (this.#queueHead === this.#queue.length) {
-      this.#queue.length = 0;
+    if (this.#queueHead === queue.length) {
+      this.#queue = null;
       this.#queueHead = 0;
     }
     if (this.#readingPaused && !this.#queueIsFull(2)) {
@@ -1355,14 +1440,14 @@ class WebSocket implements AsyncIterable<Data> {
 
   /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
   #queueIsFull(divisor = 1): boolean {
-    const count = this.#queue.length - this.#queueHead;
+    const count = (this.#queue?.length ?? 0) - this.#queueHead;
     return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
   }
 
   #deliver(message: Data): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) return waiter.resolve(message);
-    this.#queue.push(message);
+    const waiter = this.#nextWaiter();
+    if (waiter) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    (this.#queue ??= []).push(message);
     this.#queuedBytes += message.length;
     // Backpressure: stop reading until the application catches up.
     if (!this.#readingPaused && this.#queueIsFull()) {
@@ -1373,7 +1458,14 @@ class WebSocket implements AsyncIterable<Data> {
 
   #onEnded(error: WebSocketError): void {
     this.#error ??= error;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error);
+  }
+
+  #nextWaiter(): Waiter | null {
+    const waiter = this.#waiter;
+    this.#waiter = this.#moreWaiters?.shift() ?? null;
+    if (this.#moreWaiters?.length === 0) this.#moreWaiters = null;
+    return waiter;
   }
 }
 
@@ -2779,6 +2871,10 @@ function refuse(socket: NodeSocket, refusal: Refusal): void {
   startTimer(1_000, () => socket.destroy());
 }
 
+function destroySocket(this: NodeSocket): void {
+  this.destroy();
+}
+
 async function acceptUpgrade(
   node: NodeModules,
   request: NodeIncomingMessage,
@@ -2788,7 +2884,7 @@ async function acceptUpgrade(
   options: ServerOptions,
   tracker: ConnectionTracker,
 ): Promise<void> {
-  socket.on('error', () => socket.destroy());
+  socket.on('error', destroySocket);
   if (tracker.closing) return refuse(socket, { status: 503, body: 'the server is shutting down' });
   const headers = lowerCaseHeaders(request.headers);
   const requestInfo: RequestInfo = { method: request.method ?? '', url: request.url ?? '/', headers };
@@ -2819,19 +2915,30 @@ async function acceptUpgrade(
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
-  ws.closed.then(() => tracker.sockets.delete(ws));
-  // Not awaited: this function's frame (the HTTP request, the handshake) is freed at once.
-  void serve(ws, handler, options);
+  track(ws, tracker.sockets);
+  // This function's frame (the HTTP request, the handshake) is freed at once.
+  serve(ws, handler, options);
 }
 
-/** Runs a server connection's handler; its errors go to `onError`, never further. */
-async function serve(ws: WebSocket, handler: (ws: WebSocket) => unknown, options: ServerOptions): Promise<void> {
+/**
+ * Runs a server connection's handler as `runHandler` does; its errors go to `onError`, never
+ * further. Written with promise callbacks: a suspended async function would cost every idle
+ * connection close to a kilobyte.
+ */
+function serve(ws: WebSocket, handler: (ws: WebSocket) => unknown, options: ServerOptions): void {
+  const failed = (error: unknown) =>
+    ws.close(CloseCode.INTERNAL_ERROR).then(() => {
+      // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
+      if (error !== endOf(ws)) reportError(options, error, ws);
+    });
+  let result: unknown;
   try {
-    await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
+    result = handler(ws);
   } catch (error) {
-    // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
-    if (error !== endOf(ws)) reportError(options, error, ws);
+    void failed(error);
+    return;
   }
+  Promise.resolve(result).then(() => ws.close(CloseCode.NORMAL_CLOSURE), failed);
 }
 
 /** Runs the server's `verify` hook, bounded by the handshake timeout. */

@@ -160,9 +160,10 @@ function byteLength(parts) {
   for (const part of parts) length += part.length;
   return length;
 }
-function concatBytes(parts, length = byteLength(parts)) {
+const allocateZeroed = (size) => new Uint8Array(size);
+function concatBytes(parts, length = byteLength(parts), allocate = allocateZeroed) {
   if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(length);
+  const out = allocate(length);
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);
@@ -418,6 +419,46 @@ function checkDeflateResponse(header, offered) {
 }
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 function applyMask(data, key, offset = 0) {
+  const kernel2 = data.length >= KERNEL_MIN_MASK ? maskKernel() : null;
+  if (kernel2) maskThroughKernel(kernel2, data, data, 0, key, offset);
+  else maskWords(data, key, offset);
+}
+function copyMasked(source, target, targetOffset, key) {
+  const kernel2 = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
+  if (kernel2) return maskThroughKernel(kernel2, source, target, targetOffset, key, 0);
+  target.set(source, targetOffset);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), key, 0);
+}
+const KERNEL_MIN_MASK = 512;
+const KERNEL_MIN_COPY = 64;
+const KERNEL_BLOCK = 16 * 1024;
+const MASK_KERNEL = "AGFzbQEAAAABBwFgA39/fwADAgEABQQBAQEBBwkCAW0CAAF4AAAK1AEB0QECAX8BeyAC/REhBCAAIAFBQHFqIQMCQANAIAAgA08NASAAIAD9AAQAIAT9Uf0LBAAgACAA/QAEECAE/VH9CwQQIAAgAP0ABCAgBP1R/QsEICAAIAD9AAQwIAT9Uf0LBDAgAEHAAGohAAwACwsgAyABQTBxaiEDAkADQCAAIANPDQEgACAA/QAEACAE/VH9CwQAIABBEGohAAwACwsgAyABQQ9xaiEDAkADQCAAIANPDQEgACAALQAAIAJzOgAAIAJBCHghAiAAQQFqIQAMAAsLCw==";
+let kernel;
+function maskKernel() {
+  if (kernel !== void 0) return kernel;
+  kernel = null;
+  const wasm = globalThis.WebAssembly;
+  try {
+    const bytes = Uint8Array.from(atob(MASK_KERNEL), (char) => char.charCodeAt(0));
+    if (wasm?.validate(bytes)) {
+      const { exports } = new wasm.Instance(new wasm.Module(bytes));
+      kernel = { memory: new Uint8Array(exports.m.buffer, 0, KERNEL_BLOCK), xor: exports.x };
+    }
+  } catch {
+  }
+  return kernel;
+}
+function maskThroughKernel(kernel2, source, target, targetOffset, key, offset) {
+  const length = source.length;
+  const word = key[offset & 3] | key[offset + 1 & 3] << 8 | key[offset + 2 & 3] << 16 | key[offset + 3 & 3] << 24;
+  for (let at = 0; at < length; at += KERNEL_BLOCK) {
+    const size = Math.min(KERNEL_BLOCK, length - at);
+    kernel2.memory.set(size === length ? source : source.subarray(at, at + size));
+    kernel2.xor(0, size + 15 & ~15, word);
+    target.set(size === KERNEL_BLOCK ? kernel2.memory : kernel2.memory.subarray(0, size), targetOffset + at);
+  }
+}
+function maskWords(data, key, offset) {
   const length = data.length;
   let i = 0;
   if (length >= 32 && LITTLE_ENDIAN) {
@@ -475,13 +516,23 @@ function encodeFrame(frame) {
   const maskKey = frame.mask === true ? randomBytes(4) : frame.mask || null;
   return buildFrame(frame.fin ?? true, frame.rsv1 ?? false, frame.opcode, frame.payload ?? new Uint8Array(0), maskKey);
 }
-function buildFrame(fin, rsv1, opcode, payload, maskKey) {
+function buildFrame(fin, rsv1, opcode, payload, maskKey, allocate = allocateZeroed) {
   const headerSize = frameHeaderSize(payload.length, maskKey !== null);
-  const bytes = new Uint8Array(headerSize + payload.length);
+  const bytes = allocate(headerSize + payload.length);
   writeFrameHeader(bytes, fin, rsv1, opcode, payload.length, maskKey);
-  bytes.set(payload, headerSize);
-  if (maskKey) applyMask(bytes.subarray(headerSize), maskKey);
+  if (maskKey) copyMasked(payload, bytes, headerSize, maskKey);
+  else bytes.set(payload, headerSize);
   return bytes;
+}
+function buildTextFrame(text, maskKey, allocate = allocateZeroed) {
+  const masked = maskKey !== null;
+  const room = frameHeaderSize(text.length * 3, masked);
+  const buffer = allocate(room + text.length * 3);
+  const { written } = textEncoder.encodeInto(text, buffer.subarray(room));
+  const frame = buffer.subarray(room - frameHeaderSize(written, masked), room + written);
+  writeFrameHeader(frame, true, false, Opcode.TEXT, written, maskKey);
+  if (maskKey) applyMask(buffer.subarray(room, room + written), maskKey);
+  return frame;
 }
 const isControl = (opcode) => opcode >= 8;
 const isKnownOpcode = (opcode) => opcode <= 2 || opcode >= 8 && opcode <= 10;
@@ -746,17 +797,25 @@ class WebSocket {
    * @example
    * for await (const message of ws) await ws.send(message)
    */
-  async *[Symbol.asyncIterator]() {
-    while (true) {
-      let message;
-      try {
-        message = await this.receive();
-      } catch (error) {
-        if (isOk(error)) return;
-        throw error;
-      }
-      yield message;
-    }
+  [Symbol.asyncIterator]() {
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      return { value: void 0, done: true };
+    };
+    const next = () => {
+      if (finished) return Promise.resolve(finish());
+      return this.receive().then(
+        (value) => ({ value, done: false }),
+        (error) => {
+          const end = finish();
+          if (isOk(error)) return end;
+          throw error;
+        }
+      );
+    };
+    const iterator = { next, return: () => Promise.resolve(finish()), [Symbol.asyncIterator]: () => iterator };
+    return iterator;
   }
   /**
    * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
@@ -837,7 +896,9 @@ class WebSocket {
 }
 const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
+const LARGE_FRAME = 64 * KiB;
 const COPY_THRESHOLD = 16 * KiB;
+const MASKED_PIECE = 64 * KiB;
 function sameBytes(a, b) {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -857,6 +918,10 @@ class ProtocolLink {
   #messageSize = 0;
   #messageFragments = 0;
   #messageCompressed = false;
+  /** A large single-frame BINARY message: its length, its final buffer once allocated, the bytes received. */
+  #largeFrame = 0;
+  #messageBuffer = null;
+  #messageFilled = 0;
   #textParts = [];
   #textDecoder = null;
   #frameOpcode = 0;
@@ -891,13 +956,7 @@ class ProtocolLink {
   start(events) {
     this.#events = events;
     this.#scheduleKeepalive();
-    this.#transport.start({
-      data: (chunk) => this.#onData(chunk),
-      end: () => this.#transport.end(),
-      // the peer sends nothing more: finish our side too
-      close: (error) => this.#onTransportClose(error),
-      written: () => this.#onWritten()
-    });
+    this.#transport.start(this);
   }
   get bufferedAmount() {
     return this.#transport.bufferedAmount;
@@ -916,7 +975,8 @@ class ProtocolLink {
     else this.#transport.resume();
   }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
-  #onData(chunk) {
+  /** @internal TransportEvents: called by the transport. */
+  onTransportData(chunk) {
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
@@ -954,16 +1014,43 @@ class ProtocolLink {
       throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes`);
     }
     this.#messageSize += length;
+    this.#largeFrame = header.fin && opcode === Opcode.BINARY && !header.rsv1 && length > LARGE_FRAME ? length : 0;
   }
   /** @internal FrameSink: called by the parser. */
   onFramePayload(bytes, complete) {
     if (isControl(this.#frameOpcode)) {
       this.#controlParts.push(bytes);
+    } else if (this.#largeFrame > 0) {
+      this.#collectLargeFrame(bytes);
     } else if (this.#messageOpcode === Opcode.TEXT && !this.#messageCompressed && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
       this.#decodeTextPiece(bytes);
     } else {
       this.#messageParts.push(bytes);
     }
+  }
+  /**
+   * A large frame is copied into its final buffer as it arrives, instead of holding every
+   * chunk until the end: the chunks die young and the garbage collector is not pushed to
+   * promote them. The buffer is allocated once a quarter of the frame has arrived, never
+   * from the header's word alone, so a peer cannot make us set aside memory it does not send.
+   */
+  #collectLargeFrame(bytes) {
+    let buffer = this.#messageBuffer;
+    if (!buffer) {
+      this.#messageParts.push(bytes);
+      this.#messageFilled += bytes.length;
+      if (this.#messageFilled * 4 < this.#largeFrame) return;
+      buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
+      let offset = 0;
+      for (const part of this.#messageParts) {
+        buffer.set(part, offset);
+        offset += part.length;
+      }
+      this.#messageParts = [];
+      return;
+    }
+    buffer.set(bytes, this.#messageFilled);
+    this.#messageFilled += bytes.length;
   }
   /**
    * A text message that arrives in pieces is validated as it comes, so invalid UTF-8 fails
@@ -1048,10 +1135,12 @@ class ProtocolLink {
         this.#textParts = [];
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize), false);
+        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = concatBytes(this.#messageParts, this.#messageSize);
+      message = this.#messageBuffer ?? concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
+      this.#messageBuffer = null;
+      this.#messageFilled = 0;
     }
     this.#messageOpcode = 0;
     this.#messageParts = [];
@@ -1120,7 +1209,12 @@ class ProtocolLink {
     if (!this.#client) this.#transport.end();
     this.#startCloseTimer();
   }
-  #onTransportClose(cause) {
+  /** @internal TransportEvents: the peer sends nothing more: finish our side too. */
+  onTransportEnd() {
+    this.#transport.end();
+  }
+  /** @internal TransportEvents. */
+  onTransportClose(cause) {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
@@ -1129,7 +1223,7 @@ class ProtocolLink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping2 of this.#pings.splice(0)) ping2.reject(this.#error);
-    this.#onWritten();
+    this.onTransportWritten();
     this.#events.closed(this.#closeInfo);
   }
   #setError(error, info) {
@@ -1153,6 +1247,10 @@ class ProtocolLink {
    */
   send(message) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
+    if (typeof message === "string" && this.#sendsTextDirectly(message)) {
+      this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
+      return this.#backpressure();
+    }
     if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
     let parts;
     try {
@@ -1186,7 +1284,12 @@ class ProtocolLink {
   }
   /** A socket destroyed a moment ago has not told us yet: then a send would vanish silently. */
   #noticeDestroyed() {
-    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.#onTransportClose(new Error("the socket was destroyed"));
+    if (this.#state !== State.CLOSED && this.#transport.destroyed) this.onTransportClose(new Error("the socket was destroyed"));
+  }
+  /** A string that goes out now, uncompressed: short enough to encode straight into its frame. */
+  #sendsTextDirectly(text) {
+    const maxBytes = text.length * 3;
+    return maxBytes <= COPY_THRESHOLD && !this.#sequencer.busy && (this.#compression === null || maxBytes < this.#compression.threshold);
   }
   /** Compression is agreed and the message is not below the threshold (in bytes). */
   #compresses(parts) {
@@ -1247,11 +1350,11 @@ class ProtocolLink {
     );
   }
   /**
-   * Each write that reaches the OS lets the waiting sends go as soon as the buffer is back at
-   * the high-water mark — not only once it is empty, which would stall a stream of large
-   * messages at every one.
+   * @internal TransportEvents. Each write that reaches the OS lets the waiting sends go as
+   * soon as the buffer is back at the high-water mark — not only once it is empty, which
+   * would stall a stream of large messages at every one.
    */
-  #onWritten() {
+  onTransportWritten() {
     if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
     const pong2 = this.#pendingPong;
     this.#pendingPong = null;
@@ -1263,14 +1366,26 @@ class ProtocolLink {
   }
   /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
   #writeFrame(opcode, payload, fin, rsv1 = false) {
-    if (this.#client || payload.length <= COPY_THRESHOLD) {
-      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, this.#client ? randomBytes(4) : null));
-    } else {
-      const header = new Uint8Array(frameHeaderSize(payload.length, false));
-      writeFrameHeader(header, fin, rsv1, opcode, payload.length, null);
-      this.#transport.write(header);
-      this.#transport.write(payload);
+    const maskKey = this.#maskKey();
+    const { allocateFrame } = this.#transport;
+    if (payload.length <= COPY_THRESHOLD) {
+      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
+      return;
     }
+    const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
+    writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
+    this.#transport.write(header);
+    if (!maskKey) return this.#transport.write(payload);
+    for (let at = 0; at < payload.length; at += MASKED_PIECE) {
+      const source = payload.subarray(at, at + MASKED_PIECE);
+      const piece = allocateFrame(source.length);
+      copyMasked(source, piece, 0, maskKey);
+      this.#transport.write(piece);
+    }
+  }
+  /** A fresh masking key for each frame a client sends (RFC 6455 §5.3); none on a server. */
+  #maskKey() {
+    return this.#client ? randomBytes(4) : null;
   }
   // ── control frames ─────────────────────────────────────────────────────────────────────
   ping(data) {
@@ -1434,16 +1549,21 @@ function loadNode() {
     import("node:net"),
     import("node:tls"),
     import("node:zlib"),
-    import("node:crypto")
+    import("node:crypto"),
+    import("node:buffer"),
+    import("node:process")
   ]).then(
-    ([http, https, net, tls, zlib, crypto]) => ({
+    ([http, https, net, tls, zlib, crypto, { Buffer: Buffer2 }, process2]) => ({
       http,
       https,
       net,
       tls,
       isIP: net.isIP,
       zlib,
-      sha1: (text) => crypto.createHash("sha1").update(text).digest()
+      sha1: (text) => crypto.createHash("sha1").update(text).digest(),
+      allocateFrame: (size) => Buffer2.allocUnsafe(size),
+      allocateMessage: (size) => new Uint8Array(Buffer2.allocUnsafeSlow(size).buffer, 0, size),
+      nextTick: (callback) => process2.nextTick(callback)
     })
   );
   return nodeModules;
@@ -1575,50 +1695,95 @@ function quiet(stream) {
   return stream;
 }
 const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
-function socketTransport(socket, head) {
-  let corked = false;
-  let written = () => {
-  };
-  const afterWrite = () => written();
-  const uncork = () => {
-    corked = false;
-    socket.uncork();
-  };
-  return {
-    start(events) {
-      socket.setNoDelay(true);
-      socket.on("data", (chunk) => events.data(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
-      socket.on("end", events.end);
-      written = events.written;
-      let failure;
-      socket.on("error", (error) => failure = error);
-      socket.on("close", () => events.close(failure));
-      if (head && head.length > 0) events.data(new Uint8Array(head.buffer, head.byteOffset, head.byteLength));
-      head = null;
-      if (socket.destroyed) events.close(new Error("socket closed during the handshake"));
-    },
-    write(bytes) {
-      if (socket.destroyed || socket.writableEnded) return;
-      if (!corked) {
-        corked = true;
-        socket.cork();
-        queueMicrotask(uncork);
-      }
-      socket.write(bytes, afterWrite);
-    },
-    get bufferedAmount() {
-      return socket.writableLength;
-    },
-    pause: () => socket.pause(),
-    resume: () => socket.resume(),
-    end: () => {
-      if (!socket.writableEnded) socket.end();
-    },
-    destroy: () => socket.destroy(),
-    get destroyed() {
-      return socket.destroyed;
+const Writes = { NONE: 0, ONE: 1, CORKED: 2 };
+const TRANSPORT = /* @__PURE__ */ Symbol("websockets.ts transport");
+function onSocketData(chunk) {
+  this[TRANSPORT].events.onTransportData(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+}
+function onSocketEnd() {
+  this[TRANSPORT].events.onTransportEnd();
+}
+function onSocketError(error) {
+  this[TRANSPORT].failure = error;
+}
+function onSocketClose() {
+  const transport = this[TRANSPORT];
+  transport.events.onTransportClose(transport.failure);
+}
+let wroteThisTick = [];
+function endTick() {
+  const transports = wroteThisTick;
+  wroteThisTick = [];
+  for (const transport of transports) transport.endTick();
+}
+class SocketTransport {
+  #socket;
+  #node;
+  #afterWrite = () => this.events.onTransportWritten();
+  #writes = Writes.NONE;
+  /** Bytes that came with the handshake, until `start` hands them over. */
+  #head;
+  events;
+  failure;
+  constructor(socket, head, node) {
+    this.#socket = Object.assign(socket, { [TRANSPORT]: this });
+    this.#head = head;
+    this.#node = node;
+  }
+  start(events) {
+    const socket = this.#socket;
+    const head = this.#head;
+    this.#head = null;
+    this.events = events;
+    socket.setNoDelay(true);
+    socket.on("data", onSocketData);
+    socket.on("end", onSocketEnd);
+    socket.on("error", onSocketError);
+    socket.on("close", onSocketClose);
+    if (head && head.length > 0) onSocketData.call(socket, head);
+    if (socket.destroyed) events.onTransportClose(new Error("socket closed during the handshake"));
+  }
+  write(bytes) {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    if (this.#writes === Writes.NONE) {
+      this.#writes = Writes.ONE;
+      if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
+    } else if (this.#writes === Writes.ONE) {
+      this.#writes = Writes.CORKED;
+      socket.cork();
     }
-  };
+    socket.write(bytes, this.#afterWrite);
+  }
+  /** @internal Called once at the end of a tick in which this transport wrote. */
+  endTick() {
+    if (this.#writes === Writes.CORKED) this.#socket.uncork();
+    this.#writes = Writes.NONE;
+  }
+  get allocateFrame() {
+    return this.#node.allocateFrame;
+  }
+  get allocateMessage() {
+    return this.#node.allocateMessage;
+  }
+  get bufferedAmount() {
+    return this.#socket.writableLength;
+  }
+  pause() {
+    this.#socket.pause();
+  }
+  resume() {
+    this.#socket.resume();
+  }
+  end() {
+    if (!this.#socket.writableEnded) this.#socket.end();
+  }
+  destroy() {
+    this.#socket.destroy();
+  }
+  get destroyed() {
+    return this.#socket.destroyed;
+  }
 }
 function lowerCaseHeaders(raw) {
   const headers = {};
@@ -1715,7 +1880,7 @@ async function connect(url, options = {}) {
         return reject(error);
       }
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(socketTransport(socket, head), true, options, deflate);
+      const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
         url: target.href,
         request: requestInfo,
@@ -1847,7 +2012,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const extensions = deflate?.response ?? "";
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
-  const link = new ProtocolLink(socketTransport(socket, head), false, options, compression);
+  const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);

@@ -198,7 +198,8 @@ declare class WebSocketError extends Error {
 declare function isOk(error: unknown): boolean;
 /**
  * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), as if `data` began at byte
- * `offset` of the payload. Works in 32-bit words where the data is aligned.
+ * `offset` of the payload. Large payloads go through a WebAssembly SIMD kernel where the
+ * runtime has one, small ones (and all, without it) through a loop of 32-bit words.
  */
 declare function applyMask(data: Uint8Array, key: Uint8Array, offset?: number): void;
 /** A frame to encode. */
@@ -341,7 +342,7 @@ declare class WebSocket implements AsyncIterable<Data> {
      * @example
      * for await (const message of ws) await ws.send(message)
      */
-    [Symbol.asyncIterator](): AsyncIterator<Data>;
+    [Symbol.asyncIterator](): AsyncIterableIterator<Data>;
     /**
      * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
      * chunks as one fragmented message (one frame per chunk). Messages go out in call order.

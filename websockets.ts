@@ -1156,14 +1156,20 @@ interface Waiter {
 /** The limits and timers of a connection, defaults filled in. */
 type Limits = typeof DEFAULTS;
 
+/** Resolved once per options object: the connections of one server share their limits. */
+const resolvedOptions = new WeakMap<ConnectionOptions, Limits>();
+
 function resolveOptions(options: ConnectionOptions): Limits {
-  const resolved = { ...DEFAULTS };
+  let resolved = resolvedOptions.get(options);
+  if (resolved) return resolved;
+  resolved = { ...DEFAULTS };
   for (const key of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
     const value = options[key];
     if (value === undefined) continue;
     if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`option ${key} must be a number ≥ 0, got ${String(value)}`);
     resolved[key] = value;
   }
+  resolvedOptions.set(options, resolved);
   return resolved;
 }
 
@@ -1481,6 +1487,7 @@ interface PendingPing {
 }
 
 const RESOLVED = Promise.resolve();
+const NO_CLOSE_FRAME: CloseInfo = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: '' });
 /** A single-frame BINARY message larger than this (more than one socket read) is collected into its final buffer as it comes. */
 const LARGE_FRAME = 64 * KiB;
 /** Frames at most this large are written as one buffer with their header; larger ones as two writes or more. */
@@ -1528,9 +1535,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #inflating = false;
 
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
-  readonly #sequencer = new SendSequencer();
-  #drainWaiters: Array<() => void> = [];
-  #pings: PendingPing[] = [];
+  #sequencer: SendSequencer | null = null;
+  #drainWaiters: Array<() => void> | null = null;
+  #pings: PendingPing[] | null = null;
   #pingCounter = 0;
   #pendingPong: Uint8Array | null = null;
 
@@ -1540,7 +1547,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error: WebSocketError | null = null;
-  #closeInfo: CloseInfo = { code: CloseCode.ABNORMAL_CLOSURE, reason: '' };
+  #closeInfo: CloseInfo = NO_CLOSE_FRAME;
   #pendingReaction: (() => void) | null = null;
   #closeTimer: Timer | null = null;
   #keepaliveTimer: Timer | null = null;
@@ -1799,10 +1806,10 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
   #onPong(payload: Uint8Array): void {
-    const index = this.#pings.findIndex((ping) => sameBytes(ping.payload, payload));
+    const index = this.#pings?.findIndex((ping) => sameBytes(ping.payload, payload)) ?? -1;
     if (index < 0) return; // unsolicited pong (RFC 6455 §5.5.3): nothing to do
     const now = performance.now();
-    for (const ping of this.#pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
+    for (const ping of (this.#pings as PendingPing[]).splice(0, index + 1)) ping.resolve(now - ping.sentAt);
   }
 
   #onCloseFrame(info: CloseInfo): void {
@@ -1858,7 +1865,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
     this.#compression?.close();
-    for (const ping of this.#pings.splice(0)) ping.reject(this.#error);
+    for (const ping of this.#pings?.splice(0) ?? []) ping.reject(this.#error);
     this.onTransportWritten();
     this.#events.closed(this.#closeInfo);
   }
@@ -1892,7 +1899,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
       return this.#backpressure();
     }
-    if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
+    if (isAsyncIterable(message)) return this.#sendQueue().enqueue(() => this.#sendAsyncFragments(message));
     let parts: Array<[Uint8Array, number]>;
     try {
       // Strings are encoded and iterables read now: later changes by the caller do not count.
@@ -1900,7 +1907,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#sequencer.busy || this.#compresses(parts)) return this.#sequencer.enqueue(() => this.#sendParts(parts));
+    if (this.#sending || this.#compresses(parts)) return this.#sendQueue().enqueue(() => this.#sendParts(parts));
     this.#writeParts(parts);
     return this.#backpressure();
   }
@@ -1910,10 +1917,19 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * cannot take one: a client (it must mask), compression, or a message in progress.
    */
   sendFrame(frame: Uint8Array): Promise<void> | null {
-    if (this.#client || this.#compression || this.#sequencer.busy) return null;
+    if (this.#client || this.#compression || this.#sending) return null;
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     this.#transport.write(frame);
     return this.#backpressure();
+  }
+
+  /** True while a message holds the send queue (an async iterable, a compression). */
+  get #sending(): boolean {
+    return this.#sequencer?.busy ?? false;
+  }
+
+  #sendQueue(): SendSequencer {
+    return (this.#sequencer ??= new SendSequencer());
   }
 
   /** Whether new messages are accepted: open, and no close requested. */
@@ -1936,7 +1952,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** A string that goes out now, uncompressed: short enough to encode straight into its frame. */
   #sendsTextDirectly(text: string): boolean {
     const maxBytes = text.length * 3;
-    return maxBytes <= COPY_THRESHOLD && !this.#sequencer.busy && (this.#compression === null || maxBytes < this.#compression.threshold);
+    return maxBytes <= COPY_THRESHOLD && !this.#sending && (this.#compression === null || maxBytes < this.#compression.threshold);
   }
 
   /** Compression is agreed and the message is not below the threshold (in bytes). */
@@ -1999,7 +2015,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #backpressure(): Promise<void> {
     if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
     return new Promise((resolve, reject) =>
-      this.#drainWaiters.push(() => (this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())),
+      (this.#drainWaiters ??= []).push(() => (this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())),
     );
   }
 
@@ -2013,7 +2029,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const pong = this.#pendingPong;
     this.#pendingPong = null;
     if (pong && this.#canSend()) this.#writeFrame(Opcode.PONG, pong, true);
-    if (this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = null;
+    if (waiters) for (const wake of waiters) wake();
   }
 
   #sendError(): WebSocketError {
@@ -2059,7 +2077,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.#pings.push({ payload, sentAt: performance.now(), resolve, reject });
+      (this.#pings ??= []).push({ payload, sentAt: performance.now(), resolve, reject });
       this.#writeFrame(Opcode.PING, payload, true);
     });
   }
@@ -2121,7 +2139,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const sendClose = () => {
       if (this.#canWrite()) this.#sendClose(code, reason);
     };
-    if (this.#sequencer.busy) this.#sequencer.enqueue(async () => sendClose()).catch(() => {});
+    if (this.#sending) this.#sendQueue().enqueue(async () => sendClose()).catch(() => {});
     else sendClose();
   }
 

@@ -419,15 +419,25 @@ function checkDeflateResponse(header, offered) {
 }
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 function applyMask(data, key, offset = 0) {
+  maskInPlace(data, keyWord(key), offset);
+}
+function keyWord(key, at = 0) {
+  return key[at] | key[at + 1] << 8 | key[at + 2] << 16 | key[at + 3] << 24;
+}
+function rotateKey(word, offset) {
+  const shift = (offset & 3) << 3;
+  return shift === 0 ? word : word >>> shift | word << 32 - shift;
+}
+function maskInPlace(data, word, offset) {
   const kernel2 = data.length >= KERNEL_MIN_MASK ? maskKernel() : null;
-  if (kernel2) maskThroughKernel(kernel2, data, data, 0, key, offset);
-  else maskWords(data, key, offset);
+  if (kernel2) maskThroughKernel(kernel2, data, data, 0, rotateKey(word, offset));
+  else maskWords(data, word, offset);
 }
 function copyMasked(source, target, targetOffset, key) {
   const kernel2 = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
-  if (kernel2) return maskThroughKernel(kernel2, source, target, targetOffset, key, 0);
+  if (kernel2) return maskThroughKernel(kernel2, source, target, targetOffset, keyWord(key));
   target.set(source, targetOffset);
-  maskWords(target.subarray(targetOffset, targetOffset + source.length), key, 0);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), keyWord(key), 0);
 }
 const KERNEL_MIN_MASK = 512;
 const KERNEL_MIN_COPY = 64;
@@ -448,9 +458,8 @@ function maskKernel() {
   }
   return kernel;
 }
-function maskThroughKernel(kernel2, source, target, targetOffset, key, offset) {
+function maskThroughKernel(kernel2, source, target, targetOffset, word) {
   const length = source.length;
-  const word = key[offset & 3] | key[offset + 1 & 3] << 8 | key[offset + 2 & 3] << 16 | key[offset + 3 & 3] << 24;
   for (let at = 0; at < length; at += KERNEL_BLOCK) {
     const size = Math.min(KERNEL_BLOCK, length - at);
     kernel2.memory.set(size === length ? source : source.subarray(at, at + size));
@@ -458,15 +467,14 @@ function maskThroughKernel(kernel2, source, target, targetOffset, key, offset) {
     target.set(size === KERNEL_BLOCK ? kernel2.memory : kernel2.memory.subarray(0, size), targetOffset + at);
   }
 }
-function maskWords(data, key, offset) {
+function maskWords(data, keyWord2, offset) {
   const length = data.length;
   let i = 0;
   if (length >= 32 && LITTLE_ENDIAN) {
     const head = 4 - (data.byteOffset & 3) & 3;
-    for (; i < head; i++) data[i] ^= key[offset + i & 3];
+    for (; i < head; i++) data[i] ^= rotateKey(keyWord2, offset + i) & 255;
     const words = length - i >>> 2;
-    const o = offset + i;
-    const word = key[o & 3] | key[o + 1 & 3] << 8 | key[o + 2 & 3] << 16 | key[o + 3 & 3] << 24;
+    const word = rotateKey(keyWord2, offset + i);
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
     const unrolled = words - (words & 3);
     let w = 0;
@@ -479,7 +487,7 @@ function maskWords(data, key, offset) {
     for (; w < words; w++) view[w] ^= word;
     i += words << 2;
   }
-  for (; i < length; i++) data[i] ^= key[offset + i & 3];
+  for (; i < length; i++) data[i] ^= rotateKey(keyWord2, offset + i) & 255;
 }
 function frameHeaderSize(length, masked) {
   return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
@@ -549,7 +557,8 @@ class FrameParser {
   /** Payload bytes still to come in the current frame; -1 between frames. */
   #remaining = -1;
   #masked = false;
-  #maskKey = new Uint8Array(4);
+  /** The frame's masking key as a word (see `keyWord`): a number, not a 4-byte array per connection. */
+  #maskWord = 0;
   #maskOffset = 0;
   /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
   constructor(sink, options) {
@@ -642,7 +651,7 @@ class FrameParser {
       if (length > 125) throw protocolError("control frame longer than 125 bytes");
     }
     this.#masked = masked;
-    if (masked) this.#maskKey.set(bytes.subarray(offset + size - 4, offset + size));
+    if (masked) this.#maskWord = keyWord(bytes, offset + size - 4);
     this.#maskOffset = 0;
     this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
     if (length === 0) {
@@ -656,7 +665,7 @@ class FrameParser {
     const take = Math.min(this.#remaining, bytes.length - offset);
     const piece = bytes.subarray(offset, offset + take);
     if (this.#masked) {
-      applyMask(piece, this.#maskKey, this.#maskOffset);
+      maskInPlace(piece, this.#maskWord, this.#maskOffset);
       this.#maskOffset = this.#maskOffset + take & 3;
     }
     this.#remaining -= take;
@@ -691,18 +700,47 @@ function encodeClosePayload(code, reasonBytes) {
   payload.set(reasonBytes, 2);
   return payload;
 }
+const resolvedOptions = /* @__PURE__ */ new WeakMap();
 function resolveOptions(options) {
-  const resolved = { ...DEFAULTS };
+  let resolved = resolvedOptions.get(options);
+  if (resolved) return resolved;
+  resolved = { ...DEFAULTS };
   for (const key of Object.keys(DEFAULTS)) {
     const value = options[key];
     if (value === void 0) continue;
     if (typeof value !== "number" || !(value >= 0)) throw new RangeError(`option ${key} must be a number \u2265 0, got ${String(value)}`);
     resolved[key] = value;
   }
+  resolvedOptions.set(options, resolved);
   return resolved;
 }
 let endOf;
+function settleEnded(waiter, error) {
+  if (waiter.iterator) waiter.iterator.finished = true;
+  if (waiter.iterator && isOk(error)) waiter.resolve(DONE);
+  else waiter.reject(error);
+}
 let linkOf;
+let track;
+let nextFor;
+const DONE = Object.freeze({ value: void 0, done: true });
+class MessageIterator {
+  #ws;
+  finished = false;
+  constructor(ws) {
+    this.#ws = ws;
+  }
+  next() {
+    return this.finished ? Promise.resolve(DONE) : nextFor(this.#ws, this);
+  }
+  return() {
+    this.finished = true;
+    return Promise.resolve(DONE);
+  }
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+}
 class WebSocket {
   /** The URL on the client; the request target on the server. */
   url;
@@ -712,26 +750,61 @@ class WebSocket {
   response;
   /** The peer's address (Node only). */
   remoteAddress;
-  /** Resolves with the peer's close code and reason once the connection is gone. */
-  closed;
   #link;
   #protocol;
   #extensions;
   #maxQueuedMessages;
   #maxQueuedBytes;
-  // A bounded queue of received messages, and the receive() calls waiting for one.
-  #queue = [];
+  // A bounded queue of received messages, and the receive() calls waiting for one: the
+  // first in a field, any more (rare) in a list. Both made on first use: memory per idle connection.
+  #queue = null;
   #queueHead = 0;
   #queuedBytes = 0;
-  #waiters = [];
+  #waiter = null;
+  #moreWaiters = null;
   #readingPaused = false;
   /** How the connection ends, once known; receive() reports it after the queue. */
   #error = null;
   #closeInfo;
+  /** `closed`, made on first use, and its resolver; `#gone` once the link has closed. */
+  #closed = null;
+  #resolveClosed = null;
+  #gone = false;
+  /** The set of its server's connections, which this one leaves once closed. */
+  #tracker = null;
   static {
     endOf = (ws) => ws.#error;
     linkOf = (ws) => ws.#link;
+    track = (ws, sockets) => {
+      if (ws.#gone) return;
+      ws.#tracker = sockets;
+      sockets.add(ws);
+    };
+    nextFor = (ws, iterator) => ws.#wait(iterator);
   }
+  /** What the link tells this socket: one small object with methods, not a closure each. */
+  static #Events = class {
+    #ws;
+    constructor(ws) {
+      this.#ws = ws;
+    }
+    message(data) {
+      this.#ws.#deliver(data);
+    }
+    ended(error, info) {
+      this.#ws.#closeInfo ??= info;
+      this.#ws.#onEnded(error);
+    }
+    closed(info) {
+      const ws = this.#ws;
+      ws.#closeInfo = info;
+      ws.#gone = true;
+      ws.#resolveClosed?.(info);
+      ws.#resolveClosed = null;
+      ws.#tracker?.delete(ws);
+      ws.#tracker = null;
+    }
+  };
   /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
   constructor(link, details, options = {}) {
     this.#link = link;
@@ -744,19 +817,11 @@ class WebSocket {
     this.#protocol = details.protocol;
     this.#extensions = details.extensions;
     if (details.remoteAddress !== void 0) this.remoteAddress = details.remoteAddress;
-    let resolveClosed;
-    this.closed = new Promise((resolve) => resolveClosed = resolve);
-    link.start({
-      message: (data) => this.#deliver(data),
-      ended: (error, info) => {
-        this.#closeInfo ??= info;
-        this.#onEnded(error);
-      },
-      closed: (info) => {
-        this.#closeInfo = info;
-        resolveClosed(info);
-      }
-    });
+    link.start(new WebSocket.#Events(this));
+  }
+  /** Resolves with the peer's close code and reason once the connection is gone. */
+  get closed() {
+    return this.#closed ??= this.#gone ? Promise.resolve(this.#closeInfo) : new Promise((resolve) => this.#resolveClosed = resolve);
   }
   /** The negotiated subprotocol, '' if none. */
   get protocol() {
@@ -787,9 +852,20 @@ class WebSocket {
    * const message = await ws.receive()
    */
   receive() {
-    if (this.#queueHead < this.#queue.length) return Promise.resolve(this.#dequeue());
-    if (this.#error) return Promise.reject(this.#error);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#wait(null);
+  }
+  /** receive(), or an iterator's next() when `iterator` is given. */
+  #wait(iterator) {
+    if (this.#queue && this.#queueHead < this.#queue.length) {
+      const message = this.#dequeue();
+      return Promise.resolve(iterator ? { value: message, done: false } : message);
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject, iterator };
+      if (this.#error) settleEnded(waiter, this.#error);
+      else if (!this.#waiter) this.#waiter = waiter;
+      else (this.#moreWaiters ??= []).push(waiter);
+    });
   }
   /**
    * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
@@ -798,24 +874,7 @@ class WebSocket {
    * for await (const message of ws) await ws.send(message)
    */
   [Symbol.asyncIterator]() {
-    let finished = false;
-    const finish = () => {
-      finished = true;
-      return { value: void 0, done: true };
-    };
-    const next = () => {
-      if (finished) return Promise.resolve(finish());
-      return this.receive().then(
-        (value) => ({ value, done: false }),
-        (error) => {
-          const end = finish();
-          if (isOk(error)) return end;
-          throw error;
-        }
-      );
-    };
-    const iterator = { next, return: () => Promise.resolve(finish()), [Symbol.asyncIterator]: () => iterator };
-    return iterator;
+    return new MessageIterator(this);
   }
   /**
    * Sends a message: a string as TEXT, bytes as BINARY, an iterable or async iterable of
@@ -861,11 +920,12 @@ class WebSocket {
     await this.closed;
   }
   #dequeue() {
-    const message = this.#queue[this.#queueHead];
-    this.#queue[this.#queueHead++] = "";
+    const queue = this.#queue;
+    const message = queue[this.#queueHead];
+    queue[this.#queueHead++] = "";
     this.#queuedBytes -= message.length;
-    if (this.#queueHead === this.#queue.length) {
-      this.#queue.length = 0;
+    if (this.#queueHead === queue.length) {
+      this.#queue = null;
       this.#queueHead = 0;
     }
     if (this.#readingPaused && !this.#queueIsFull(2)) {
@@ -876,13 +936,13 @@ class WebSocket {
   }
   /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
   #queueIsFull(divisor = 1) {
-    const count = this.#queue.length - this.#queueHead;
+    const count = (this.#queue?.length ?? 0) - this.#queueHead;
     return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
   }
   #deliver(message) {
-    const waiter = this.#waiters.shift();
-    if (waiter) return waiter.resolve(message);
-    this.#queue.push(message);
+    const waiter = this.#nextWaiter();
+    if (waiter) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    (this.#queue ??= []).push(message);
     this.#queuedBytes += message.length;
     if (!this.#readingPaused && this.#queueIsFull()) {
       this.#readingPaused = true;
@@ -891,11 +951,18 @@ class WebSocket {
   }
   #onEnded(error) {
     this.#error ??= error;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#error);
+    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error);
+  }
+  #nextWaiter() {
+    const waiter = this.#waiter;
+    this.#waiter = this.#moreWaiters?.shift() ?? null;
+    if (this.#moreWaiters?.length === 0) this.#moreWaiters = null;
+    return waiter;
   }
 }
 const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
+const NO_CLOSE_FRAME = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: "" });
 const LARGE_FRAME = 64 * KiB;
 const COPY_THRESHOLD = 16 * KiB;
 const MASKED_PIECE = 64 * KiB;
@@ -931,9 +998,9 @@ class ProtocolLink {
   #queueFull = false;
   #inflating = false;
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
-  #sequencer = new SendSequencer();
-  #drainWaiters = [];
-  #pings = [];
+  #sequencer = null;
+  #drainWaiters = null;
+  #pings = null;
   #pingCounter = 0;
   #pendingPong = null;
   // Closing.
@@ -942,7 +1009,7 @@ class ProtocolLink {
   #discardInput = false;
   /** Why the connection ended, for receive() and send(); set once. */
   #error = null;
-  #closeInfo = { code: CloseCode.ABNORMAL_CLOSURE, reason: "" };
+  #closeInfo = NO_CLOSE_FRAME;
   #pendingReaction = null;
   #closeTimer = null;
   #keepaliveTimer = null;
@@ -1170,7 +1237,7 @@ class ProtocolLink {
   }
   /** A pong answers the ping with the same payload and, implicitly, every earlier one. */
   #onPong(payload) {
-    const index = this.#pings.findIndex((ping2) => sameBytes(ping2.payload, payload));
+    const index = this.#pings?.findIndex((ping2) => sameBytes(ping2.payload, payload)) ?? -1;
     if (index < 0) return;
     const now = performance.now();
     for (const ping2 of this.#pings.splice(0, index + 1)) ping2.resolve(now - ping2.sentAt);
@@ -1222,7 +1289,7 @@ class ProtocolLink {
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
     this.#compression?.close();
-    for (const ping2 of this.#pings.splice(0)) ping2.reject(this.#error);
+    for (const ping2 of this.#pings?.splice(0) ?? []) ping2.reject(this.#error);
     this.onTransportWritten();
     this.#events.closed(this.#closeInfo);
   }
@@ -1251,14 +1318,14 @@ class ProtocolLink {
       this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
       return this.#backpressure();
     }
-    if (isAsyncIterable(message)) return this.#sequencer.enqueue(() => this.#sendAsyncFragments(message));
+    if (isAsyncIterable(message)) return this.#sendQueue().enqueue(() => this.#sendAsyncFragments(message));
     let parts;
     try {
       parts = isChunk(message) ? [encodeChunk(message)] : readFragments(message);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#sequencer.busy || this.#compresses(parts)) return this.#sequencer.enqueue(() => this.#sendParts(parts));
+    if (this.#sending || this.#compresses(parts)) return this.#sendQueue().enqueue(() => this.#sendParts(parts));
     this.#writeParts(parts);
     return this.#backpressure();
   }
@@ -1267,10 +1334,17 @@ class ProtocolLink {
    * cannot take one: a client (it must mask), compression, or a message in progress.
    */
   sendFrame(frame) {
-    if (this.#client || this.#compression || this.#sequencer.busy) return null;
+    if (this.#client || this.#compression || this.#sending) return null;
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     this.#transport.write(frame);
     return this.#backpressure();
+  }
+  /** True while a message holds the send queue (an async iterable, a compression). */
+  get #sending() {
+    return this.#sequencer?.busy ?? false;
+  }
+  #sendQueue() {
+    return this.#sequencer ??= new SendSequencer();
   }
   /** Whether new messages are accepted: open, and no close requested. */
   #canSend() {
@@ -1289,7 +1363,7 @@ class ProtocolLink {
   /** A string that goes out now, uncompressed: short enough to encode straight into its frame. */
   #sendsTextDirectly(text) {
     const maxBytes = text.length * 3;
-    return maxBytes <= COPY_THRESHOLD && !this.#sequencer.busy && (this.#compression === null || maxBytes < this.#compression.threshold);
+    return maxBytes <= COPY_THRESHOLD && !this.#sending && (this.#compression === null || maxBytes < this.#compression.threshold);
   }
   /** Compression is agreed and the message is not below the threshold (in bytes). */
   #compresses(parts) {
@@ -1346,7 +1420,7 @@ class ProtocolLink {
   #backpressure() {
     if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
     return new Promise(
-      (resolve, reject) => this.#drainWaiters.push(() => this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())
+      (resolve, reject) => (this.#drainWaiters ??= []).push(() => this.#state === State.CLOSED ? reject(this.#sendError()) : resolve())
     );
   }
   /**
@@ -1359,7 +1433,9 @@ class ProtocolLink {
     const pong2 = this.#pendingPong;
     this.#pendingPong = null;
     if (pong2 && this.#canSend()) this.#writeFrame(Opcode.PONG, pong2, true);
-    if (this.#drainWaiters.length > 0) for (const wake of this.#drainWaiters.splice(0)) wake();
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = null;
+    if (waiters) for (const wake of waiters) wake();
   }
   #sendError() {
     return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
@@ -1397,7 +1473,7 @@ class ProtocolLink {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.#pings.push({ payload, sentAt: performance.now(), resolve, reject });
+      (this.#pings ??= []).push({ payload, sentAt: performance.now(), resolve, reject });
       this.#writeFrame(Opcode.PING, payload, true);
     });
   }
@@ -1453,7 +1529,7 @@ class ProtocolLink {
     const sendClose = () => {
       if (this.#canWrite()) this.#sendClose(code, reason);
     };
-    if (this.#sequencer.busy) this.#sequencer.enqueue(async () => sendClose()).catch(() => {
+    if (this.#sending) this.#sendQueue().enqueue(async () => sendClose()).catch(() => {
     });
     else sendClose();
   }
@@ -1986,8 +2062,11 @@ function refuse(socket, refusal) {
   socket.end(formatRefusal(refusal));
   startTimer(1e3, () => socket.destroy());
 }
+function destroySocket() {
+  this.destroy();
+}
 async function acceptUpgrade(node, request, socket, head, handler, options, tracker) {
-  socket.on("error", () => socket.destroy());
+  socket.on("error", destroySocket);
   if (tracker.closing) return refuse(socket, { status: 503, body: "the server is shutting down" });
   const headers = lowerCaseHeaders(request.headers);
   const requestInfo = { method: request.method ?? "", url: request.url ?? "/", headers };
@@ -2016,15 +2095,21 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
   tracker.sockets.add(ws);
-  ws.closed.then(() => tracker.sockets.delete(ws));
-  void serve(ws, handler, options);
+  track(ws, tracker.sockets);
+  serve(ws, handler, options);
 }
-async function serve(ws, handler, options) {
-  try {
-    await runHandler(ws, handler, CloseCode.INTERNAL_ERROR);
-  } catch (error) {
+function serve(ws, handler, options) {
+  const failed = (error) => ws.close(CloseCode.INTERNAL_ERROR).then(() => {
     if (error !== endOf(ws)) reportError(options, error, ws);
+  });
+  let result;
+  try {
+    result = handler(ws);
+  } catch (error) {
+    void failed(error);
+    return;
   }
+  Promise.resolve(result).then(() => ws.close(CloseCode.NORMAL_CLOSURE), failed);
 }
 async function verifyWithTimeout(options, request) {
   if (!options.verify) return true;

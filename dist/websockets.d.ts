@@ -313,10 +313,10 @@ declare class WebSocket implements AsyncIterable<Data> {
     readonly response?: ResponseInfo;
     /** The peer's address (Node only). */
     readonly remoteAddress?: string;
-    /** Resolves with the peer's close code and reason once the connection is gone. */
-    readonly closed: Promise<CloseInfo>;
     /** @internal Use `open`, `connect`, `listen`, `upgrade` or `wrap`. */
     constructor(link: Link, details: ConnectionDetails, options?: ConnectionOptions);
+    /** Resolves with the peer's close code and reason once the connection is gone. */
+    get closed(): Promise<CloseInfo>;
     /** The negotiated subprotocol, '' if none. */
     get protocol(): string;
     /** The negotiated extensions, '' if none. */

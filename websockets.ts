@@ -411,8 +411,8 @@ function checkClientHeaders(headers: Record<string, string> | undefined): Record
 }
 
 /** RFC 6455 §4.2.2: Sec-WebSocket-Accept is base64(SHA-1(key + GUID)). */
-function acceptKey(key: string, sha1: (text: string) => Uint8Array): string {
-  return base64(sha1(key + WEBSOCKET_GUID));
+function acceptKey(key: string, sha1Base64: (text: string) => string): string {
+  return sha1Base64(key + WEBSOCKET_GUID);
 }
 
 /** What the server learned from a valid opening handshake. */
@@ -444,7 +444,7 @@ function checkClientRequest(method: string, httpVersion: string, headers: Record
 
 function formatHeaders(headers: Record<string, string>): string {
   let text = '';
-  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+  for (const name in headers) text += `${name}: ${headers[name]}\r\n`;
   return text;
 }
 
@@ -2284,7 +2284,7 @@ interface NodeModules {
   tls: typeof import('node:tls');
   isIP(host: string): number;
   zlib: NodeZlib;
-  sha1(text: string): Uint8Array;
+  sha1Base64(text: string): string;
   /** `Buffer.allocUnsafe`: no zero-filling, and a Buffer is written to a socket without conversion. */
   allocateFrame: Allocate;
   /** Uninitialised too, but never from Buffer's pool: its ArrayBuffer holds nothing else. */
@@ -2310,7 +2310,7 @@ function loadNode(): Promise<NodeModules> {
       tls,
       isIP: net.isIP,
       zlib,
-      sha1: (text: string) => crypto.createHash('sha1').update(text).digest(),
+      sha1Base64: (text: string) => crypto.createHash('sha1').update(text).digest('base64'),
       allocateFrame: (size: number) => Buffer.allocUnsafe(size),
       allocateMessage: (size: number) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
       nextTick: (callback: () => void) => process.nextTick(callback),
@@ -2600,7 +2600,8 @@ class SocketTransport implements Transport {
 
 function lowerCaseHeaders(raw: NodeIncomingMessage['headers']): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(raw)) {
+  for (const name in raw) {
+    const value = raw[name];
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   return headers;
@@ -2705,7 +2706,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       let protocol: string;
       let agreed: DeflateParameters | null;
       try {
-        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
         // RFC 6455 §9.1: an extension the client did not offer fails the connection.
         agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
       } catch (error) {
@@ -2914,7 +2915,7 @@ async function acceptUpgrade(
   tracker.pending.add(socket);
   let protocol: string;
   try {
-    const verdict = await verifyWithTimeout(options, requestInfo);
+    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, requestInfo) : true; // no await without a hook
     if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
     protocol = chooseProtocol(hello.protocols, requestInfo, options);
   } catch (error) {
@@ -2927,7 +2928,7 @@ async function acceptUpgrade(
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
   const extensions = deflate?.response ?? '';
-  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
@@ -2960,10 +2961,9 @@ function serve(ws: WebSocket, handler: (ws: WebSocket) => unknown, options: Serv
 }
 
 /** Runs the server's `verify` hook, bounded by the handshake timeout. */
-async function verifyWithTimeout(options: ServerOptions, request: RequestInfo): Promise<boolean | Refusal> {
-  if (!options.verify) return true;
+async function verifyWithTimeout(verify: NonNullable<ServerOptions['verify']>, options: ServerOptions, request: RequestInfo): Promise<boolean | Refusal> {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
-  const verdict = Promise.resolve(options.verify(request));
+  const verdict = Promise.resolve(verify(request));
   if (timeout <= 0) return verdict;
   let timer: Timer | undefined;
   const expired = new Promise<Refusal>((resolve) => (timer = startTimer(timeout, () => resolve({ status: 408, body: 'handshake timed out' }))));

@@ -675,10 +675,15 @@ function maskInPlace(data: Uint8Array, word: number, offset: number): void {
 
 /** Copies `source` into `target` at `targetOffset` and masks the copy; `source` is left alone. */
 function copyMasked(source: Uint8Array, target: Uint8Array, targetOffset: number, key: Uint8Array): void {
+  copyMaskedWord(source, target, targetOffset, keyWord(key), 0);
+}
+
+/** `copyMasked` with the key as a word, for a source that starts at payload byte `offset`. */
+function copyMaskedWord(source: Uint8Array, target: Uint8Array, targetOffset: number, word: number, offset: number): void {
   const kernel = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
-  if (kernel) return maskThroughKernel(kernel, source, target, targetOffset, keyWord(key));
+  if (kernel) return maskThroughKernel(kernel, source, target, targetOffset, rotateKey(word, offset));
   target.set(source, targetOffset);
-  maskWords(target.subarray(targetOffset, targetOffset + source.length), keyWord(key), 0);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), word, offset);
 }
 
 // Measured on Node 20 and 22 (x86-64): the kernel beats the word loop from about 300 bytes in
@@ -870,6 +875,11 @@ interface FrameSink {
   onFrameHeader(header: FrameHeader): void;
   /** Payload bytes, already unmasked, in order; `complete` is true on the frame's last piece. */
   onFramePayload(bytes: Uint8Array, complete: boolean): void;
+  /**
+   * A buffer for the current frame's whole payload, if the sink has one: the parser then
+   * copies each piece (unmasked on the way) to its place there, and reports it as a view of it.
+   */
+  payloadTarget?(): Uint8Array | null;
   /** The frame ended (also called after a header whose length is 0). */
   onFrameEnd(): void;
 }
@@ -898,7 +908,8 @@ class FrameParser {
   #masked = false;
   /** The frame's masking key as a word (see `keyWord`): a number, not a 4-byte array per connection. */
   #maskWord = 0;
-  #maskOffset = 0;
+  /** Payload bytes of the current frame read so far. */
+  #payloadRead = 0;
 
   /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
   constructor(sink: FrameSink, options: { expectMasked: boolean; allowRsv1?: boolean }) {
@@ -1002,7 +1013,7 @@ class FrameParser {
     }
     this.#masked = masked;
     if (masked) this.#maskWord = keyWord(bytes, offset + size - 4);
-    this.#maskOffset = 0;
+    this.#payloadRead = 0;
     this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
     if (length === 0) {
       this.#sink.onFrameEnd();
@@ -1014,11 +1025,18 @@ class FrameParser {
 
   #readPayload(bytes: Uint8Array, offset: number): number {
     const take = Math.min(this.#remaining, bytes.length - offset);
-    const piece = bytes.subarray(offset, offset + take);
-    if (this.#masked) {
-      maskInPlace(piece, this.#maskWord, this.#maskOffset);
-      this.#maskOffset = (this.#maskOffset + take) & 3;
+    let piece = bytes.subarray(offset, offset + take);
+    const target = this.#sink.payloadTarget?.() ?? null;
+    const at = this.#payloadRead;
+    if (target) {
+      // One pass instead of two: unmask while copying to the sink's buffer.
+      if (this.#masked) copyMaskedWord(piece, target, at, this.#maskWord, at);
+      else target.set(piece, at);
+      piece = target.subarray(at, at + take);
+    } else if (this.#masked) {
+      maskInPlace(piece, this.#maskWord, at);
     }
+    this.#payloadRead += take;
     this.#remaining -= take;
     const complete = this.#remaining === 0;
     if (complete) this.#remaining = -1;
@@ -1079,7 +1097,8 @@ interface TransportEvents {
 /** The byte stream the protocol runs over: a Node socket, or a test double. */
 interface Transport {
   start(events: TransportEvents): void;
-  write(bytes: Uint8Array): void;
+  /** `more`: another write of the same frame follows at once, so both should leave together. */
+  write(bytes: Uint8Array, more?: boolean): void;
   /** A buffer for a frame to write; it may be a slice of a shared pool. */
   allocateFrame: Allocate;
   /** A buffer for a received message, on an ArrayBuffer of its own: the application gets it. */
@@ -1662,22 +1681,22 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * from the header's word alone, so a peer cannot make us set aside memory it does not send.
    */
   #collectLargeFrame(bytes: Uint8Array): void {
-    let buffer = this.#messageBuffer;
-    if (!buffer) {
-      this.#messageParts.push(bytes);
-      this.#messageFilled += bytes.length;
-      if (this.#messageFilled * 4 < this.#largeFrame) return;
-      buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
-      let offset = 0;
-      for (const part of this.#messageParts) {
-        buffer.set(part, offset);
-        offset += part.length;
-      }
-      this.#messageParts = [];
-      return;
-    }
-    buffer.set(bytes, this.#messageFilled);
     this.#messageFilled += bytes.length;
+    if (this.#messageBuffer) return; // the parser put the bytes in place (payloadTarget)
+    this.#messageParts.push(bytes);
+    if (this.#messageFilled * 4 < this.#largeFrame) return;
+    const buffer = (this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame));
+    let offset = 0;
+    for (const part of this.#messageParts) {
+      buffer.set(part, offset);
+      offset += part.length;
+    }
+    this.#messageParts = [];
+  }
+
+  /** @internal FrameSink: the rest of a large frame goes straight to its final buffer. */
+  payloadTarget(): Uint8Array | null {
+    return this.#messageBuffer;
   }
 
   /**
@@ -2051,13 +2070,13 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     // than in one buffer as large as the message.
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
-    this.#transport.write(header);
+    this.#transport.write(header, true);
     if (!maskKey) return this.#transport.write(payload);
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey); // `at` is a multiple of 4: the key starts over
-      this.#transport.write(piece);
+      this.#transport.write(piece, at + MASKED_PIECE < payload.length);
     }
   }
 
@@ -2546,17 +2565,22 @@ class SocketTransport implements Transport {
     if (socket.destroyed) events.onTransportClose(new Error('socket closed during the handshake'));
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, more = false): void {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) return;
     if (this.#writes === Writes.NONE) {
       this.#writes = Writes.ONE;
       if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
     } else if (this.#writes === Writes.ONE) {
-      this.#writes = Writes.CORKED;
-      socket.cork();
+      this.#cork();
     }
+    if (more && this.#writes === Writes.ONE) this.#cork();
     socket.write(bytes, this.#afterWrite);
+  }
+
+  #cork(): void {
+    this.#writes = Writes.CORKED;
+    this.#socket.cork();
   }
 
   /** @internal Called once at the end of a tick in which this transport wrote. */

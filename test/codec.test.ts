@@ -104,6 +104,41 @@ describe('length encodings', () => {
   });
 });
 
+describe('payload target', () => {
+  test('a sink that offers a buffer gets the rest of the frame unmasked in place there, as views of it', () => {
+    const random = prng(4);
+    for (const masked of [true, false]) {
+      const payload = Uint8Array.from({ length: 70_001 }, () => Math.floor(random() * 256));
+      const frame = encodeFrame({ opcode: Opcode.BINARY, payload, mask: masked });
+      const target = new Uint8Array(payload.length);
+      let received = 0;
+      let viewsOfTarget = 0;
+      const parser = new FrameParser(
+        {
+          onFrameHeader() {},
+          onFramePayload(bytes) {
+            if (bytes.buffer === target.buffer) {
+              viewsOfTarget++;
+              assert.equal(bytes.byteOffset, received, 'each piece sits at its offset in the frame');
+            } else {
+              target.set(bytes, received); // before the target is offered, the sink copies itself
+            }
+            received += bytes.length;
+          },
+          onFrameEnd() {},
+          payloadTarget: () => (received >= 1_000 ? target : null),
+        },
+        { expectMasked: masked },
+      );
+      // Odd chunk sizes: pieces start at every key phase.
+      for (let at = 0; at < frame.length; at += 4_099) parser.push(frame.slice(at, at + 4_099));
+      assert.equal(received, payload.length);
+      assert.ok(viewsOfTarget > 10, `${viewsOfTarget} pieces went to the target`);
+      assert.deepEqual(target, payload, masked ? 'unmasked while copied' : 'copied');
+    }
+  });
+});
+
 describe('masking', () => {
   test('masking twice restores the payload, at any alignment and offset', () => {
     const random = prng(1);

@@ -877,9 +877,10 @@ interface FrameSink {
   onFramePayload(bytes: Uint8Array, complete: boolean): void;
   /**
    * A buffer for the current frame's whole payload, if the sink has one: the parser then
-   * copies each piece (unmasked on the way) to its place there, and reports it as a view of it.
+   * copies the next piece, `available` bytes, (unmasked on the way) to its place there, and
+   * reports it as a view of it.
    */
-  payloadTarget?(): Uint8Array | null;
+  payloadTarget?(available: number): Uint8Array | null;
   /** The frame ended (also called after a header whose length is 0). */
   onFrameEnd(): void;
 }
@@ -1026,7 +1027,7 @@ class FrameParser {
   #readPayload(bytes: Uint8Array, offset: number): number {
     const take = Math.min(this.#remaining, bytes.length - offset);
     let piece = bytes.subarray(offset, offset + take);
-    const target = this.#sink.payloadTarget?.() ?? null;
+    const target = this.#sink.payloadTarget?.(take) ?? null;
     const at = this.#payloadRead;
     if (target) {
       // One pass instead of two: unmask while copying to the sink's buffer.
@@ -1507,8 +1508,8 @@ interface PendingPing {
 
 const RESOLVED = Promise.resolve();
 const NO_CLOSE_FRAME: CloseInfo = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: '' });
-/** A single-frame BINARY message larger than this (more than one socket read) is collected into its final buffer as it comes. */
-const LARGE_FRAME = 64 * KiB;
+/** A single-frame BINARY message larger than this, arriving in pieces, is collected into its final buffer as it comes (see payloadTarget). */
+const LARGE_FRAME = 16 * KiB;
 /** Frames at most this large are written as one buffer with their header; larger ones as two writes or more. */
 const COPY_THRESHOLD = 16 * KiB;
 /** A large masked payload is written in pieces of this size. */
@@ -1674,17 +1675,23 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     }
   }
 
-  /**
-   * A large frame is copied into its final buffer as it arrives, instead of holding every
-   * chunk until the end: the chunks die young and the garbage collector is not pushed to
-   * promote them. The buffer is allocated once a quarter of the frame has arrived, never
-   * from the header's word alone, so a peer cannot make us set aside memory it does not send.
-   */
   #collectLargeFrame(bytes: Uint8Array): void {
     this.#messageFilled += bytes.length;
-    if (this.#messageBuffer) return; // the parser put the bytes in place (payloadTarget)
-    this.#messageParts.push(bytes);
-    if (this.#messageFilled * 4 < this.#largeFrame) return;
+    if (!this.#messageBuffer) this.#messageParts.push(bytes); // else the parser put the bytes in place
+  }
+
+  /**
+   * @internal FrameSink. A large frame that arrives in pieces is copied into its final buffer
+   * as it comes (and unmasked on the way), instead of each chunk being held to the end and
+   * copied again: the chunks die young, and the garbage collector is not pushed to promote
+   * them. The buffer is allocated once a quarter of the frame is here, never on the header's
+   * word alone, so a peer cannot make us set memory aside that it does not send. A frame
+   * that is here whole needs no buffer: it is handed out as a view.
+   */
+  payloadTarget(available: number): Uint8Array | null {
+    if (this.#largeFrame === 0 || this.#messageBuffer) return this.#messageBuffer;
+    const arrived = this.#messageFilled + available;
+    if (arrived * 4 < this.#largeFrame || (this.#messageFilled === 0 && arrived === this.#largeFrame)) return null;
     const buffer = (this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame));
     let offset = 0;
     for (const part of this.#messageParts) {
@@ -1692,11 +1699,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       offset += part.length;
     }
     this.#messageParts = [];
-  }
-
-  /** @internal FrameSink: the rest of a large frame goes straight to its final buffer. */
-  payloadTarget(): Uint8Array | null {
-    return this.#messageBuffer;
+    return buffer;
   }
 
   /**

@@ -231,6 +231,12 @@ interface FrameSink {
     onFrameHeader(header: FrameHeader): void;
     /** Payload bytes, already unmasked, in order; `complete` is true on the frame's last piece. */
     onFramePayload(bytes: Uint8Array, complete: boolean): void;
+    /**
+     * A buffer for the current frame's whole payload, if the sink has one: the parser then
+     * copies the next piece, `available` bytes, (unmasked on the way) to its place there, and
+     * reports it as a view of it.
+     */
+    payloadTarget?(available: number): Uint8Array | null;
     /** The frame ended (also called after a header whose length is 0). */
     onFrameEnd(): void;
 }

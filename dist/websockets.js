@@ -199,8 +199,8 @@ function checkClientHeaders(headers) {
   }
   return checked;
 }
-function acceptKey(key, sha1) {
-  return base64(sha1(key + WEBSOCKET_GUID));
+function acceptKey(key, sha1Base64) {
+  return sha1Base64(key + WEBSOCKET_GUID);
 }
 function checkClientRequest(method, httpVersion, headers) {
   if (method !== "GET") return { status: 405, headers: { Allow: "GET" }, body: "the WebSocket handshake must be a GET request" };
@@ -220,7 +220,7 @@ function checkClientRequest(method, httpVersion, headers) {
 }
 function formatHeaders(headers) {
   let text = "";
-  for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r
+  for (const name in headers) text += `${name}: ${headers[name]}\r
 `;
   return text;
 }
@@ -381,10 +381,13 @@ function maskInPlace(data, word, offset) {
   else maskWords(data, word, offset);
 }
 function copyMasked(source, target, targetOffset, key) {
+  copyMaskedWord(source, target, targetOffset, keyWord(key), 0);
+}
+function copyMaskedWord(source, target, targetOffset, word, offset) {
   const kernel2 = source.length >= KERNEL_MIN_COPY ? maskKernel() : null;
-  if (kernel2) return maskThroughKernel(kernel2, source, target, targetOffset, keyWord(key));
+  if (kernel2) return maskThroughKernel(kernel2, source, target, targetOffset, rotateKey(word, offset));
   target.set(source, targetOffset);
-  maskWords(target.subarray(targetOffset, targetOffset + source.length), keyWord(key), 0);
+  maskWords(target.subarray(targetOffset, targetOffset + source.length), word, offset);
 }
 const KERNEL_MIN_MASK = 512;
 const KERNEL_MIN_COPY = 64;
@@ -506,7 +509,8 @@ class FrameParser {
   #masked = false;
   /** The frame's masking key as a word (see `keyWord`): a number, not a 4-byte array per connection. */
   #maskWord = 0;
-  #maskOffset = 0;
+  /** Payload bytes of the current frame read so far. */
+  #payloadRead = 0;
   /** `expectMasked`: true on a server (client frames must be masked), false on a client. */
   constructor(sink, options) {
     this.#sink = sink;
@@ -599,7 +603,7 @@ class FrameParser {
     }
     this.#masked = masked;
     if (masked) this.#maskWord = keyWord(bytes, offset + size - 4);
-    this.#maskOffset = 0;
+    this.#payloadRead = 0;
     this.#sink.onFrameHeader({ fin, rsv1, opcode, length });
     if (length === 0) {
       this.#sink.onFrameEnd();
@@ -610,11 +614,17 @@ class FrameParser {
   }
   #readPayload(bytes, offset) {
     const take = Math.min(this.#remaining, bytes.length - offset);
-    const piece = bytes.subarray(offset, offset + take);
-    if (this.#masked) {
-      maskInPlace(piece, this.#maskWord, this.#maskOffset);
-      this.#maskOffset = this.#maskOffset + take & 3;
+    let piece = bytes.subarray(offset, offset + take);
+    const target = this.#sink.payloadTarget?.(take) ?? null;
+    const at = this.#payloadRead;
+    if (target) {
+      if (this.#masked) copyMaskedWord(piece, target, at, this.#maskWord, at);
+      else target.set(piece, at);
+      piece = target.subarray(at, at + take);
+    } else if (this.#masked) {
+      maskInPlace(piece, this.#maskWord, at);
     }
+    this.#payloadRead += take;
     this.#remaining -= take;
     const complete = this.#remaining === 0;
     if (complete) this.#remaining = -1;
@@ -910,7 +920,7 @@ class WebSocket {
 const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
 const NO_CLOSE_FRAME = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: "" });
-const LARGE_FRAME = 64 * KiB;
+const LARGE_FRAME = 16 * KiB;
 const COPY_THRESHOLD = 16 * KiB;
 const MASKED_PIECE = 64 * KiB;
 function sameBytes(a, b) {
@@ -1042,29 +1052,30 @@ class ProtocolLink {
       this.#messageParts.push(bytes);
     }
   }
-  /**
-   * A large frame is copied into its final buffer as it arrives, instead of holding every
-   * chunk until the end: the chunks die young and the garbage collector is not pushed to
-   * promote them. The buffer is allocated once a quarter of the frame has arrived, never
-   * from the header's word alone, so a peer cannot make us set aside memory it does not send.
-   */
   #collectLargeFrame(bytes) {
-    let buffer = this.#messageBuffer;
-    if (!buffer) {
-      this.#messageParts.push(bytes);
-      this.#messageFilled += bytes.length;
-      if (this.#messageFilled * 4 < this.#largeFrame) return;
-      buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
-      let offset = 0;
-      for (const part of this.#messageParts) {
-        buffer.set(part, offset);
-        offset += part.length;
-      }
-      this.#messageParts = [];
-      return;
-    }
-    buffer.set(bytes, this.#messageFilled);
     this.#messageFilled += bytes.length;
+    if (!this.#messageBuffer) this.#messageParts.push(bytes);
+  }
+  /**
+   * @internal FrameSink. A large frame that arrives in pieces is copied into its final buffer
+   * as it comes (and unmasked on the way), instead of each chunk being held to the end and
+   * copied again: the chunks die young, and the garbage collector is not pushed to promote
+   * them. The buffer is allocated once a quarter of the frame is here, never on the header's
+   * word alone, so a peer cannot make us set memory aside that it does not send. A frame
+   * that is here whole needs no buffer: it is handed out as a view.
+   */
+  payloadTarget(available) {
+    if (this.#largeFrame === 0 || this.#messageBuffer) return this.#messageBuffer;
+    const arrived = this.#messageFilled + available;
+    if (arrived * 4 < this.#largeFrame || this.#messageFilled === 0 && arrived === this.#largeFrame) return null;
+    const buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
+    let offset = 0;
+    for (const part of this.#messageParts) {
+      buffer.set(part, offset);
+      offset += part.length;
+    }
+    this.#messageParts = [];
+    return buffer;
   }
   /**
    * A text message that arrives in pieces is validated as it comes, so invalid UTF-8 fails
@@ -1397,13 +1408,13 @@ class ProtocolLink {
     }
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
-    this.#transport.write(header);
+    this.#transport.write(header, true);
     if (!maskKey) return this.#transport.write(payload);
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey);
-      this.#transport.write(piece);
+      this.#transport.write(piece, at + MASKED_PIECE < payload.length);
     }
   }
   /** A fresh masking key for each frame a client sends (RFC 6455 §5.3); none on a server. */
@@ -1583,7 +1594,7 @@ function loadNode() {
       tls,
       isIP: net.isIP,
       zlib,
-      sha1: (text) => crypto.createHash("sha1").update(text).digest(),
+      sha1Base64: (text) => crypto.createHash("sha1").update(text).digest("base64"),
       allocateFrame: (size) => Buffer.allocUnsafe(size),
       allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
       nextTick: (callback) => process2.nextTick(callback)
@@ -1766,17 +1777,21 @@ class SocketTransport {
     if (head && head.length > 0) onSocketData.call(socket, head);
     if (socket.destroyed) events.onTransportClose(new Error("socket closed during the handshake"));
   }
-  write(bytes) {
+  write(bytes, more = false) {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) return;
     if (this.#writes === Writes.NONE) {
       this.#writes = Writes.ONE;
       if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
     } else if (this.#writes === Writes.ONE) {
-      this.#writes = Writes.CORKED;
-      socket.cork();
+      this.#cork();
     }
+    if (more && this.#writes === Writes.ONE) this.#cork();
     socket.write(bytes, this.#afterWrite);
+  }
+  #cork() {
+    this.#writes = Writes.CORKED;
+    this.#socket.cork();
   }
   /** @internal Called once at the end of a tick in which this transport wrote. */
   endTick() {
@@ -1810,7 +1825,8 @@ class SocketTransport {
 }
 function lowerCaseHeaders(raw) {
   const headers = {};
-  for (const [name, value] of Object.entries(raw)) {
+  for (const name in raw) {
+    const value = raw[name];
     if (value !== void 0) headers[name] = Array.isArray(value) ? value.join(", ") : value;
   }
   return headers;
@@ -1896,7 +1912,7 @@ async function connect(url, options = {}) {
       let protocol;
       let agreed;
       try {
-        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1), protocols);
+        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
         agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
       } catch (error) {
         socket.destroy();
@@ -2023,7 +2039,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   tracker.pending.add(socket);
   let protocol;
   try {
-    const verdict = await verifyWithTimeout(options, requestInfo);
+    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, requestInfo) : true;
     if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
     protocol = chooseProtocol(hello.protocols, requestInfo, options);
   } catch (error) {
@@ -2036,7 +2052,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
   const extensions = deflate?.response ?? "";
-  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1), protocol, extensions));
+  socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
@@ -2058,10 +2074,9 @@ function serve(ws, handler, options) {
   }
   Promise.resolve(result).then(() => ws.close(CloseCode.NORMAL_CLOSURE), failed);
 }
-async function verifyWithTimeout(options, request) {
-  if (!options.verify) return true;
+async function verifyWithTimeout(verify, options, request) {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
-  const verdict = Promise.resolve(options.verify(request));
+  const verdict = Promise.resolve(verify(request));
   if (timeout <= 0) return verdict;
   let timer;
   const expired = new Promise((resolve) => timer = startTimer(timeout, () => resolve({ status: 408, body: "handshake timed out" })));

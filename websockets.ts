@@ -1537,7 +1537,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   // The message being reassembled, and the frame being read.
   #messageOpcode = 0;
-  #messageParts: Uint8Array[] = [];
+  // Lists made on first use and dropped after each message (memory per idle connection).
+  #messageParts: Uint8Array[] | null = null;
   #messageSize = 0;
   #messageFragments = 0;
   #messageCompressed = false;
@@ -1545,11 +1546,11 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #largeFrame = 0;
   #messageBuffer: Uint8Array | null = null;
   #messageFilled = 0;
-  #textParts: string[] = [];
+  #textParts: string[] | null = null;
   #textDecoder: TextDecoder | null = null;
   #frameOpcode = 0;
   #frameFin = false;
-  #controlParts: Uint8Array[] = [];
+  #controlParts: Uint8Array[] | null = null;
   // Reading stops while the receive queue is full or a message is being inflated.
   #queueFull = false;
   #inflating = false;
@@ -1661,23 +1662,23 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** @internal FrameSink: called by the parser. */
   onFramePayload(bytes: Uint8Array, complete: boolean): void {
     if (isControl(this.#frameOpcode)) {
-      this.#controlParts.push(bytes);
+      (this.#controlParts ??= []).push(bytes);
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
     } else if (
       this.#messageOpcode === Opcode.TEXT &&
       !this.#messageCompressed &&
-      (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)
+      (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts !== null)
     ) {
       this.#decodeTextPiece(bytes);
     } else {
-      this.#messageParts.push(bytes);
+      (this.#messageParts ??= []).push(bytes);
     }
   }
 
   #collectLargeFrame(bytes: Uint8Array): void {
     this.#messageFilled += bytes.length;
-    if (!this.#messageBuffer) this.#messageParts.push(bytes); // else the parser put the bytes in place
+    if (!this.#messageBuffer) (this.#messageParts ??= []).push(bytes); // else the parser put the bytes in place
   }
 
   /**
@@ -1694,11 +1695,11 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     if (arrived * 4 < this.#largeFrame || (this.#messageFilled === 0 && arrived === this.#largeFrame)) return null;
     const buffer = (this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame));
     let offset = 0;
-    for (const part of this.#messageParts) {
+    for (const part of this.#messageParts ?? []) {
       buffer.set(part, offset);
       offset += part.length;
     }
-    this.#messageParts = [];
+    this.#messageParts = null;
     return buffer;
   }
 
@@ -1709,10 +1710,10 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #decodeTextPiece(bytes: Uint8Array): void {
     if (!this.#textDecoder) {
       this.#textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-      for (const part of this.#messageParts) this.#textParts.push(this.#decodeText(part, true));
-      this.#messageParts = [];
+      this.#textParts = (this.#messageParts ?? []).map((part) => this.#decodeText(part, true));
+      this.#messageParts = null;
     }
-    this.#textParts.push(this.#decodeText(bytes, true));
+    (this.#textParts ??= []).push(this.#decodeText(bytes, true));
   }
 
   #decodeText(bytes: Uint8Array, stream: boolean): string {
@@ -1727,8 +1728,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   onFrameEnd(): void {
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
-      const payload = concatBytes(this.#controlParts);
-      this.#controlParts = [];
+      const payload = concatBytes(this.#controlParts ?? []);
+      this.#controlParts = null;
       this.#onControlFrame(opcode, payload);
     } else if (this.#frameFin) {
       this.#onMessageEnd();
@@ -1747,9 +1748,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
    */
   #inflateMessage(): void {
-    const compressed = this.#messageParts;
+    const compressed = this.#messageParts ?? [];
     const { maxMessageSize } = this.#options;
-    this.#messageParts = [];
+    this.#messageParts = null;
     this.#messageSize = 0;
     this.#parser.hold();
     this.#inflating = true;
@@ -1760,7 +1761,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
         throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
       }
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
-      else this.#messageParts.push(chunk);
+      else (this.#messageParts ??= []).push(chunk);
     };
     (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
       () => {
@@ -1785,20 +1786,21 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     let message: Data;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
-        this.#textParts.push(this.#decodeText(new Uint8Array(0), false));
-        message = this.#textParts.join('');
-        this.#textParts = [];
+        const parts = this.#textParts ?? [];
+        parts.push(this.#decodeText(new Uint8Array(0), false));
+        message = parts.join('');
+        this.#textParts = null;
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateFrame), false);
+        message = this.#decodeText(concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = this.#messageBuffer ?? concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
+      message = this.#messageBuffer ?? concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
       this.#messageBuffer = null;
       this.#messageFilled = 0;
     }
     this.#messageOpcode = 0;
-    this.#messageParts = [];
+    this.#messageParts = null;
     this.#messageSize = 0;
     this.#messageFragments = 0;
     this.#messageCompressed = false;
@@ -2960,7 +2962,7 @@ async function acceptUpgrade(
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
-  tracker.sockets.add(ws);
+  socket.off('error', destroySocket); // the transport listens for errors now
   track(ws, tracker.sockets);
   // This function's frame (the HTTP request, the handshake) is freed at once.
   serve(ws, handler, options);

@@ -991,7 +991,8 @@ class ProtocolLink {
   #state = State.OPEN;
   // The message being reassembled, and the frame being read.
   #messageOpcode = 0;
-  #messageParts = [];
+  // Lists made on first use and dropped after each message (memory per idle connection).
+  #messageParts = null;
   #messageSize = 0;
   #messageFragments = 0;
   #messageCompressed = false;
@@ -999,11 +1000,11 @@ class ProtocolLink {
   #largeFrame = 0;
   #messageBuffer = null;
   #messageFilled = 0;
-  #textParts = [];
+  #textParts = null;
   #textDecoder = null;
   #frameOpcode = 0;
   #frameFin = false;
-  #controlParts = [];
+  #controlParts = null;
   // Reading stops while the receive queue is full or a message is being inflated.
   #queueFull = false;
   #inflating = false;
@@ -1096,18 +1097,18 @@ class ProtocolLink {
   /** @internal FrameSink: called by the parser. */
   onFramePayload(bytes, complete) {
     if (isControl(this.#frameOpcode)) {
-      this.#controlParts.push(bytes);
+      (this.#controlParts ??= []).push(bytes);
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
-    } else if (this.#messageOpcode === Opcode.TEXT && !this.#messageCompressed && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts.length > 0)) {
+    } else if (this.#messageOpcode === Opcode.TEXT && !this.#messageCompressed && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts !== null)) {
       this.#decodeTextPiece(bytes);
     } else {
-      this.#messageParts.push(bytes);
+      (this.#messageParts ??= []).push(bytes);
     }
   }
   #collectLargeFrame(bytes) {
     this.#messageFilled += bytes.length;
-    if (!this.#messageBuffer) this.#messageParts.push(bytes);
+    if (!this.#messageBuffer) (this.#messageParts ??= []).push(bytes);
   }
   /**
    * @internal FrameSink. A large frame that arrives in pieces is copied into its final buffer
@@ -1123,11 +1124,11 @@ class ProtocolLink {
     if (arrived * 4 < this.#largeFrame || this.#messageFilled === 0 && arrived === this.#largeFrame) return null;
     const buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
     let offset = 0;
-    for (const part of this.#messageParts) {
+    for (const part of this.#messageParts ?? []) {
       buffer.set(part, offset);
       offset += part.length;
     }
-    this.#messageParts = [];
+    this.#messageParts = null;
     return buffer;
   }
   /**
@@ -1137,10 +1138,10 @@ class ProtocolLink {
   #decodeTextPiece(bytes) {
     if (!this.#textDecoder) {
       this.#textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-      for (const part of this.#messageParts) this.#textParts.push(this.#decodeText(part, true));
-      this.#messageParts = [];
+      this.#textParts = (this.#messageParts ?? []).map((part) => this.#decodeText(part, true));
+      this.#messageParts = null;
     }
-    this.#textParts.push(this.#decodeText(bytes, true));
+    (this.#textParts ??= []).push(this.#decodeText(bytes, true));
   }
   #decodeText(bytes, stream) {
     try {
@@ -1153,8 +1154,8 @@ class ProtocolLink {
   onFrameEnd() {
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
-      const payload = concatBytes(this.#controlParts);
-      this.#controlParts = [];
+      const payload = concatBytes(this.#controlParts ?? []);
+      this.#controlParts = null;
       this.#onControlFrame(opcode, payload);
     } else if (this.#frameFin) {
       this.#onMessageEnd();
@@ -1171,9 +1172,9 @@ class ProtocolLink {
    * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
    */
   #inflateMessage() {
-    const compressed = this.#messageParts;
+    const compressed = this.#messageParts ?? [];
     const { maxMessageSize } = this.#options;
-    this.#messageParts = [];
+    this.#messageParts = null;
     this.#messageSize = 0;
     this.#parser.hold();
     this.#inflating = true;
@@ -1184,7 +1185,7 @@ class ProtocolLink {
         throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
       }
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
-      else this.#messageParts.push(chunk);
+      else (this.#messageParts ??= []).push(chunk);
     };
     this.#compression.decompress(compressed, onOutput).then(
       () => {
@@ -1208,20 +1209,21 @@ class ProtocolLink {
     let message;
     if (this.#messageOpcode === Opcode.TEXT) {
       if (this.#textDecoder) {
-        this.#textParts.push(this.#decodeText(new Uint8Array(0), false));
-        message = this.#textParts.join("");
-        this.#textParts = [];
+        const parts = this.#textParts ?? [];
+        parts.push(this.#decodeText(new Uint8Array(0), false));
+        message = parts.join("");
+        this.#textParts = null;
         this.#textDecoder = null;
       } else {
-        message = this.#decodeText(concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateFrame), false);
+        message = this.#decodeText(concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = this.#messageBuffer ?? concatBytes(this.#messageParts, this.#messageSize, this.#transport.allocateMessage);
+      message = this.#messageBuffer ?? concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
       this.#messageBuffer = null;
       this.#messageFilled = 0;
     }
     this.#messageOpcode = 0;
-    this.#messageParts = [];
+    this.#messageParts = null;
     this.#messageSize = 0;
     this.#messageFragments = 0;
     this.#messageCompressed = false;
@@ -2110,7 +2112,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
   const ws = new WebSocket(link, details, options);
-  tracker.sockets.add(ws);
+  socket.off("error", destroySocket);
   track(ws, tracker.sockets);
   serve(ws, handler, options);
 }

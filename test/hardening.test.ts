@@ -20,7 +20,7 @@ import { listen, connect, upgrade, WebSocketError, DEFAULTS } from '../websocket
 import type { Server, ServerOptions, WebSocket, Data, CloseInfo } from '../websockets.ts';
 import { rawConnect, serializeFrame, concat, utf8, hex, OP, mib } from './fuzz-kit.ts';
 import type { RawConnection, ReceivedFrame } from './fuzz-kit.ts';
-import { acceptFor, sleep, within } from './support.ts';
+import { acceptFor, sleep, within, rawHttp } from './support.ts';
 
 const ROLE = 'HARDENING_ROLE';
 
@@ -95,30 +95,6 @@ async function withServer(options: ServerOptions, body: (harness: Harness) => Pr
   } finally {
     await server.close();
   }
-}
-
-/** Sends a raw HTTP request and collects the answer until the server closes (or `wait` ms). */
-async function rawHttp(port: number, request: string | Uint8Array, wait = 3_000): Promise<{ text: string; closed: boolean; statusLine: string }> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  let text = '';
-  let closed = false;
-  try {
-    await once(socket, 'connect');
-    socket.write(request);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, wait);
-      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-      socket.on('close', () => {
-        closed = true;
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  } finally {
-    socket.destroy();
-  }
-  return { text, closed, statusLine: text.slice(0, Math.max(0, text.indexOf('\r\n'))) };
 }
 
 const HANDSHAKE = ['Host: 127.0.0.1', 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13'];
@@ -199,8 +175,8 @@ function hostileTests(): void {
     test('too many headers (2,100 tiny ones, 13 KB in all) → refused with 431, wherever the handshake headers are', T, async () => {
       await withServer({}, async ({ server, accepted }) => {
         const many = Array.from({ length: 2_100 }, (_, i) => `h${i}: v`);
-        const first = await rawHttp(server.port, request([...HANDSHAKE, ...many]), 1_000);
-        const last = await rawHttp(server.port, request([...many, ...HANDSHAKE]), 1_000);
+        const first = await rawHttp(server.port, request([...HANDSHAKE, ...many]), 'close', 1_000);
+        const last = await rawHttp(server.port, request([...many, ...HANDSHAKE]), 'close', 1_000);
         assert.deepEqual(
           { handshakeFirst: first.statusLine, handshakeLast: last.statusLine, accepted: accepted.all.length },
           { handshakeFirst: 'HTTP/1.1 431 Request Header Fields Too Large', handshakeLast: 'HTTP/1.1 431 Request Header Fields Too Large', accepted: 0 },

@@ -97,6 +97,30 @@ async function withServer(options: ServerOptions, body: (harness: Harness) => Pr
   }
 }
 
+/**
+ * upgrade() on our own node:http server, to hold each connection's TCP socket. Handlers wait
+ * for the connection to close; `close` destroys the sockets and stops the server.
+ */
+async function upgradeServer(): Promise<{ url: string; rawSockets: net.Socket[]; serverSides: WebSocket[]; close(): Promise<void> }> {
+  const rawSockets: net.Socket[] = [];
+  const serverSides: WebSocket[] = [];
+  const httpServer = http.createServer((_, response) => response.end());
+  httpServer.on('upgrade', (req, socket, head) => {
+    rawSockets.push(socket as net.Socket);
+    upgrade(req, socket, head, (ws) => {
+      serverSides.push(ws);
+      return ws.closed;
+    }, { pingInterval: 0, closeTimeout: 300 });
+  });
+  httpServer.listen(0, '127.0.0.1');
+  await once(httpServer, 'listening');
+  const close = async () => {
+    for (const socket of rawSockets) socket.destroy();
+    await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+  };
+  return { url: `ws://127.0.0.1:${(httpServer.address() as net.AddressInfo).port}`, rawSockets, serverSides, close };
+}
+
 const HANDSHAKE = ['Host: 127.0.0.1', 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13'];
 
 function request(headers: string[]): string {
@@ -474,20 +498,7 @@ function slowAndVanishingPeerTests(): void {
     });
 
     test('the socket destroyed in the middle of a fragmented message → 1006 on the other side, both directions', { timeout: 10_000 }, async () => {
-      // upgrade() on our own node:http server, to hold the server's TCP socket.
-      const rawSockets: net.Socket[] = [];
-      const serverSides: WebSocket[] = [];
-      const httpServer = http.createServer((_, response) => response.end());
-      httpServer.on('upgrade', (req, socket, head) => {
-        rawSockets.push(socket as net.Socket);
-        upgrade(req, socket, head, (ws) => {
-          serverSides.push(ws);
-          return ws.closed;
-        }, { pingInterval: 0, closeTimeout: 300 });
-      });
-      httpServer.listen(0, '127.0.0.1');
-      await once(httpServer, 'listening');
-      const url = `ws://127.0.0.1:${(httpServer.address() as net.AddressInfo).port}`;
+      const { url, rawSockets, serverSides, close } = await upgradeServer();
       let openGate: () => void = () => {};
       try {
         // 1. The client is in the middle of sending a fragmented message when the server's socket dies.
@@ -533,8 +544,7 @@ function slowAndVanishingPeerTests(): void {
         assert.equal((await rejection(serverSending, 'the server’s fragmented send()')).code, 1006);
       } finally {
         openGate();
-        for (const socket of rawSockets) socket.destroy();
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        await close();
       }
     });
 
@@ -542,20 +552,9 @@ function slowAndVanishingPeerTests(): void {
     // as ECONNRESET) and its 'close' event, the link still counts as open: send() writes into
     // the destroyed socket, which drops the bytes, and resolves as if they had gone out.
     test('send() right after the socket was destroyed (before its close event) rejects, instead of resolving with the bytes dropped', { timeout: 10_000 }, async () => {
-      const rawSockets: net.Socket[] = [];
-      const serverSides: WebSocket[] = [];
-      const httpServer = http.createServer((_, response) => response.end());
-      httpServer.on('upgrade', (req, socket, head) => {
-        rawSockets.push(socket as net.Socket);
-        upgrade(req, socket, head, (ws) => {
-          serverSides.push(ws);
-          return ws.closed;
-        }, { pingInterval: 0, closeTimeout: 300 });
-      });
-      httpServer.listen(0, '127.0.0.1');
-      await once(httpServer, 'listening');
+      const { url, rawSockets, serverSides, close } = await upgradeServer();
       try {
-        const client = await connect(`ws://127.0.0.1:${(httpServer.address() as net.AddressInfo).port}`, { pingInterval: 0, closeTimeout: 300 });
+        const client = await connect(url, { pingInterval: 0, closeTimeout: 300 });
         await until(() => serverSides.length === 1, 'the server side', 1_000);
         rawSockets[0].destroy();
         const outcomes = await Promise.allSettled([serverSides[0].send('into a destroyed socket'), serverSides[0].send(new Uint8Array(100 * KiB))]);
@@ -565,8 +564,7 @@ function slowAndVanishingPeerTests(): void {
           ['rejected 1006', 'rejected 1006'],
         );
       } finally {
-        for (const socket of rawSockets) socket.destroy();
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        await close();
       }
     });
   });

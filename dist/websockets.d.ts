@@ -10,10 +10,12 @@
  * Contents
  *   1. Constants and errors
  *   2. Handshake (RFC 6455 §4), and permessage-deflate negotiation (RFC 7692 §7.1)
- *   3. Frame codec (RFC 6455 §5): pure functions over bytes
- *   4. Connection core: the WebSocket (receive queue, public API) over a Link; ProtocolLink,
- *      the RFC 6455 state machine, independent of the transport; broadcast
- *   5. Node transport: node:* loaded lazily, sockets, zlib compression (RFC 7692 §7.2)
+ *   3. Frame codec (RFC 6455 §5): pure functions over bytes; masking (a WebAssembly SIMD
+ *      kernel, a word loop where there is none); the incremental FrameParser
+ *   4. Connection core: the WebSocket (receive queue, message iterator, public API) over a
+ *      Link; ProtocolLink, the RFC 6455 state machine, independent of the transport; broadcast
+ *   5. Node transport: node:* loaded lazily, SocketTransport (writes batched per tick), zlib
+ *      compression (RFC 7692 §7.2)
  *   6. open / connect / listen / upgrade
  *   7. Browser facade (wrap)
  *   8. Exports

@@ -309,12 +309,17 @@ const allocateZeroed: Allocate = (size) => new Uint8Array(size);
 function concatBytes(parts: Uint8Array[], length = byteLength(parts), allocate = allocateZeroed): Uint8Array {
   if (parts.length === 1) return parts[0];
   const out = allocate(length);
+  copyParts(parts, out);
+  return out;
+}
+
+/** Copies `parts` one after another to the start of `target`. */
+function copyParts(parts: Uint8Array[], target: Uint8Array): void {
   let offset = 0;
   for (const part of parts) {
-    out.set(part, offset);
+    target.set(part, offset);
     offset += part.length;
   }
-  return out;
 }
 
 /** Cryptographically random bytes, drawn from a pool so each frame's mask costs no system call. */
@@ -1696,11 +1701,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const arrived = this.#messageFilled + available;
     if (arrived * 4 < this.#largeFrame || (this.#messageFilled === 0 && arrived === this.#largeFrame)) return null;
     const buffer = (this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame));
-    let offset = 0;
-    for (const part of this.#messageParts ?? []) {
-      buffer.set(part, offset);
-      offset += part.length;
-    }
+    copyParts(this.#messageParts ?? [], buffer);
     this.#messageParts = null;
     return buffer;
   }
@@ -2772,20 +2773,30 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
  */
 async function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options: ClientOptions = {}): Promise<T> {
   const ws = await connect(url, options);
-  return runHandler(ws, handler, CloseCode.POLICY_VIOLATION);
+  return new Promise<T>((resolve, reject) => runHandler(ws, handler, CloseCode.POLICY_VIOLATION, resolve, reject));
 }
 
-/** Runs a connection's handler: return → close 1000; throw → close with `failCode` and rethrow. */
-async function runHandler<T>(ws: WebSocket, handler: (ws: WebSocket) => T | Promise<T>, failCode: number): Promise<T> {
-  let result: T;
+/**
+ * Runs a connection's handler: when it returns, closes with 1000, then calls `returned` with
+ * its value; when it throws, closes with `failCode`, then calls `threw` with the error.
+ * Promise callbacks, not an async function: while a server's handler runs, a suspended async
+ * function here would cost every idle connection close to a kilobyte.
+ */
+function runHandler<T>(
+  ws: WebSocket,
+  handler: (ws: WebSocket) => T | Promise<T>,
+  failCode: number,
+  returned: (value: T) => void,
+  threw: (error: unknown, ws: WebSocket) => void,
+): void {
+  const failed = (error: unknown) => void ws.close(failCode).then(() => threw(error, ws));
+  let result: T | Promise<T>;
   try {
-    result = await handler(ws);
+    result = handler(ws);
   } catch (error) {
-    await ws.close(failCode).catch(() => {});
-    throw error;
+    return failed(error);
   }
-  await ws.close(CloseCode.NORMAL_CLOSURE);
-  return result;
+  Promise.resolve(result).then((value) => void ws.close(CloseCode.NORMAL_CLOSURE).then(() => returned(value)), failed);
 }
 
 /** A running WebSocket server from `listen`. */
@@ -2804,6 +2815,16 @@ interface ConnectionTracker {
   sockets: Set<WebSocket>;
   pending: Set<NodeSocket>;
   closing: boolean;
+  /** Where a connection handler's failure goes: made once per server, not per connection. */
+  handlerFailed(error: unknown, ws: WebSocket): void;
+}
+
+function trackConnections(options: ServerOptions): ConnectionTracker {
+  const handlerFailed = (error: unknown, ws: WebSocket) => {
+    // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
+    if (error !== endOf(ws)) reportError(options, error, ws);
+  };
+  return { sockets: new Set(), pending: new Set(), closing: false, handlerFailed };
 }
 
 /**
@@ -2840,7 +2861,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   const httpServer = options.tls
     ? node.https.createServer({ ...(options.tls as import('node:https').ServerOptions), ...serverOptions }, answerPlainHttp)
     : node.http.createServer(serverOptions, answerPlainHttp);
-  const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
+  const tracker = trackConnections(options);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1; // one more, to see "too many"
   httpServer.on('upgrade', (request, socket, head) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker));
   await new Promise<void>((resolve, reject) => {
@@ -2892,7 +2913,7 @@ function upgrade(
 ): void {
   resolveOptions(options);
   checkCompressionOptions(options.compression);
-  const tracker: ConnectionTracker = { sockets: new Set(), pending: new Set(), closing: false };
+  const tracker = trackConnections(options);
   loadNode().then(
     (node) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker),
     () => socket.destroy(),
@@ -2966,30 +2987,12 @@ async function acceptUpgrade(
   const ws = new WebSocket(link, details, options);
   socket.off('error', destroySocket); // the transport listens for errors now
   track(ws, tracker.sockets);
-  // This function's frame (the HTTP request, the handshake) is freed at once.
-  serve(ws, handler, options);
+  // Not awaited: this function's frame (the HTTP request, the handshake) is freed at once.
+  // The handler's errors go to onError, never further.
+  runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
 }
 
-/**
- * Runs a server connection's handler as `runHandler` does; its errors go to `onError`, never
- * further. Written with promise callbacks: a suspended async function would cost every idle
- * connection close to a kilobyte.
- */
-function serve(ws: WebSocket, handler: (ws: WebSocket) => unknown, options: ServerOptions): void {
-  const failed = (error: unknown) =>
-    ws.close(CloseCode.INTERNAL_ERROR).then(() => {
-      // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
-      if (error !== endOf(ws)) reportError(options, error, ws);
-    });
-  let result: unknown;
-  try {
-    result = handler(ws);
-  } catch (error) {
-    void failed(error);
-    return;
-  }
-  Promise.resolve(result).then(() => ws.close(CloseCode.NORMAL_CLOSURE), failed);
-}
+function ignoreValue(): void {}
 
 /** Runs the server's `verify` hook, bounded by the handshake timeout. */
 async function verifyWithTimeout(verify: NonNullable<ServerOptions['verify']>, options: ServerOptions, request: RequestInfo): Promise<boolean | Refusal> {

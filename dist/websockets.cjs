@@ -164,12 +164,15 @@ const allocateZeroed = (size) => new Uint8Array(size);
 function concatBytes(parts, length = byteLength(parts), allocate = allocateZeroed) {
   if (parts.length === 1) return parts[0];
   const out = allocate(length);
+  copyParts(parts, out);
+  return out;
+}
+function copyParts(parts, target) {
   let offset = 0;
   for (const part of parts) {
-    out.set(part, offset);
+    target.set(part, offset);
     offset += part.length;
   }
-  return out;
 }
 let randomPool = new Uint8Array(0);
 let randomOffset = 0;
@@ -1123,11 +1126,7 @@ class ProtocolLink {
     const arrived = this.#messageFilled + available;
     if (arrived * 4 < this.#largeFrame || this.#messageFilled === 0 && arrived === this.#largeFrame) return null;
     const buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
-    let offset = 0;
-    for (const part of this.#messageParts ?? []) {
-      buffer.set(part, offset);
-      offset += part.length;
-    }
+    copyParts(this.#messageParts ?? [], buffer);
     this.#messageParts = null;
     return buffer;
   }
@@ -1989,19 +1988,23 @@ async function connect(url, options = {}) {
 }
 async function open(url, handler, options = {}) {
   const ws = await connect(url, options);
-  return runHandler(ws, handler, CloseCode.POLICY_VIOLATION);
+  return new Promise((resolve, reject) => runHandler(ws, handler, CloseCode.POLICY_VIOLATION, resolve, reject));
 }
-async function runHandler(ws, handler, failCode) {
+function runHandler(ws, handler, failCode, returned, threw) {
+  const failed = (error) => void ws.close(failCode).then(() => threw(error, ws));
   let result;
   try {
-    result = await handler(ws);
+    result = handler(ws);
   } catch (error) {
-    await ws.close(failCode).catch(() => {
-    });
-    throw error;
+    return failed(error);
   }
-  await ws.close(CloseCode.NORMAL_CLOSURE);
-  return result;
+  Promise.resolve(result).then((value) => void ws.close(CloseCode.NORMAL_CLOSURE).then(() => returned(value)), failed);
+}
+function trackConnections(options) {
+  const handlerFailed = (error, ws) => {
+    if (error !== endOf(ws)) reportError(options, error, ws);
+  };
+  return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false, handlerFailed };
 }
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
@@ -2023,7 +2026,7 @@ async function listen(host, port, handler, options = {}) {
     response.end(body);
   };
   const httpServer = options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
-  const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
+  const tracker = trackConnections(options);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1;
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   await new Promise((resolve, reject) => {
@@ -2058,7 +2061,7 @@ async function shutdown(httpServer, tracker) {
 function upgrade(request, socket, head, handler, options = {}) {
   resolveOptions(options);
   checkCompressionOptions(options.compression);
-  const tracker = { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false };
+  const tracker = trackConnections(options);
   loadNode().then(
     (node) => acceptUpgrade(node, request, socket, head, handler, options, tracker),
     () => socket.destroy()
@@ -2114,20 +2117,9 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const ws = new WebSocket(link, details, options);
   socket.off("error", destroySocket);
   track(ws, tracker.sockets);
-  serve(ws, handler, options);
+  runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
 }
-function serve(ws, handler, options) {
-  const failed = (error) => ws.close(CloseCode.INTERNAL_ERROR).then(() => {
-    if (error !== endOf(ws)) reportError(options, error, ws);
-  });
-  let result;
-  try {
-    result = handler(ws);
-  } catch (error) {
-    void failed(error);
-    return;
-  }
-  Promise.resolve(result).then(() => ws.close(CloseCode.NORMAL_CLOSURE), failed);
+function ignoreValue() {
 }
 async function verifyWithTimeout(verify, options, request) {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;

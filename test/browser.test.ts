@@ -37,7 +37,7 @@ import { PROTOCOL, runAbnormalClose, runClientScenario, runEdgeScenario, scenari
 import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
-import { Cdp, chromiumMissing, findRoot, launchChromium, stopChromium, withTimeout } from './chromium.ts';
+import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, withTimeout } from './chromium.ts';
 import type { Browser } from './chromium.ts';
 
 const SCENARIO_MS = 120_000;
@@ -163,12 +163,8 @@ before(async () => {
 
 after(async () => {
   try {
-    if (cdp) {
-      await cdp.call('Browser.close', {}, undefined, 5_000).catch(() => undefined);
-      await withTimeout(cdp.ws.close(), 5_000, 'DevTools close').catch(() => undefined);
-    }
+    await closeChromium(cdp, browser);
   } finally {
-    if (browser) await stopChromium(browser);
     await Promise.allSettled([scenarioServer?.close(), killerServer?.close(), closeHttp(staticServer)]);
     if (workDir) await rm(workDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   }

@@ -232,6 +232,18 @@ function groupAlive(pid: number): boolean {
   }
 }
 
+/** Asks Chromium to close over DevTools, closes the DevTools connection, then makes sure the process group is gone. */
+export async function closeChromium(cdp: Cdp | undefined, browser: Browser | undefined): Promise<void> {
+  try {
+    if (cdp) {
+      await cdp.call('Browser.close', {}, undefined, 5_000).catch(() => undefined);
+      await withTimeout(cdp.ws.close(), 5_000, 'DevTools close').catch(() => undefined);
+    }
+  } finally {
+    if (browser) await stopChromium(browser);
+  }
+}
+
 /** Kills Chromium's process group (only the processes it started) and waits until it is gone. */
 export async function stopChromium(browser: Browser): Promise<void> {
   const pid = browser.process.pid;

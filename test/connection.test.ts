@@ -251,6 +251,35 @@ for (const side of ['client', 'server'] as const) {
       assert.ok(closed.code === 1006 || closed.code === 1011, `code ${closed.code}`);
     });
 
+    test('closed read for the first time after the end still resolves, with the code the peer sent', async () => {
+      await using p = await pair(side);
+      await p.remote.close(4005, 'late reader');
+      await assert.rejects(p.local.receive(), (error: WebSocketError) => error.code === 4005);
+      // Give the transport its close event: `closed` is made only now, after the connection is gone.
+      for (let i = 0; i < 100 && p.local.closeCode === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(await p.local.closed, { code: 4005, reason: 'late reader' });
+    });
+
+    test('iteration: break ends only the loop; after the end, a new loop yields nothing and next() keeps saying done', async () => {
+      await using p = await pair(side);
+      for (const message of ['a', 'b', 'c']) await p.remote.send(message);
+      const first: string[] = [];
+      for await (const message of p.local) {
+        first.push(message as string);
+        if (first.length === 2) break;
+      }
+      assert.deepEqual(first, ['a', 'b']);
+      assert.equal(await p.local.receive(), 'c', 'break closes nothing and drops nothing');
+      await p.remote.close(1000);
+      const iterator = p.local[Symbol.asyncIterator]();
+      assert.deepEqual(await iterator.next(), { value: undefined, done: true });
+      assert.deepEqual(await iterator.next(), { value: undefined, done: true });
+      const later: unknown[] = [];
+      for await (const message of p.local) later.push(message);
+      assert.deepEqual(later, []);
+    });
+
     test('handshake details are filled in', async () => {
       await using p = await pair(side);
       const client = side === 'client' ? p.local : p.remote;

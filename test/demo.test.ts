@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, WebSocketError } from '../websockets.ts';
 import type { WebSocket } from '../websockets.ts';
-import { Cdp, chromiumMissing, findRoot, launchChromium, stopChromium, withTimeout } from './chromium.ts';
+import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, withTimeout } from './chromium.ts';
 import type { Browser, CdpMessage } from './chromium.ts';
 
 const root = findRoot();
@@ -187,12 +187,8 @@ before(async () => {
 after(async () => {
   await Promise.allSettled(clients.map((client) => client.close()));
   try {
-    if (cdp) {
-      await cdp.call('Browser.close', {}, undefined, 5_000).catch(() => undefined);
-      await withTimeout(cdp.ws.close(), 5_000, 'DevTools close').catch(() => undefined);
-    }
+    await closeChromium(cdp, browser);
   } finally {
-    if (browser) await stopChromium(browser);
     if (demo) await stopDemo(demo).catch(() => undefined);
     if (profile) await rm(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   }

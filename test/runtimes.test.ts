@@ -16,11 +16,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { connect, listen } from '../websockets.ts';
@@ -29,19 +28,10 @@ import { PROTOCOL, runClientScenario, runEdgeScenario, scenarioHandler } from '.
 import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
+import { findRoot } from './chromium.ts';
 
 /** A first run downloads the runtime from the npm registry. */
 const RUN_MS = 180_000;
-
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'websockets.ts'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the repository root (websockets.ts) above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
-  return dir;
-}
 
 interface Runtime {
   name: string;

@@ -1,11 +1,36 @@
-/**
- * websockets.ts — a WebSocket client and server for Node.js in one file, with the same small
- * API over the browser's native WebSocket.
+/*!
+ * websockets.ts 0.1.0 — a WebSocket client and server for Node.js in one file, with the same
+ * small API over the browser's native WebSocket. npm: websockets.ts; JSR: @websockets-ts/websockets.
  *
+ * SPDX-License-Identifier: MIT
+ *
+ * Copyright (c) 2026 the websockets.ts authors
+ *
+ * Permission is hereby granted, free of charge, to any person obtaining a copy
+ * of this software and associated documentation files (the "Software"), to deal
+ * in the Software without restriction, including without limitation the rights
+ * to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+ * copies of the Software, and to permit persons to whom the Software is
+ * furnished to do so, subject to the following conditions:
+ *
+ * The above copyright notice and this permission notice shall be included in all
+ * copies or substantial portions of the Software.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+ * IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+ * FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+ * AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+ * LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+ * OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+ * SOFTWARE.
+ */
+
+/**
  * Protocol: RFC 6455 (https://www.rfc-editor.org/rfc/rfc6455). API after Julia's HTTP.jl
  * `WebSockets` module: a `WebSocket` you `receive` from, `send` to, `ping`, `pong`, `close`
  * and iterate; `open(url, handler)` for clients and `listen(host, port, handler)` for servers.
- * Zero dependencies: Node built-ins are imported lazily, so this file also loads in a browser.
+ * Zero dependencies: Node built-ins are loaded lazily (process.getBuiltinModule, Node ≥ 20.16),
+ * so this file loads and bundles for a browser too, with no `node:` import for a bundler to resolve.
  *
  * Contents
  *   1. Constants and errors
@@ -61,7 +86,7 @@ const CloseCode = {
   TLS_HANDSHAKE: 1015,
 } as const;
 
-const CLOSE_CODE_DESCRIPTIONS: Record<number, string> = {
+const CLOSE_CODE_DESCRIPTIONS: Partial<Record<number, string>> = {
   1000: 'normal closure',
   1001: 'going away',
   1002: 'protocol error',
@@ -80,26 +105,26 @@ const CLOSE_CODE_DESCRIPTIONS: Record<number, string> = {
 };
 
 function describeCloseCode(code: number): string {
-  if (code in CLOSE_CODE_DESCRIPTIONS) return CLOSE_CODE_DESCRIPTIONS[code];
+  const description = CLOSE_CODE_DESCRIPTIONS[code];
+  if (description !== undefined) return description;
   if (code >= 4000 && code <= 4999) return 'private use';
   if (code >= 3000 && code <= 3999) return 'registered';
   return 'unknown';
 }
 
 const KiB = 1024;
-const MiB = 1024 * KiB;
 
 /** Defaults of every limit and timer; each one is an option. Durations in milliseconds. */
 const DEFAULTS = {
-  maxMessageSize: 16 * MiB, // inclusive; Autobahn 9.* sends exactly 16 MiB
+  maxMessageSize: 16_777_216, // 16 MiB, inclusive; Autobahn 9.* sends exactly 16 MiB
   maxFragments: 131_072, // Autobahn 9.3.1 sends 4 MiB in 65,536 fragments
   closeTimeout: 5_000,
   pingInterval: 20_000,
   pingTimeout: 20_000,
   handshakeTimeout: 10_000,
-  highWaterMark: 64 * KiB,
+  highWaterMark: 65_536, // 64 KiB
   maxQueuedMessages: 1_024,
-  maxQueuedBytes: 1 * MiB,
+  maxQueuedBytes: 1_048_576, // 1 MiB
 };
 
 /** Most request headers a server accepts (a browser sends about 15). */
@@ -111,72 +136,99 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Options of one WebSocket connection, on either side. */
 interface ConnectionOptions {
   /** Largest message accepted, in bytes, inclusive; larger closes with 1009. 0: no limit. */
-  maxMessageSize?: number;
+  maxMessageSize?: number | undefined;
   /** Most frames in one message (empty ones count); more closes with 1009. 0: no limit. */
-  maxFragments?: number;
+  maxFragments?: number | undefined;
   /** Keepalive: ping this often (ms). 0 disables keepalive. */
-  pingInterval?: number;
+  pingInterval?: number | undefined;
   /** Keepalive: close with 1011 if no pong arrives within this time (ms). */
-  pingTimeout?: number;
+  pingTimeout?: number | undefined;
   /** How long the closing handshake may take before the socket is destroyed (ms). */
-  closeTimeout?: number;
+  closeTimeout?: number | undefined;
   /** How long the opening handshake may take (ms). 0: no limit. */
-  handshakeTimeout?: number;
+  handshakeTimeout?: number | undefined;
   /** `send()` resolves once no more than this many bytes wait in the socket's buffer. */
-  highWaterMark?: number;
+  highWaterMark?: number | undefined;
   /** Unreceived messages kept before the socket stops reading (TCP backpressure). */
-  maxQueuedMessages?: number;
+  maxQueuedMessages?: number | undefined;
   /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
-  maxQueuedBytes?: number;
+  maxQueuedBytes?: number | undefined;
   /** permessage-deflate (RFC 7692): `true` for the defaults, or its settings. Off by default. */
-  compression?: boolean | CompressionOptions;
+  compression?: boolean | CompressionOptions | undefined;
 }
 
 /** Settings of permessage-deflate (RFC 7692). Window bits are 8–15. */
 interface CompressionOptions {
   /** Ask (client) or make (server) the server reset its compression context after each message. */
-  serverNoContextTakeover?: boolean;
+  serverNoContextTakeover?: boolean | undefined;
   /** Ask (client) or make (server) the client reset its compression context after each message. */
-  clientNoContextTakeover?: boolean;
+  clientNoContextTakeover?: boolean | undefined;
   /** Largest LZ77 window the server may compress with. */
-  serverMaxWindowBits?: number;
+  serverMaxWindowBits?: number | undefined;
   /** Largest LZ77 window the client may compress with. */
-  clientMaxWindowBits?: number;
+  clientMaxWindowBits?: number | undefined;
   /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
-  threshold?: number;
+  threshold?: number | undefined;
   /** zlib compression level, 0–9. Default 6. */
-  level?: number;
+  level?: number | undefined;
   /** zlib memory level, 1–9. Default 8. */
-  memLevel?: number;
+  memLevel?: number | undefined;
 }
 
-/** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
-interface ClientTlsOptions {
-  ca?: string | Uint8Array | Array<string | Uint8Array>;
-  cert?: string | Uint8Array | Array<string | Uint8Array>;
-  key?: string | Uint8Array | Array<string | Uint8Array>;
-  servername?: string;
-  rejectUnauthorized?: boolean;
-  [option: string]: unknown;
+/** PEM text or DER bytes (a Buffer is a Uint8Array), or several. */
+type PemInput = string | Uint8Array | Array<string | Uint8Array>;
+
+/**
+ * The node:tls options both sides share, typed as node:tls types them, so that options typed
+ * with @types/node (`tls.ConnectionOptions`, `tls.SecureContextOptions`) pass as they are.
+ * Whatever else is set is handed to node:tls too.
+ */
+interface TlsOptions {
+  ca?: PemInput | undefined;
+  cert?: PemInput | undefined;
+  /** PEM, or several keys, each possibly with its own passphrase. */
+  key?: PemInput | Array<string | Uint8Array | { pem: string | Uint8Array; passphrase?: string | undefined }> | undefined;
+  /** A PKCS#12 bundle instead of `key` and `cert`. */
+  pfx?: PemInput | Array<string | Uint8Array | { buf: string | Uint8Array; passphrase?: string | undefined }> | undefined;
+  passphrase?: string | undefined;
+  crl?: PemInput | undefined;
+  ciphers?: string | undefined;
+  ecdhCurve?: string | undefined;
+  sigalgs?: string | undefined;
+  minVersion?: string | undefined;
+  maxVersion?: string | undefined;
+  rejectUnauthorized?: boolean | undefined;
+  /** A `tls.createSecureContext()` result. */
+  secureContext?: object | undefined;
 }
 
-/** TLS options for a `wss://` server, passed to `node:https` (`key` and `cert` at least). */
-interface ServerTlsOptions {
-  key: string | Uint8Array | Array<string | Uint8Array>;
-  cert: string | Uint8Array | Array<string | Uint8Array>;
-  [option: string]: unknown;
+/** TLS options for a `wss://` client, handed to `tls.connect`. */
+interface ClientTlsOptions extends TlsOptions {
+  servername?: string | undefined;
+  session?: Uint8Array | undefined;
+  /** Checks the server's certificate (node:tls passes a `PeerCertificate`); return an Error to refuse it. */
+  checkServerIdentity?: ((hostname: string, certificate: never) => Error | undefined) | undefined;
+}
+
+/** TLS options for a `wss://` server, handed to `https.createServer`: `key` and `cert` (or `pfx`) at least. */
+interface ServerTlsOptions extends TlsOptions {
+  requestCert?: boolean | undefined;
+  honorCipherOrder?: boolean | undefined;
+  sessionTimeout?: number | undefined;
+  dhparam?: string | Uint8Array | undefined;
+  SNICallback?: ((servername: string, callback: (error: Error | null, context?: object) => void) => void) | undefined;
 }
 
 /** Options of `open` and `connect`. */
 interface ClientOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
-  protocols?: string | string[];
+  protocols?: string | string[] | undefined;
   /** Extra request headers (Node only; a browser cannot set them). */
-  headers?: Record<string, string>;
+  headers?: Record<string, string> | undefined;
   /** Aborts the opening handshake. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** TLS options for `wss://` (Node only). */
-  tls?: ClientTlsOptions;
+  tls?: ClientTlsOptions | undefined;
 }
 
 /** The handshake request: method, request target and headers (names in lower case). */
@@ -195,26 +247,26 @@ interface ResponseInfo {
 /** How a server refuses a handshake. */
 interface Refusal {
   status: number;
-  headers?: Record<string, string>;
-  body?: string;
+  headers?: Record<string, string> | undefined;
+  body?: string | undefined;
 }
 
 /** Options of `listen` and `upgrade`. */
 interface ServerOptions extends ConnectionOptions {
   /** Subprotocols the server accepts, in its order of preference (first match wins). */
-  protocols?: string[];
+  protocols?: string[] | undefined;
   /** Picks the subprotocol among those the client offered; return '' or undefined for none. */
   selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
   /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
-  verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
+  verify?: ((request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>) | undefined;
   /** Where errors of the handler (with its `ws`) and of `verify`/`selectProtocol` (no `ws`) go; the default writes them to stderr. */
-  onError?: (error: unknown, ws?: WebSocket) => void;
+  onError?: ((error: unknown, ws?: WebSocket) => void) | undefined;
   /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
-  tls?: ServerTlsOptions;
+  tls?: ServerTlsOptions | undefined;
   /** Largest request header block, in bytes; larger gets 431 (`listen` only; node:http's default is 16 KiB). */
-  maxHeaderSize?: number;
+  maxHeaderSize?: number | undefined;
   /** Most request headers; more gets 431. Default 100. */
-  maxHeaders?: number;
+  maxHeaders?: number | undefined;
 }
 
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
@@ -307,7 +359,7 @@ type Allocate = (size: number) => Uint8Array;
 const allocateZeroed: Allocate = (size) => new Uint8Array(size);
 
 function concatBytes(parts: Uint8Array[], length = byteLength(parts), allocate = allocateZeroed): Uint8Array {
-  if (parts.length === 1) return parts[0];
+  if (parts.length === 1) return parts[0]!;
   const out = allocate(length);
   copyParts(parts, out);
   return out;
@@ -344,15 +396,15 @@ function base64(bytes: Uint8Array): string {
 type Timer = ReturnType<typeof setTimeout>;
 
 /** Runs `callback` in a later macrotask, after the pending microtasks (the application's turn). */
-const defer: (callback: () => void) => void =
-  typeof setImmediate === 'function' ? (callback) => void setImmediate(callback) : (callback) => void setTimeout(callback, 0);
+const setImmediateIfAny = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+const defer: (callback: () => void) => void = setImmediateIfAny ? (callback) => void setImmediateIfAny(callback) : (callback) => void setTimeout(callback, 0);
 
 /** The UTF-8 bytes of `text`, cut to at most `limit` bytes at a character boundary. */
 function truncateUtf8(text: string, limit: number): Uint8Array {
   const bytes = textEncoder.encode(text);
   if (bytes.length <= limit) return bytes;
   let end = limit;
-  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--; // do not cut a multi-byte sequence
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // do not cut a multi-byte sequence
   return bytes.subarray(0, end);
 }
 
@@ -434,7 +486,7 @@ interface ClientHello {
  */
 function checkClientRequest(method: string, httpVersion: string, headers: Record<string, string>): ClientHello | Refusal {
   if (method !== 'GET') return { status: 405, headers: { Allow: 'GET' }, body: 'the WebSocket handshake must be a GET request' };
-  const [major, minor] = httpVersion.split('.').map(Number);
+  const [major = 0, minor = 0] = httpVersion.split('.').map(Number);
   if (!(major > 1 || (major === 1 && minor >= 1))) return { status: 400, body: 'the WebSocket handshake needs HTTP/1.1' };
   if (!hasToken(headers['upgrade'], 'websocket')) {
     return { status: 426, headers: { Upgrade: 'websocket' }, body: 'this is a WebSocket endpoint: Upgrade: websocket required' };
@@ -549,17 +601,30 @@ function checkCompressionOptions(compression: boolean | CompressionOptions | und
 function parseExtensions(header: string): ExtensionOffer[] | null {
   const offers: ExtensionOffer[] = [];
   for (const item of header.split(',')) {
-    const [name, ...rawParams] = item.split(';').map((part) => part.trim());
+    const [name = '', ...rawParams] = item.split(';').map((part) => part.trim());
+    if (name === '' && rawParams.length === 0) continue; // RFC 7230 §7: empty list elements are ignored
     if (!TOKEN.test(name)) return null;
     const params = new Map<string, string | true>();
     for (const raw of rawParams) {
-      const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"))?$/.exec(raw);
-      if (!match || params.has(match[1])) return null; // RFC 7692 §7.1: no parameter twice
-      params.set(match[1], match[2] ?? match[3] ?? true);
+      const parameter = parseExtensionParameter(raw);
+      if (!parameter || params.has(parameter[0])) return null; // RFC 7692 §7.1: no parameter twice
+      params.set(...parameter);
     }
     offers.push({ name, params });
   }
   return offers;
+}
+
+/** `name`, `name=token` or `name="quoted"`, where the unescaped quoted value must be a token too (RFC 6455 §9.1). */
+const EXTENSION_PARAMETER = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"((?:[^"\\]|\\.)*)"))?$/;
+
+function parseExtensionParameter(raw: string): [string, string | true] | null {
+  const match = EXTENSION_PARAMETER.exec(raw);
+  if (!match) return null;
+  const [, name = '', token, quoted] = match;
+  if (quoted === undefined) return [name, token ?? true];
+  const value = quoted.replace(/\\(.)/g, '$1'); // RFC 7230 §3.2.6: a quoted-pair stands for its second character
+  return TOKEN.test(value) ? [name, value] : null;
 }
 
 /** A window-bits value: an integer from 8 to 15 (RFC 7692 §7.1.2), or null. */
@@ -628,8 +693,9 @@ function checkDeflateResponse(header: string | undefined, offered: CompressionOp
   const fail = (why: string) => new WebSocketError(CloseCode.MANDATORY_EXTENSION, `the server's extensions are not acceptable: ${why} (${header})`);
   const extensions = parseExtensions(header);
   if (!extensions) throw fail('malformed header');
-  if (!offered || extensions.length !== 1 || extensions[0].name !== DEFLATE) throw fail('not what was offered');
-  const { params } = extensions[0];
+  const [extension] = extensions;
+  if (!offered || !extension || extensions.length !== 1 || extension.name !== DEFLATE) throw fail('not what was offered');
+  const { params } = extension;
   for (const [key, value] of params) {
     if (!DEFLATE_PARAMS.has(key)) throw fail(`unknown parameter ${key}`);
     if (key.endsWith('no_context_takeover') ? value !== true : windowBits(value) === null) throw fail(`invalid value for ${key}`);
@@ -664,7 +730,7 @@ function applyMask(data: Uint8Array, key: Uint8Array, offset = 0): void {
 
 /** The masking key at `key[at]` as one 32-bit number, its first byte in the low byte: the key's bytes in little-endian memory. */
 function keyWord(key: Uint8Array, at = 0): number {
-  return key[at] | (key[at + 1] << 8) | (key[at + 2] << 16) | (key[at + 3] << 24);
+  return key[at]! | (key[at + 1]! << 8) | (key[at + 2]! << 16) | (key[at + 3]! << 24);
 }
 
 /** The key word for a payload that starts at byte `offset`: key[offset & 3] moves to the low byte. */
@@ -766,7 +832,7 @@ function maskWords(data: Uint8Array, keyWord: number, offset: number): void {
   let i = 0;
   if (length >= 32 && LITTLE_ENDIAN) {
     const head = (4 - (data.byteOffset & 3)) & 3;
-    for (; i < head; i++) data[i] ^= rotateKey(keyWord, offset + i) & 0xff;
+    for (; i < head; i++) data[i]! ^= rotateKey(keyWord, offset + i) & 0xff;
     const words = (length - i) >>> 2;
     const word = rotateKey(keyWord, offset + i);
     // Int32Array, not Uint32Array: values stay small integers for V8 (no boxing to doubles);
@@ -775,15 +841,15 @@ function maskWords(data: Uint8Array, keyWord: number, offset: number): void {
     const unrolled = words - (words & 3);
     let w = 0;
     for (; w < unrolled; w += 4) {
-      view[w] ^= word;
-      view[w + 1] ^= word;
-      view[w + 2] ^= word;
-      view[w + 3] ^= word;
+      view[w]! ^= word;
+      view[w + 1]! ^= word;
+      view[w + 2]! ^= word;
+      view[w + 3]! ^= word;
     }
-    for (; w < words; w++) view[w] ^= word;
+    for (; w < words; w++) view[w]! ^= word;
     i += words << 2;
   }
-  for (; i < length; i++) data[i] ^= rotateKey(keyWord, offset + i) & 0xff;
+  for (; i < length; i++) data[i]! ^= rotateKey(keyWord, offset + i) & 0xff;
 }
 
 /** Bytes of a frame header for a payload of this length (RFC 6455 §5.2: 7, 16 or 64-bit length). */
@@ -947,7 +1013,7 @@ class FrameParser {
     const held = this.#held ?? [];
     this.#held = null;
     for (let i = 0; i < held.length; i++) {
-      this.push(held[i]);
+      this.push(held[i]!);
       if (this.#held) {
         (this.#held as Uint8Array[]).push(...held.slice(i + 1));
         return;
@@ -990,8 +1056,8 @@ class FrameParser {
   #readHeader(bytes: Uint8Array, offset: number): number {
     const available = bytes.length - offset;
     if (available < 2) return 0;
-    const first = bytes[offset];
-    const second = bytes[offset + 1];
+    const first = bytes[offset]!;
+    const second = bytes[offset + 1]!;
     const masked = (second & 0x80) !== 0;
     let length = second & 0x7f;
     const size = (length < 126 ? 2 : length === 126 ? 4 : 10) + (masked ? 4 : 0);
@@ -1006,12 +1072,12 @@ class FrameParser {
     // RFC 6455 §5.1: a client masks every frame it sends; a server masks none.
     if (masked !== this.#expectMasked) throw protocolError(masked ? 'masked frame from a server' : 'unmasked frame from a client');
     if (length === 126) {
-      length = (bytes[offset + 2] << 8) | bytes[offset + 3];
+      length = (bytes[offset + 2]! << 8) | bytes[offset + 3]!;
     } else if (length === 127) {
       // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0.
-      if (bytes[offset + 2] & 0x80) throw protocolError('frame length has its most significant bit set');
-      const high = ((bytes[offset + 2] << 24) | (bytes[offset + 3] << 16) | (bytes[offset + 4] << 8) | bytes[offset + 5]) >>> 0;
-      const low = ((bytes[offset + 6] << 24) | (bytes[offset + 7] << 16) | (bytes[offset + 8] << 8) | bytes[offset + 9]) >>> 0;
+      if (bytes[offset + 2]! & 0x80) throw protocolError('frame length has its most significant bit set');
+      const high = ((bytes[offset + 2]! << 24) | (bytes[offset + 3]! << 16) | (bytes[offset + 4]! << 8) | bytes[offset + 5]!) >>> 0;
+      const low = ((bytes[offset + 6]! << 24) | (bytes[offset + 7]! << 16) | (bytes[offset + 8]! << 8) | bytes[offset + 9]!) >>> 0;
       length = high * 2 ** 32 + low;
     }
     if (isControl(opcode)) {
@@ -1062,7 +1128,7 @@ function protocolError(reason: string): WebSocketError {
 function parseClosePayload(payload: Uint8Array): CloseInfo {
   if (payload.length === 0) return { code: CloseCode.NO_STATUS_RECEIVED, reason: '' };
   if (payload.length === 1) throw protocolError('close frame with a 1-byte payload');
-  const code = (payload[0] << 8) | payload[1];
+  const code = (payload[0]! << 8) | payload[1]!;
   if (!isValidCloseCode(code)) throw protocolError(`invalid close code ${code}`);
   let reason: string;
   try {
@@ -1170,7 +1236,7 @@ interface ConnectionDetails {
   response?: ResponseInfo;
   protocol: string;
   extensions: string;
-  remoteAddress?: string;
+  remoteAddress?: string | undefined;
 }
 
 /** A receive() waiting for a message, or an iterator's next() (which gets an IteratorResult). */
@@ -1310,7 +1376,7 @@ class WebSocket implements AsyncIterable<Data> {
     }
 
     ended(error: WebSocketError, info?: CloseInfo): void {
-      this.#ws.#closeInfo ??= info;
+      if (info) this.#ws.#closeInfo ??= info;
       this.#ws.#onEnded(error);
     }
 
@@ -1457,7 +1523,7 @@ class WebSocket implements AsyncIterable<Data> {
 
   #dequeue(): Data {
     const queue = this.#queue as Data[];
-    const message = queue[this.#queueHead];
+    const message = queue[this.#queueHead]!;
     queue[this.#queueHead++] = '';
     this.#queuedBytes -= message.length;
     if (this.#queueHead === queue.length) {
@@ -1554,7 +1620,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #messageBuffer: Uint8Array | null = null;
   #messageFilled = 0;
   #textParts: string[] | null = null;
-  #textDecoder: TextDecoder | null = null;
+  #textDecoder: InstanceType<typeof TextDecoder> | null = null;
   #frameOpcode = 0;
   #frameFin = false;
   #controlParts: Uint8Array[] | null = null;
@@ -2003,7 +2069,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   async #sendCompressed(parts: Array<[Uint8Array, number]>): Promise<void> {
     const compression = this.#compression as MessageCompression;
     for (let index = 0; index < parts.length; index++) {
-      const [bytes, opcode] = parts[index];
+      const [bytes, opcode] = parts[index]!;
       const last = index === parts.length - 1;
       const payload = await compression.compress(bytes, last);
       if (!this.#canWrite()) throw this.#sendError();
@@ -2233,8 +2299,9 @@ function readFragments(chunks: Iterable<Chunk>): Array<[Uint8Array, number]> {
     throw new TypeError('send() takes a string, bytes, or an iterable or async iterable of them');
   }
   const parts = Array.from(chunks, encodeChunk);
-  if (parts.length === 0) return [[new Uint8Array(0), Opcode.BINARY]];
-  if (parts.some(([, opcode]) => opcode !== parts[0][1])) throw new TypeError('a fragmented message mixes strings and bytes');
+  const [first] = parts;
+  if (!first) return [[new Uint8Array(0), Opcode.BINARY]];
+  if (parts.some(([, opcode]) => opcode !== first[1])) throw new TypeError('a fragmented message mixes strings and bytes');
   return parts;
 }
 
@@ -2296,20 +2363,144 @@ async function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<
 // 5. Node transport
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 
-type NodeHttp = typeof import('node:http');
-type NodeHttps = typeof import('node:https');
-type NodeCrypto = typeof import('node:crypto');
-type NodeZlib = typeof import('node:zlib');
-type NodeSocket = import('node:net').Socket;
-type NodeIncomingMessage = import('node:http').IncomingMessage;
-type ZlibStream = import('node:zlib').DeflateRaw | import('node:zlib').InflateRaw;
+// The few parts of Node's built-ins this file uses, declared structurally (as the WebAssembly
+// API above is), so the file type-checks without @types/node and without the DOM lib. Real
+// Node objects satisfy them; the built-ins are reached through `process.getBuiltinModule`
+// (Node ≥ 20.16, Deno, Bun), so no `node:` specifier is left for a browser bundler to resolve.
+
+/** A listener of a Node event; the arguments are the event's. */
+type NodeListener = (...args: never[]) => void;
+
+interface NodeEmitter {
+  on(event: string, listener: NodeListener): unknown;
+  once(event: string, listener: NodeListener): unknown;
+  off(event: string, listener: NodeListener): unknown;
+}
+
+/**
+ * The socket of an upgraded HTTP request, as `upgrade()` takes it: what node:http's 'upgrade'
+ * event gives (typed `stream.Duplex`, in fact a `net.Socket` or a `tls.TLSSocket`).
+ */
+interface UpgradeSocket {
+  write(bytes: Uint8Array | string, callback?: (error?: Error | null) => void): boolean;
+  end(bytes?: Uint8Array | string): unknown;
+  destroy(error?: Error): unknown;
+  cork(): void;
+  uncork(): void;
+  pause(): unknown;
+  resume(): unknown;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+  readonly writableLength: number;
+}
+
+/** A `net.Socket` or `tls.TLSSocket`. */
+interface NodeSocket extends UpgradeSocket, NodeEmitter {
+  setNoDelay?(noDelay?: boolean): unknown;
+  readonly remoteAddress?: string | undefined;
+}
+
+/** Request headers as `node:http` gives them (names in lower case). */
+type NodeHeaders = Readonly<Record<string, string | string[] | undefined>>;
+
+/** The request of an upgrade, as `upgrade()` takes it: node:http's `IncomingMessage`. */
+interface UpgradeRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly httpVersion: string;
+  readonly headers: NodeHeaders;
+  readonly rawHeaders: readonly string[];
+}
+
+/** An `http.IncomingMessage`: a request a server received, or the response a client got. */
+interface NodeIncomingMessage extends UpgradeRequest, NodeEmitter {
+  readonly statusCode?: number | undefined;
+  readonly statusMessage?: string | undefined;
+  resume(): unknown;
+}
+
+interface NodeServerResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(body: string): unknown;
+}
+
+interface NodeHttpServer extends NodeEmitter {
+  maxHeadersCount: number | null;
+  listen(port: number, host: string, callback: () => void): unknown;
+  address(): { port: number } | string | null;
+  close(callback: () => void): unknown;
+  closeAllConnections(): void;
+}
+
+interface NodeClientRequest extends NodeEmitter {
+  end(): unknown;
+  destroy(): unknown;
+}
+
+type RequestListener = (request: NodeIncomingMessage, response: NodeServerResponse) => void;
+
+interface NodeHttp {
+  request(options: object): NodeClientRequest;
+  createServer(options: object, listener: RequestListener): NodeHttpServer;
+}
+
+interface NodeHttps {
+  createServer(options: object, listener: RequestListener): NodeHttpServer;
+}
+
+interface NodeNet {
+  connect(options: object): NodeSocket;
+  isIP(host: string): number;
+}
+
+interface NodeTls {
+  connect(options: object): NodeSocket;
+}
+
+interface ZlibOptions {
+  windowBits?: number;
+  level?: number;
+  memLevel?: number;
+}
+
+/** A `zlib.DeflateRaw` or `zlib.InflateRaw`. */
+interface ZlibStream extends NodeEmitter {
+  write(bytes: Uint8Array): boolean;
+  flush(kind: number, callback: () => void): void;
+  close(): void;
+  readonly readableEnded: boolean;
+}
+
+interface NodeZlib {
+  createDeflateRaw(options: ZlibOptions): ZlibStream;
+  createInflateRaw(options: ZlibOptions): ZlibStream;
+  readonly constants: { readonly Z_SYNC_FLUSH: number; readonly Z_DEFAULT_COMPRESSION: number };
+}
+
+interface NodeCrypto {
+  createHash(algorithm: string): { update(text: string): { digest(encoding: 'base64'): string } };
+}
+
+interface NodeBuffer {
+  allocUnsafe(size: number): Uint8Array;
+  allocUnsafeSlow(size: number): Uint8Array;
+}
+
+interface NodeProcess {
+  readonly versions: { readonly node?: string | undefined };
+  getBuiltinModule?(id: string): unknown;
+  nextTick(callback: () => void): void;
+}
+
+/** `process` where there is one (Node, Deno, Bun), undefined in a browser. */
+const nodeProcess: NodeProcess | undefined = (globalThis as { process?: NodeProcess }).process;
+const isNode = typeof nodeProcess?.versions?.node === 'string';
 
 interface NodeModules {
   http: NodeHttp;
   https: NodeHttps;
-  net: typeof import('node:net');
-  tls: typeof import('node:tls');
-  isIP(host: string): number;
+  net: NodeNet;
+  tls: NodeTls;
   zlib: NodeZlib;
   sha1Base64(text: string): string;
   /** `Buffer.allocUnsafe`: no zero-filling, and a Buffer is written to a socket without conversion. */
@@ -2320,30 +2511,30 @@ interface NodeModules {
   nextTick(callback: () => void): void;
 }
 
-let nodeModules: Promise<NodeModules> | undefined;
+let nodeModules: NodeModules | undefined;
 
-/** Node built-ins, imported on first use so that this file loads in a browser. */
-function loadNode(): Promise<NodeModules> {
-  nodeModules ??= Promise.all([
-    import('node:http'), import('node:https'), import('node:net'), import('node:tls'), import('node:zlib'), import('node:crypto'), import('node:buffer'),
-    import('node:process'),
-  ]).then(
-    ([http, https, net, tls, zlib, crypto, { Buffer }, process]: [
-      NodeHttp, NodeHttps, typeof import('node:net'), typeof import('node:tls'), NodeZlib, NodeCrypto, typeof import('node:buffer'), typeof import('node:process'),
-    ]) => ({
-      http,
-      https,
-      net,
-      tls,
-      isIP: net.isIP,
-      zlib,
-      sha1Base64: (text: string) => crypto.createHash('sha1').update(text).digest('base64'),
-      allocateFrame: (size: number) => Buffer.allocUnsafe(size),
-      allocateMessage: (size: number) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
-      nextTick: (callback: () => void) => process.nextTick(callback),
-    }),
-  );
-  return nodeModules;
+/** Node built-ins, loaded on first use; a runtime without them gets a clear error. */
+function loadNode(): NodeModules {
+  return (nodeModules ??= loadBuiltins());
+}
+
+function loadBuiltins(): NodeModules {
+  const process = nodeProcess;
+  const load = process?.getBuiltinModule?.bind(process);
+  if (!process || !load) throw new Error('websockets.ts needs Node.js 20.16 or newer (process.getBuiltinModule)');
+  const crypto = load('crypto') as NodeCrypto;
+  const { Buffer } = load('buffer') as { Buffer: NodeBuffer };
+  return {
+    http: load('http') as NodeHttp,
+    https: load('https') as NodeHttps,
+    net: load('net') as NodeNet,
+    tls: load('tls') as NodeTls,
+    zlib: load('zlib') as NodeZlib,
+    sha1Base64: (text) => crypto.createHash('sha1').update(text).digest('base64'),
+    allocateFrame: (size) => Buffer.allocUnsafe(size),
+    allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
+    nextTick: (callback) => process.nextTick(callback),
+  };
 }
 
 /** Runs at most `limit` tasks at once; the others wait their turn, in order. */
@@ -2426,14 +2617,14 @@ function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOut
 class ZlibCompression implements MessageCompression {
   readonly threshold: number;
   readonly #zlib: NodeZlib;
-  readonly #deflateOptions: import('node:zlib').ZlibOptions;
-  readonly #inflateOptions: import('node:zlib').ZlibOptions;
+  readonly #deflateOptions: ZlibOptions;
+  readonly #inflateOptions: ZlibOptions;
   /** Our side's no_context_takeover: a fresh deflate context for each message. */
   readonly #resetDeflater: boolean;
   /** The peer's no_context_takeover: nothing to remember between its messages. */
   readonly #resetInflater: boolean;
-  #deflater: import('node:zlib').DeflateRaw | null = null;
-  #inflater: import('node:zlib').InflateRaw | null = null;
+  #deflater: ZlibStream | null = null;
+  #inflater: ZlibStream | null = null;
 
   constructor(zlib: NodeZlib, agreed: DeflateParameters, client: boolean, settings: CompressionOptions) {
     this.#zlib = zlib;
@@ -2499,12 +2690,10 @@ class ZlibCompression implements MessageCompression {
 }
 
 /** A zlib stream whose late errors (after it was given up on) cannot crash the process. */
-function quiet<T extends ZlibStream>(stream: T): T {
+function quiet(stream: ZlibStream): ZlibStream {
   stream.on('error', () => {});
   return stream;
 }
-
-const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 /**
  * A Node socket as a transport. Writes made in one tick are corked and flushed together, so
@@ -2564,7 +2753,7 @@ class SocketTransport implements Transport {
     const head = this.#head;
     this.#head = null;
     this.events = events;
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
@@ -2630,7 +2819,7 @@ class SocketTransport implements Transport {
   }
 }
 
-function lowerCaseHeaders(raw: NodeIncomingMessage['headers']): Record<string, string> {
+function lowerCaseHeaders(raw: NodeHeaders): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const name in raw) {
     const value = raw[name];
@@ -2671,7 +2860,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   resolveOptions(options); // reject bad options before any I/O
   const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
-  const node = await loadNode();
+  const node = loadNode();
   const key = base64(randomBytes(16));
   const requestHeaders: Record<string, string> = {
     ...headers,
@@ -2686,16 +2875,16 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   const path = target.pathname + target.search;
   const host = target.hostname.replace(/^\[|\]$/g, '');
   const request = node.http.request({
-    ...(secure ? (options.tls as import('node:https').RequestOptions) : {}),
+    ...(secure ? options.tls : {}),
     host,
     port: target.port || (secure ? 443 : 80),
     path,
     method: 'GET',
     headers: requestHeaders,
     // A socket of its own, with no Agent (creating one per connection is costly).
-    createConnection: (connectOptions: import('node:http').ClientRequestArgs) => secure
-      ? node.tls.connect({ servername: node.isIP(host) ? undefined : host, ...(connectOptions as import('node:tls').ConnectionOptions) })
-      : node.net.connect(connectOptions as import('node:net').NetConnectOpts),
+    createConnection: (connectOptions: object) => secure
+      ? node.tls.connect({ servername: node.net.isIP(host) ? undefined : host, ...connectOptions })
+      : node.net.connect(connectOptions),
     auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined,
   });
   const requestInfo: RequestInfo = {
@@ -2720,8 +2909,8 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       if (timer) clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
     };
-    request.on('error', (cause) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
-    request.on('response', (response) => {
+    request.on('error', (cause: Error) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
+    request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
@@ -2730,8 +2919,11 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         headers: responseHeaders,
       }));
     });
-    request.on('upgrade', (response, socket: NodeSocket, head) => {
-      if (settled) return socket.destroy();
+    request.on('upgrade', (response: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => {
+      if (settled) {
+        socket.destroy();
+        return;
+      }
       settled = true;
       cleanup();
       const responseHeaders = lowerCaseHeaders(response.headers);
@@ -2799,16 +2991,23 @@ function runHandler<T>(
   Promise.resolve(result).then((value) => void ws.close(CloseCode.NORMAL_CLOSURE).then(() => returned(value)), failed);
 }
 
-/** A running WebSocket server from `listen`. */
-interface Server {
+interface ServerControls {
   readonly host: string;
   readonly port: number;
   /** `ws://host:port` (or `wss://`). */
   readonly url: string;
   /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
   close(): Promise<void>;
-  [Symbol.asyncDispose](): Promise<void>;
 }
+
+/** `Symbol.asyncDispose` where the project's lib declares it (ES2025's disposable, or @types/node); `never` elsewhere. */
+type AsyncDisposeSymbol = SymbolConstructor extends { readonly asyncDispose: infer S extends symbol } ? S : never;
+
+/** A running WebSocket server from `listen`; `await using server = await listen(…)` closes it at the end of the scope. */
+type Server = ServerControls & { readonly [K in AsyncDisposeSymbol]: () => Promise<void> };
+
+/** The runtime's `Symbol.asyncDispose` (Node has it from 20 on). */
+const ASYNC_DISPOSE: AsyncDisposeSymbol = ((Symbol as { asyncDispose?: symbol }).asyncDispose ?? Symbol.for('nodejs.asyncDispose')) as AsyncDisposeSymbol;
 
 /** Connections of one server, so that closing the server can close them. */
 interface ConnectionTracker {
@@ -2842,7 +3041,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   if (!isNode) throw new Error('listen() needs Node.js: a browser cannot accept connections');
   resolveOptions(options);
   checkCompressionOptions(options.compression);
-  const node = await loadNode();
+  const node = loadNode();
   const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   const serverOptions = {
     headersTimeout: handshakeTimeout,
@@ -2850,7 +3049,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     connectionsCheckingInterval: Math.min(handshakeTimeout || 30_000, 1_000),
     ...(options.maxHeaderSize !== undefined ? { maxHeaderSize: options.maxHeaderSize } : {}),
   };
-  const answerPlainHttp = (request: NodeIncomingMessage, response: import('node:http').ServerResponse) => {
+  const answerPlainHttp: RequestListener = (request, response) => {
     const verdict = checkClientRequest(request.method ?? '', request.httpVersion, lowerCaseHeaders(request.headers));
     // A plain HTTP request; a valid handshake without Connection: upgrade never gets here.
     const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, headers: { Upgrade: 'websocket' } };
@@ -2859,11 +3058,11 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     response.end(body);
   };
   const httpServer = options.tls
-    ? node.https.createServer({ ...(options.tls as import('node:https').ServerOptions), ...serverOptions }, answerPlainHttp)
+    ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp)
     : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker = trackConnections(options);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1; // one more, to see "too many"
-  httpServer.on('upgrade', (request, socket, head) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker));
+  httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(port, host, () => {
@@ -2881,11 +3080,11 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     port: boundPort,
     url: `${options.tls ? 'wss' : 'ws'}://${urlHost}:${boundPort}`,
     close: closeServer,
-    [Symbol.asyncDispose]: closeServer,
+    [ASYNC_DISPOSE]: closeServer,
   };
 }
 
-async function shutdown(httpServer: import('node:http').Server, tracker: ConnectionTracker): Promise<void> {
+async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker): Promise<void> {
   tracker.closing = true;
   const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
   httpServer.closeAllConnections();
@@ -2905,8 +3104,8 @@ async function shutdown(httpServer: import('node:http').Server, tracker: Connect
  * })
  */
 function upgrade(
-  request: NodeIncomingMessage,
-  socket: import('node:stream').Duplex,
+  request: UpgradeRequest,
+  socket: UpgradeSocket,
   head: Uint8Array,
   handler: (ws: WebSocket) => unknown,
   options: ServerOptions = {},
@@ -2914,14 +3113,11 @@ function upgrade(
   resolveOptions(options);
   checkCompressionOptions(options.compression);
   const tracker = trackConnections(options);
-  loadNode().then(
-    (node) => acceptUpgrade(node, request, socket as NodeSocket, head, handler, options, tracker),
-    () => socket.destroy(),
-  );
+  void acceptUpgrade(loadNode(), request, socket as NodeSocket, head, handler, options, tracker);
 }
 
 /** True if a `node:http` request asks for a WebSocket upgrade. */
-function isUpgrade(request: { headers: Record<string, string | string[] | undefined> }): boolean {
+function isUpgrade(request: { readonly headers: NodeHeaders }): boolean {
   const upgradeHeader = request.headers['upgrade'];
   return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(',') : upgradeHeader, 'websocket');
 }
@@ -2948,7 +3144,7 @@ function destroySocket(this: NodeSocket): void {
 
 async function acceptUpgrade(
   node: NodeModules,
-  request: NodeIncomingMessage,
+  request: UpgradeRequest,
   socket: NodeSocket,
   head: Uint8Array,
   handler: (ws: WebSocket) => unknown,
@@ -3145,7 +3341,7 @@ async function collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {
 /** One message from the chunks of a would-be fragmented message: one string, or one byte array. */
 function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {
   const parts = readFragments(chunks);
-  if (parts[0][1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join('');
+  if (parts[0]![1] === Opcode.TEXT) return parts.map(([bytes]) => utf8Decoder.decode(bytes)).join('');
   return concatBytes(parts.map(([bytes]) => bytes));
 }
 

@@ -15,7 +15,7 @@
 //
 // Chromium is /usr/bin/chromium (or $CHROMIUM), started on first use by the browser tests
 // (test/chromium.ts has the launcher and the CDP client). When it is missing they print
-// `SKIPPED: chromium not found (apt-get install chromium)` and skip, except with CI=true, where
+// `SKIPPED: chromium not found (install: apt-get install -y chromium)` and skip, except with CI=true, where
 // they FAIL: CI installs it with `apt-get install -y chromium`. The Node-only tests here run
 // without it.
 // Everything listens on 127.0.0.1 with port 0; Chromium and its profile are removed at the end.

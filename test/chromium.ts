@@ -3,8 +3,8 @@
 // WebSocket client, stopping it, and the policy for when it is not installed.
 //
 // Chromium is /usr/bin/chromium, or $CHROMIUM. When it is missing, the tests that need it are
-// skipped with a clear `SKIPPED: chromium not found (apt-get install chromium)` line, unless
-// CI=true: in CI (.ci/run installs it) a missing browser is a failure, never a skip.
+// skipped with a clear `SKIPPED: chromium not found (install: apt-get install -y chromium)`
+// line, unless CI=true: in CI (.ci/run installs it) a missing browser is a failure, never a skip.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,13 +13,19 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WebSocket } from '../websockets.ts';
+import { peerMissing } from './peers.ts';
+import type { SystemPeer } from './peers.ts';
 
 export const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
 const CHROMIUM_START_MS = 30_000;
 export const CDP_CALL_MS = 15_000;
 
-const SKIPPED = 'SKIPPED: chromium not found (apt-get install chromium)';
-let skipAnnounced = false;
+/** Debian's Chromium, or $CHROMIUM. */
+const CHROMIUM_PEER: SystemPeer = {
+  name: CHROMIUM === '/usr/bin/chromium' ? 'chromium' : `chromium (looked for ${CHROMIUM})`,
+  install: 'apt-get install -y chromium',
+  present: () => existsSync(CHROMIUM),
+};
 
 /**
  * The browser-test policy, for a test's `skip` option: `false` (run) when Chromium is installed
@@ -29,12 +35,7 @@ let skipAnnounced = false;
  * @example test('in the browser', { skip: chromiumMissing() }, async () => { … })
  */
 export function chromiumMissing(): string | false {
-  if (existsSync(CHROMIUM) || process.env['CI'] === 'true') return false;
-  if (!skipAnnounced) {
-    skipAnnounced = true;
-    console.log(`${SKIPPED}${CHROMIUM === '/usr/bin/chromium' ? '' : ` (looked for ${CHROMIUM})`}`);
-  }
-  return SKIPPED;
+  return peerMissing(CHROMIUM_PEER);
 }
 
 /** The repository root: the nearest directory above this file that holds websockets.ts. */

@@ -10,8 +10,8 @@ import readline from 'node:readline';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { acceptFor, sleep, within } from './support.ts';
+import { peerMissing, PYTHON_WEBSOCKETS } from './peers.ts';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import WS, { WebSocketServer } from 'ws';
@@ -1668,8 +1668,7 @@ describe('python3-websockets client ↔ our server', () => {
     ['server_max_window_bits=15 asked for', {}, { server_max_window_bits: 15, client_max_window_bits: true }, 'permessage-deflate; server_max_window_bits=15'],
   ];
   for (const [name, compression, factory, expected] of modes) {
-    test(`python3-websockets with compression (${name})`, { timeout: 60_000 }, async () => {
-      assert.ok(existsSync(PYTHON), `${PYTHON} is missing`);
+    test(`python3-websockets with compression (${name})`, { timeout: 60_000, skip: peerMissing(PYTHON_WEBSOCKETS) }, async () => {
       const check = await runPython(['-c', 'import websockets; print(websockets.__version__)'], 10_000);
       assert.equal(check.code, 0, `python3-websockets is missing (apt-get install -y python3-websockets): ${check.stderr}`);
       await withServer({ compression: { threshold: 0, ...compression }, maxMessageSize: 32 * MiB }, async ({ server, extensions, errors }) => {

@@ -1,0 +1,40 @@
+// The policy for test suites that need a system peer (Chromium, python3-websockets, …): on a
+// developer's machine without the peer, the tests that need it are skipped, after one line
+// naming the peer and the exact command that installs it; with CI=true (where .ci/run installs
+// every peer) a missing peer is never a skip: the tests run and fail loudly.
+
+import { spawnSync } from 'node:child_process';
+
+export interface SystemPeer {
+  /** What the tests need, as the SKIPPED line names it. */
+  name: string;
+  /** The exact command that installs it. */
+  install: string;
+  /** Whether it is here (checked once). */
+  present(): boolean;
+}
+
+const announced = new Set<string>();
+
+/**
+ * For a test's `skip` option: `false` (run) when the peer is present or CI=true, else the
+ * reason to skip, printed once per test file as `SKIPPED: <name> not found (install: <command>)`.
+ *
+ * @example test('against python', { skip: peerMissing(PYTHON_WEBSOCKETS) }, async () => { … })
+ */
+export function peerMissing(peer: SystemPeer): string | false {
+  if (process.env['CI'] === 'true' || peer.present()) return false;
+  const reason = `SKIPPED: ${peer.name} not found (install: ${peer.install})`;
+  if (!announced.has(peer.name)) {
+    announced.add(peer.name);
+    console.log(reason);
+  }
+  return reason;
+}
+
+/** Debian's python3-websockets, the interop peer of the compression suite. */
+export const PYTHON_WEBSOCKETS: SystemPeer = {
+  name: 'python3-websockets',
+  install: 'apt-get install -y python3-websockets',
+  present: () => spawnSync('/usr/bin/python3', ['-c', 'import websockets'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
+};

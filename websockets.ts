@@ -366,6 +366,19 @@ function concatBytes(parts: Uint8Array[], length = byteLength(parts), allocate =
 }
 
 /** Copies `parts` one after another to the start of `target`. */
+/**
+ * A received BINARY message, on memory the application may keep: one piece that spans most
+ * of its buffer is handed out as it is; anything else is copied, so that a small message never
+ * keeps the whole read chunk it came in alive.
+ */
+function ownedMessage(parts: Uint8Array[], length: number, allocate: Allocate): Uint8Array {
+  const only = parts.length === 1 ? parts[0]! : null;
+  if (only && only.byteLength * 2 >= only.buffer.byteLength) return only;
+  const message = allocate(length);
+  copyParts(parts, message);
+  return message;
+}
+
 function copyParts(parts: Uint8Array[], target: Uint8Array): void {
   let offset = 0;
   for (const part of parts) {
@@ -407,6 +420,9 @@ function truncateUtf8(text: string, limit: number): Uint8Array {
   while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // do not cut a multi-byte sequence
   return bytes.subarray(0, end);
 }
+
+/** For promise callbacks whose value does not matter. */
+function ignoreValue(): void {}
 
 /** A timer that never keeps a process alive by itself. */
 function startTimer(ms: number, callback: () => void): Timer {
@@ -498,7 +514,10 @@ function checkClientRequest(method: string, httpVersion: string, headers: Record
   }
   const key = headers['sec-websocket-key'];
   if (key === undefined || !KEY.test(key)) return { status: 400, body: 'Sec-WebSocket-Key must be 16 bytes in base64' };
-  return { key, protocols: headerTokens(headers['sec-websocket-protocol']) };
+  const protocols = headerTokens(headers['sec-websocket-protocol']);
+  // RFC 6455 §4.1: each offered subprotocol is a token; an invalid one is never echoed.
+  if (!protocols.every((protocol) => TOKEN.test(protocol))) return { status: 400, body: 'Sec-WebSocket-Protocol must be a list of tokens' };
+  return { key, protocols };
 }
 
 function formatHeaders(headers: Record<string, string>): string {
@@ -1171,8 +1190,12 @@ interface TransportEvents {
 /** The byte stream the protocol runs over: a Node socket, or a test double. */
 interface Transport {
   start(events: TransportEvents): void;
-  /** `more`: another write of the same frame follows at once, so both should leave together. */
-  write(bytes: Uint8Array, more?: boolean): void;
+  /**
+   * `more`: another write of the same frame follows at once, so both should leave together.
+   * `written`: called once the bytes reached the operating system, or with the error that
+   * stopped them; until then the transport holds `bytes` by reference.
+   */
+  write(bytes: Uint8Array, more?: boolean, written?: (error?: Error | null) => void): void;
   /** A buffer for a frame to write; it may be a slice of a shared pool. */
   allocateFrame: Allocate;
   /** A buffer for a received message, on an ArrayBuffer of its own: the application gets it. */
@@ -1239,12 +1262,21 @@ interface ConnectionDetails {
   remoteAddress?: string | undefined;
 }
 
+/** Options of `receive()`. */
+interface ReceiveOptions {
+  /** Gives up waiting: receive() rejects with the signal's reason, and no message is taken. */
+  signal?: AbortSignal | undefined;
+}
+
 /** A receive() waiting for a message, or an iterator's next() (which gets an IteratorResult). */
 interface Waiter {
   resolve(value: Data | IteratorResult<Data>): void;
   reject(error: unknown): void;
   iterator: MessageIterator | null;
 }
+
+/** The receive queue drops its consumed head once it is this long and at least half the array. */
+const QUEUE_COMPACT_AT = 64;
 
 /** The limits and timers of a connection, defaults filled in. */
 type Limits = typeof DEFAULTS;
@@ -1281,6 +1313,8 @@ let linkOf: (ws: WebSocket) => Link;
 let track: (ws: WebSocket, sockets: Set<WebSocket>) => void;
 /** The next message for an iterator (module-private). */
 let nextFor: (ws: WebSocket, iterator: MessageIterator) => Promise<IteratorResult<Data>>;
+/** Ends an iterator's waiting next() with `done`, so that no later message goes to it (module-private). */
+let abandon: (ws: WebSocket, iterator: MessageIterator) => void;
 
 const DONE: IteratorResult<Data> = Object.freeze({ value: undefined, done: true });
 
@@ -1300,8 +1334,10 @@ class MessageIterator implements AsyncIterableIterator<Data> {
     return this.finished ? Promise.resolve(DONE) : nextFor(this.#ws, this);
   }
 
+  /** Ends the iteration (a `break`); a next() still waiting ends with `done` and takes no message. */
   return(): Promise<IteratorResult<Data>> {
     this.finished = true;
+    abandon(this.#ws, this);
     return Promise.resolve(DONE);
   }
 
@@ -1361,6 +1397,13 @@ class WebSocket implements AsyncIterable<Data> {
       sockets.add(ws);
     };
     nextFor = (ws, iterator) => ws.#wait(iterator) as Promise<IteratorResult<Data>>;
+    abandon = (ws, iterator) => {
+      for (const waiter of ws.#waiters()) {
+        if (waiter.iterator !== iterator) continue;
+        ws.#removeWaiter(waiter);
+        waiter.resolve(DONE);
+      }
+    };
   }
 
   /** What the link tells this socket: one small object with methods, not a closure each. */
@@ -1446,22 +1489,57 @@ class WebSocket implements AsyncIterable<Data> {
    * @example
    * const message = await ws.receive()
    */
-  receive(): Promise<Data> {
-    return this.#wait(null) as Promise<Data>;
+  receive(options?: ReceiveOptions): Promise<Data> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#wait(null, signal) as Promise<Data>;
   }
 
   /** receive(), or an iterator's next() when `iterator` is given. */
-  #wait(iterator: MessageIterator | null): Promise<Data | IteratorResult<Data>> {
+  #wait(iterator: MessageIterator | null, signal?: AbortSignal): Promise<Data | IteratorResult<Data>> {
     if (this.#queue && this.#queueHead < this.#queue.length) {
       const message = this.#dequeue();
       return Promise.resolve(iterator ? { value: message, done: false } : message);
     }
     return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject, iterator };
-      if (this.#error) settleEnded(waiter, this.#error);
-      else if (!this.#waiter) this.#waiter = waiter;
+      const waiter: Waiter = { resolve, reject, iterator };
+      if (this.#error) return settleEnded(waiter, this.#error);
+      if (signal) this.#abortOn(signal, waiter);
+      if (!this.#waiter) this.#waiter = waiter;
       else (this.#moreWaiters ??= []).push(waiter);
     });
+  }
+
+  /** An aborted receive() leaves the line without taking a message, and rejects with the signal's reason. */
+  #abortOn(signal: AbortSignal, waiter: Waiter): void {
+    const { resolve, reject } = waiter;
+    const onAbort = () => {
+      this.#removeWaiter(waiter);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    waiter.resolve = (value) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    waiter.reject = (error) => {
+      signal.removeEventListener('abort', onAbort);
+      reject(error);
+    };
+  }
+
+  #waiters(): Waiter[] {
+    return this.#waiter ? [this.#waiter, ...(this.#moreWaiters ?? [])] : [];
+  }
+
+  #removeWaiter(waiter: Waiter): void {
+    if (this.#waiter === waiter) {
+      this.#nextWaiter();
+      return;
+    }
+    const index = this.#moreWaiters?.indexOf(waiter) ?? -1;
+    if (index >= 0) this.#moreWaiters?.splice(index, 1);
+    if (this.#moreWaiters?.length === 0) this.#moreWaiters = null;
   }
 
   /**
@@ -1529,6 +1607,11 @@ class WebSocket implements AsyncIterable<Data> {
     if (this.#queueHead === queue.length) {
       this.#queue = null;
       this.#queueHead = 0;
+    } else if (this.#queueHead >= QUEUE_COMPACT_AT && this.#queueHead * 2 >= queue.length) {
+      // A consumer that never quite catches up never empties the queue: drop the consumed
+      // half in one go (amortised O(1) a message), so the array stays within twice its content.
+      queue.splice(0, this.#queueHead);
+      this.#queueHead = 0;
     }
     if (this.#readingPaused && !this.#queueIsFull(2)) {
       this.#readingPaused = false;
@@ -1583,6 +1666,12 @@ const RESOLVED = Promise.resolve();
 const NO_CLOSE_FRAME: CloseInfo = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: '' });
 /** A single-frame BINARY message larger than this, arriving in pieces, is collected into its final buffer as it comes (see payloadTarget). */
 const LARGE_FRAME = 16 * KiB;
+/** A text message's decoded pieces are joined in batches of this many. */
+const TEXT_JOIN_EVERY = 1024;
+/** Pieces of a message smaller than this are copied together instead of kept as views (see #collectPart). */
+const SMALL_PART = 1024;
+/** The buffers small pieces are copied into. */
+const SMALL_PARTS_BUFFER = 16 * KiB;
 /** Frames at most this large are written as one buffer with their header; larger ones as two writes or more. */
 const COPY_THRESHOLD = 16 * KiB;
 /** A large masked payload is written in pieces of this size. */
@@ -1619,14 +1708,24 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #largeFrame = 0;
   #messageBuffer: Uint8Array | null = null;
   #messageFilled = 0;
+  /** The buffer small pieces are being copied into (the last of #messageParts), and its bytes used. */
+  #smallParts: Uint8Array | null = null;
+  #smallFilled = 0;
   #textParts: string[] | null = null;
+  /** How many of #textParts, at its start, are joined batches. */
+  #textBatches = 0;
   #textDecoder: InstanceType<typeof TextDecoder> | null = null;
   #frameOpcode = 0;
   #frameFin = false;
   #controlParts: Uint8Array[] | null = null;
-  // Reading stops while the receive queue is full or a message is being inflated.
+  // Reading (see #updateReading): why it would stop, and whether it has.
   #queueFull = false;
   #inflating = false;
+  #readingPaused = false;
+  /** Closing with a full receive queue: data frames are read and dropped, from a message boundary on. */
+  #dropData = false;
+  /** The data message being read is dropped (see #dropData). */
+  #messageDropped = false;
 
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer: SendSequencer | null = null;
@@ -1634,8 +1733,20 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #pings: PendingPing[] | null = null;
   #pingCounter = 0;
   #pendingPong: Uint8Array | null = null;
+  #writesEnded: Promise<never> | null = null;
+  #endWrites: ((error: WebSocketError) => void) | null = null;
 
-  // Closing.
+  // Closing. `#state` is OPEN, CLOSING or CLOSED; within CLOSING, what each side has done:
+  //
+  //   what happened                      fields set                          what it changes
+  //   close() called                     #state CLOSING, #closeRequested     new sends refused; sends accepted before still go out
+  //   our close frame written            #closeSent                          nothing more is written (#canWrite false)
+  //   the peer's close frame read,       #discardInput, #error,              input ignored from here on; the answer (echo, or
+  //     or a protocol error found        #pendingReaction                    fail) runs one macrotask later (#react)
+  //   the transport closed               #state CLOSED                       everything settles (onTransportClose)
+  //
+  // `#closing` is true from the first two rows on, and once the reaction to the third has run.
+  // #updateReading decides reading in every row.
   #closeSent = false;
   #closeRequested: CloseInfo | null = null;
   #discardInput = false;
@@ -1644,7 +1755,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #closeInfo: CloseInfo = NO_CLOSE_FRAME;
   #pendingReaction: (() => void) | null = null;
   #closeTimer: Timer | null = null;
+  /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer: Timer | null = null;
+  #awaitingPong = false;
 
   constructor(transport: Transport, client: boolean, options: ConnectionOptions, compression: MessageCompression | null = null) {
     this.#transport = transport;
@@ -1675,10 +1788,31 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#updateReading();
   }
 
-  /** Once closing, reading never stops: the close frame and the FIN must get through. */
+  /** Closing: close() was called, a close frame went out, or the connection failed or ended. */
+  get #closing(): boolean {
+    return this.#state !== State.OPEN || this.#closeSent;
+  }
+
+  /**
+   * The one place that pauses and resumes reading. Reading stops while a message is being
+   * inflated (the parser holds what comes behind it, so that stays bounded too) and while the
+   * receive queue is full (TCP backpressure) — except once closing: then the peer's close
+   * frame must get through, so reading goes on, and data messages that start while the queue
+   * is full are read and dropped instead of queued (#dropData). While reading is paused the
+   * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
+   */
   #updateReading(): void {
-    if (this.#canSend() && (this.#queueFull || this.#inflating)) this.#transport.pause();
-    else this.#transport.resume();
+    const closing = this.#closing;
+    const paused = this.#inflating || (this.#queueFull && !closing);
+    if (paused === this.#readingPaused) return;
+    this.#readingPaused = paused;
+    if (paused) {
+      this.#transport.pause();
+      this.#suspendPongDeadline();
+    } else {
+      this.#transport.resume();
+      this.#armPongDeadline();
+    }
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────────────────
@@ -1716,7 +1850,12 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       if (this.#messageOpcode !== 0) throw protocolError('new message started before the previous one ended');
       this.#messageOpcode = opcode;
       this.#messageCompressed = header.rsv1;
+      // Closing, and the application is not taking messages: the rest can only be dropped.
+      // Sticky: with context takeover, a message after a dropped one could not be inflated.
+      if (this.#queueFull && this.#closing) this.#dropData = true;
+      this.#messageDropped = this.#dropData;
     }
+    if (this.#messageDropped) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
@@ -1736,39 +1875,83 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   onFramePayload(bytes: Uint8Array, complete: boolean): void {
     if (isControl(this.#frameOpcode)) {
       (this.#controlParts ??= []).push(bytes);
+    } else if (this.#messageDropped) {
+      // read and dropped (closing, queue full)
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
-    } else if (
-      this.#messageOpcode === Opcode.TEXT &&
-      !this.#messageCompressed &&
-      (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts !== null)
-    ) {
+    } else if (this.#streamsText(complete)) {
       this.#decodeTextPiece(bytes);
     } else {
-      (this.#messageParts ??= []).push(bytes);
+      this.#collectPart(bytes);
     }
+  }
+
+  /**
+   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
+   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
+   * fragments) are copied together, so the memory a message holds follows the bytes received,
+   * not the number of pieces.
+   */
+  /**
+   * Whether this piece of an uncompressed TEXT message is decoded now: always, except when
+   * the whole message is this one piece (one frame, in one chunk), which is decoded once at
+   * the end. A compressed message is decoded as it inflates instead.
+   */
+  #streamsText(complete: boolean): boolean {
+    if (this.#messageOpcode !== Opcode.TEXT || this.#messageCompressed) return false;
+    const wholeMessage = complete && this.#frameFin && this.#messageParts === null;
+    return this.#textDecoder !== null || !wholeMessage;
+  }
+
+  /** The pieces collected so far, which the message no longer holds. */
+  #takeParts(): Uint8Array[] {
+    const parts = this.#messageParts ?? [];
+    this.#messageParts = null;
+    this.#smallParts = null;
+    return parts;
+  }
+
+  #collectPart(bytes: Uint8Array): void {
+    const parts = this.#messageParts;
+    if (!parts) {
+      this.#messageParts = [bytes];
+      return;
+    }
+    if (bytes.length >= SMALL_PART) {
+      this.#smallParts = null;
+      parts.push(bytes);
+      return;
+    }
+    let buffer = this.#smallParts;
+    if (!buffer || this.#smallFilled + bytes.length > buffer.length) {
+      buffer = this.#smallParts = new Uint8Array(SMALL_PARTS_BUFFER);
+      this.#smallFilled = 0;
+      parts.push(buffer);
+    }
+    buffer.set(bytes, this.#smallFilled);
+    this.#smallFilled += bytes.length;
+    parts[parts.length - 1] = buffer.subarray(0, this.#smallFilled);
   }
 
   #collectLargeFrame(bytes: Uint8Array): void {
     this.#messageFilled += bytes.length;
-    if (!this.#messageBuffer) (this.#messageParts ??= []).push(bytes); // else the parser put the bytes in place
+    if (!this.#messageBuffer) this.#collectPart(bytes); // else the parser put the bytes in place
   }
 
   /**
    * @internal FrameSink. A large frame that arrives in pieces is copied into its final buffer
    * as it comes (and unmasked on the way), instead of each chunk being held to the end and
    * copied again: the chunks die young, and the garbage collector is not pushed to promote
-   * them. The buffer is allocated once a quarter of the frame is here, never on the header's
-   * word alone, so a peer cannot make us set memory aside that it does not send. A frame
-   * that is here whole needs no buffer: it is handed out as a view.
+   * them. The buffer is allocated once half of the frame is here, never on the header's word
+   * alone, so a peer cannot make us set aside more than twice what it sent. A frame that is
+   * here whole needs no buffer: it is handed out as a view (see ownedMessage).
    */
   payloadTarget(available: number): Uint8Array | null {
     if (this.#largeFrame === 0 || this.#messageBuffer) return this.#messageBuffer;
     const arrived = this.#messageFilled + available;
-    if (arrived * 4 < this.#largeFrame || (this.#messageFilled === 0 && arrived === this.#largeFrame)) return null;
+    if (arrived * 2 < this.#largeFrame || (this.#messageFilled === 0 && arrived === this.#largeFrame)) return null;
     const buffer = (this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame));
-    copyParts(this.#messageParts ?? [], buffer);
-    this.#messageParts = null;
+    copyParts(this.#takeParts(), buffer);
     return buffer;
   }
 
@@ -1779,10 +1962,16 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #decodeTextPiece(bytes: Uint8Array): void {
     if (!this.#textDecoder) {
       this.#textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-      this.#textParts = (this.#messageParts ?? []).map((part) => this.#decodeText(part, true));
-      this.#messageParts = null;
+      this.#textParts = this.#takeParts().map((part) => this.#decodeText(part, true));
     }
-    (this.#textParts ??= []).push(this.#decodeText(bytes, true));
+    const parts = (this.#textParts ??= []);
+    parts.push(this.#decodeText(bytes, true));
+    // Many tiny fragments: every TEXT_JOIN_EVERY pieces are joined into one string, so a piece
+    // does not cost an array slot until the end (each character is copied twice at most).
+    if (parts.length - this.#textBatches >= TEXT_JOIN_EVERY) {
+      parts.push(parts.splice(this.#textBatches).join(''));
+      this.#textBatches++;
+    }
   }
 
   #decodeText(bytes: Uint8Array, stream: boolean): string {
@@ -1806,7 +1995,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   }
 
   #onMessageEnd(): void {
-    if (this.#messageCompressed) this.#inflateMessage();
+    if (this.#messageDropped) this.#resetMessage();
+    else if (this.#messageCompressed) this.#inflateMessage();
     else this.#finishMessage();
   }
 
@@ -1817,9 +2007,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
    */
   #inflateMessage(): void {
-    const compressed = this.#messageParts ?? [];
+    const compressed = this.#takeParts();
     const { maxMessageSize } = this.#options;
-    this.#messageParts = null;
     this.#messageSize = 0;
     this.#parser.hold();
     this.#inflating = true;
@@ -1830,13 +2019,14 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
         throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
       }
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
-      else (this.#messageParts ??= []).push(chunk);
+      else this.#collectPart(chunk);
     };
     (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
       () => {
         this.#inflating = false;
         this.#updateReading();
-        if (this.#discardInput) return;
+        // Nothing is delivered once the connection has ended, even a message inflated in full.
+        if (this.#discardInput || this.#state === State.CLOSED) return;
         try {
           this.#finishMessage();
           this.#parser.release(); // what arrived meanwhile, in order
@@ -1859,21 +2049,27 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
         parts.push(this.#decodeText(new Uint8Array(0), false));
         message = parts.join('');
         this.#textParts = null;
+        this.#textBatches = 0;
         this.#textDecoder = null;
       } else {
         message = this.#decodeText(concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = this.#messageBuffer ?? concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
-      this.#messageBuffer = null;
-      this.#messageFilled = 0;
+      message = this.#messageBuffer ?? ownedMessage(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
     }
+    this.#resetMessage();
+    this.#events.message(message);
+  }
+
+  #resetMessage(): void {
     this.#messageOpcode = 0;
-    this.#messageParts = null;
+    this.#takeParts();
+    this.#messageBuffer = null;
+    this.#messageFilled = 0;
     this.#messageSize = 0;
     this.#messageFragments = 0;
     this.#messageCompressed = false;
-    this.#events.message(message);
+    this.#messageDropped = false;
   }
 
   #onControlFrame(opcode: number, payload: Uint8Array): void {
@@ -1959,7 +2155,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping of this.#pings?.splice(0) ?? []) ping.reject(this.#error);
-    this.onTransportWritten();
+    this.#writesEnd();
+    this.#wakeDrainWaiters();
     this.#events.closed(this.#closeInfo);
   }
 
@@ -2001,8 +2198,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       return Promise.reject(error);
     }
     if (this.#sending || this.#compresses(parts)) return this.#sendQueue().enqueue(() => this.#sendParts(parts));
-    this.#writeParts(parts);
-    return this.#backpressure();
+    return this.#afterWrites(this.#writeParts(parts));
   }
 
   /**
@@ -2056,53 +2252,95 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   async #sendParts(parts: Array<[Uint8Array, number]>): Promise<void> {
     if (!this.#canWrite()) throw this.#sendError();
     if (this.#compresses(parts)) await this.#sendCompressed(parts);
-    else this.#writeParts(parts);
-    await this.#backpressure();
+    else await this.#afterWrites(this.#writeParts(parts));
   }
 
-  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4). */
-  #writeParts(parts: Array<[Uint8Array, number]>): void {
-    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4); settles once every payload the transport holds is written. */
+  #writeParts(parts: Array<[Uint8Array, number]>): Promise<void> | null {
+    let written: Array<Promise<void>> | null = null;
+    parts.forEach(([bytes, opcode], index) => {
+      const write = this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1);
+      if (write) (written ??= []).push(write);
+    });
+    return written ? Promise.all(written).then(ignoreValue) : null;
   }
 
   /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
   async #sendCompressed(parts: Array<[Uint8Array, number]>): Promise<void> {
-    const compression = this.#compression as MessageCompression;
+    const written: Array<Promise<void> | null> = [];
     for (let index = 0; index < parts.length; index++) {
       const [bytes, opcode] = parts[index]!;
       const last = index === parts.length - 1;
-      const payload = await compression.compress(bytes, last);
+      const payload = await this.#compress(bytes, last);
       if (!this.#canWrite()) throw this.#sendError();
-      this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+      written.push(this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0));
     }
+    await Promise.all(written);
+    await this.#backpressure();
   }
 
   /**
-   * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
-   * throws mid-message, the message cannot be finished, so the connection closes with 1011.
+   * Each chunk goes out as it arrives; an empty final frame carries FIN. The next chunk is
+   * asked for once the previous one is written (the iterable may reuse its buffer). If the
+   * iterable throws mid-message, the message cannot be finished, so the connection closes
+   * with 1011. If the connection can no longer write while the iterable is waiting, send()
+   * rejects at once and the iterator's return() is called, so its `finally` runs.
    */
   async #sendAsyncFragments(chunks: AsyncIterable<Chunk>): Promise<void> {
     const compression = this.#compression;
+    const iterator = chunks[Symbol.asyncIterator]();
+    let open = true; // the iterator has neither finished nor thrown: it must be closed if we stop
     let opcode = 0;
     try {
-      for await (const chunk of chunks) {
+      for (;;) {
         if (!this.#canWrite()) throw this.#sendError();
-        const [bytes, chunkOpcode] = encodeChunk(chunk);
+        const next = iterator.next().catch((error: unknown) => {
+          open = false;
+          throw error;
+        });
+        const result = await Promise.race([next, this.#untilWritesEnd()]);
+        if (result.done) {
+          open = false;
+          break;
+        }
+        const [bytes, chunkOpcode] = encodeChunk(result.value);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
-        const payload = compression ? await compression.compress(bytes, false) : bytes;
+        const payload = compression ? await this.#compress(bytes, false) : bytes;
         if (!this.#canWrite()) throw this.#sendError();
-        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
+        const write = this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
-        await this.#backpressure();
+        await this.#afterWrites(write);
       }
     } catch (error) {
+      if (open) closeIterator(iterator);
       if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
       throw error;
     }
-    const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
+    const tail = compression ? await this.#compress(new Uint8Array(0), true) : new Uint8Array(0);
     if (!this.#canWrite()) throw this.#sendError();
-    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
-    await this.#backpressure();
+    await this.#afterWrites(this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0));
+  }
+
+  /** Compresses a piece; a compression cut short because the connection ended fails as the connection's end, not as zlib's. */
+  async #compress(bytes: Uint8Array, final: boolean): Promise<Uint8Array> {
+    try {
+      return await (this.#compression as MessageCompression).compress(bytes, final);
+    } catch (error) {
+      throw this.#canWrite() ? error : this.#sendError();
+    }
+  }
+
+  /** Rejects once nothing more can be written (the close frame went out, or the transport is gone); made on first use. */
+  #untilWritesEnd(): Promise<never> {
+    return (this.#writesEnded ??= this.#canWrite()
+      ? new Promise<never>((_, reject) => (this.#endWrites = reject))
+      : Promise.reject(this.#sendError()));
+  }
+
+  /** Settles `#untilWritesEnd`: called where the close frame is sent and where the transport closes. */
+  #writesEnd(): void {
+    this.#endWrites?.(this.#sendError());
+    this.#endWrites = null;
   }
 
   #backpressure(): Promise<void> {
@@ -2118,10 +2356,23 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * would stall a stream of large messages at every one.
    */
   onTransportWritten(): void {
-    if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
+    // A write that failed because the socket is gone (its buffer then reads 0) wakes nobody
+    // as a drain: the connection ends here, and the sends still waiting are rejected.
+    this.#noticeDestroyed();
+    if (this.#state === State.CLOSED || this.#transport.bufferedAmount > this.#options.highWaterMark) return;
+    this.#flushPendingPong();
+    this.#wakeDrainWaiters();
+  }
+
+  /** The latest ping that came while the peer was not reading gets its answer now (see #answerPing). */
+  #flushPendingPong(): void {
     const pong = this.#pendingPong;
     this.#pendingPong = null;
     if (pong && this.#canSend()) this.#writeFrame(Opcode.PONG, pong, true);
+  }
+
+  /** The sends waiting for the buffer to drain: they resolve, or reject once the connection is gone. */
+  #wakeDrainWaiters(): void {
     const waiters = this.#drainWaiters;
     this.#drainWaiters = null;
     if (waiters) for (const wake of waiters) wake();
@@ -2131,13 +2382,18 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, 'the connection is closing');
   }
 
-  /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
-  #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): void {
+  /**
+   * Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the
+   * caller's buffer. Returns null when the payload was copied, or, when the transport holds
+   * the payload itself, a promise that settles once it is written: the caller's buffer is
+   * only free for reuse then.
+   */
+  #writeFrame(opcode: number, payload: Uint8Array, fin: boolean, rsv1 = false): Promise<void> | null {
     const maskKey = this.#maskKey();
     const { allocateFrame } = this.#transport;
     if (payload.length <= COPY_THRESHOLD) {
       this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
-      return;
+      return null;
     }
     // A large frame goes out as its header, then its payload: unmasked as it is, without a
     // copy; masked in pieces, each in a buffer of its own that is freed once written, rather
@@ -2145,13 +2401,21 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
     this.#transport.write(header, true);
-    if (!maskKey) return this.#transport.write(payload);
+    if (!maskKey) {
+      return new Promise((resolve, reject) => this.#transport.write(payload, false, (error) => (error ? reject(this.#sendError()) : resolve())));
+    }
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey); // `at` is a multiple of 4: the key starts over
       this.#transport.write(piece, at + MASKED_PIECE < payload.length);
     }
+    return null;
+  }
+
+  /** Resolves once `written` (the payloads the transport holds) is out and the buffer is at the high-water mark. */
+  #afterWrites(written: Promise<void> | null): Promise<void> {
+    return written ? written.then(() => this.#backpressure()) : this.#backpressure();
   }
 
   /** A fresh masking key for each frame a client sends (RFC 6455 §5.3); none on a server. */
@@ -2191,22 +2455,39 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     return payload;
   }
 
-  /** Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. */
+  /**
+   * Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. The
+   * one timer is either the next ping or, while a keepalive ping is out, the pong deadline,
+   * which only runs while we read (see #updateReading).
+   */
   #scheduleKeepalive(): void {
-    const { pingInterval, pingTimeout } = this.#options;
-    if (pingInterval <= 0) return;
-    this.#keepaliveTimer = startTimer(pingInterval, () => {
-      if (!this.#canSend()) return;
-      const timeout = pingTimeout > 0 ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout()) : null;
-      this.#keepaliveTimer = timeout;
-      this.ping().then(
-        () => {
-          if (timeout) clearTimeout(timeout);
-          this.#scheduleKeepalive();
-        },
-        () => {},
-      );
-    });
+    const { pingInterval } = this.#options;
+    if (pingInterval > 0) this.#keepaliveTimer = startTimer(pingInterval, () => this.#sendKeepalivePing());
+  }
+
+  #sendKeepalivePing(): void {
+    this.#keepaliveTimer = null;
+    if (!this.#canSend()) return;
+    this.#awaitingPong = true;
+    this.#armPongDeadline();
+    this.ping().then(() => {
+      this.#suspendPongDeadline();
+      this.#awaitingPong = false;
+      this.#scheduleKeepalive();
+    }, ignoreValue);
+  }
+
+  #armPongDeadline(): void {
+    const { pingTimeout } = this.#options;
+    if (this.#awaitingPong && pingTimeout > 0 && !this.#readingPaused && !this.#keepaliveTimer) {
+      this.#keepaliveTimer = startTimer(pingTimeout, () => this.#onKeepaliveTimeout());
+    }
+  }
+
+  #suspendPongDeadline(): void {
+    if (!this.#awaitingPong || !this.#keepaliveTimer) return;
+    clearTimeout(this.#keepaliveTimer);
+    this.#keepaliveTimer = null;
   }
 
   #onKeepaliveTimeout(): void {
@@ -2238,6 +2519,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
+    this.#writesEnd();
     this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
@@ -2282,6 +2564,15 @@ function isChunk(value: unknown): value is Chunk {
   return typeof value === 'string' || isDataView(value);
 }
 
+/** Ends an iterator we stop reading early (its `finally` runs); a return() that throws or never settles changes nothing. */
+function closeIterator(iterator: AsyncIterator<Chunk>): void {
+  try {
+    Promise.resolve(iterator.return?.()).catch(ignoreValue);
+  } catch {
+    // the iterator's own failure: nothing more to do
+  }
+}
+
 function isAsyncIterable(value: unknown): value is AsyncIterable<Chunk> {
   return value !== null && typeof value === 'object' && Symbol.asyncIterator in value;
 }
@@ -2313,8 +2604,8 @@ function controlPayload(data: Chunk): Uint8Array {
 }
 
 /** `receive(ws)`: HTTP.jl-style alias of `ws.receive()`. */
-function receive(ws: WebSocket): Promise<Data> {
-  return ws.receive();
+function receive(ws: WebSocket, options?: ReceiveOptions): Promise<Data> {
+  return ws.receive(options);
 }
 
 /** `send(ws, message)`: HTTP.jl-style alias of `ws.send(message)`. */
@@ -2466,7 +2757,7 @@ interface ZlibOptions {
 /** A `zlib.DeflateRaw` or `zlib.InflateRaw`. */
 interface ZlibStream extends NodeEmitter {
   write(bytes: Uint8Array): boolean;
-  flush(kind: number, callback: () => void): void;
+  flush(kind: number, callback: (error?: Error | null) => void): void;
   close(): void;
   readonly readableEnded: boolean;
 }
@@ -2601,7 +2892,10 @@ function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOut
     stream.on('data', onData);
     stream.on('error', fail);
     for (const part of input) stream.write(part);
-    stream.flush(flush, () => {
+    // A stream closed before the flush completes (the connection ended) passes an error here:
+    // then the output is incomplete, and must never pass for a whole message.
+    stream.flush(flush, (error?: Error | null) => {
+      if (error) return fail(error);
       if (failed) return;
       cleanup();
       resolve();
@@ -2762,9 +3056,9 @@ class SocketTransport implements Transport {
     if (socket.destroyed) events.onTransportClose(new Error('socket closed during the handshake'));
   }
 
-  write(bytes: Uint8Array, more = false): void {
+  write(bytes: Uint8Array, more = false, written?: (error?: Error | null) => void): void {
     const socket = this.#socket;
-    if (socket.destroyed || socket.writableEnded) return;
+    if (socket.destroyed || socket.writableEnded) return written?.(new Error('the socket is closed'));
     if (this.#writes === Writes.NONE) {
       this.#writes = Writes.ONE;
       if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
@@ -2772,7 +3066,16 @@ class SocketTransport implements Transport {
       this.#cork();
     }
     if (more && this.#writes === Writes.ONE) this.#cork();
-    socket.write(bytes, this.#afterWrite);
+    socket.write(bytes, written ? (error) => this.#afterOwnWrite(written, error) : this.#afterWrite);
+  }
+
+  /**
+   * A write whose caller waits for it. A socket destroyed meanwhile may still report success
+   * (Node 20 does, for writes that were corked together): bytes it did not hand on are lost.
+   */
+  #afterOwnWrite(written: (error?: Error | null) => void, error: Error | null | undefined): void {
+    written(error ?? (this.#socket.destroyed ? new Error('the socket was destroyed before the write completed') : null));
+    this.#afterWrite();
   }
 
   #cork(): void {
@@ -2832,6 +3135,15 @@ function lowerCaseHeaders(raw: NodeHeaders): Record<string, string> {
 // 6. open / connect / listen / upgrade
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 
+/** The URL as `ws.url` shows it: without the user name and password it may carry. */
+function withoutCredentials(url: URL): string {
+  if (!url.username && !url.password) return url.href;
+  const shown = new URL(url.href);
+  shown.username = '';
+  shown.password = '';
+  return shown.href;
+}
+
 /** Parses and checks a client URL: ws:, wss: (http: and https: are accepted as aliases). */
 function parseUrl(url: string | URL): URL {
   const parsed = new URL(url);
@@ -2863,6 +3175,8 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   const node = loadNode();
   const key = base64(randomBytes(16));
   const requestHeaders: Record<string, string> = {
+    // RFC 6455 §4.1, RFC 7230 §5.4: the port only when it is not the scheme's default (URL.host leaves that out).
+    Host: target.host,
     ...headers,
     Upgrade: 'websocket',
     Connection: 'Upgrade',
@@ -2940,7 +3254,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
-        url: target.href,
+        url: withoutCredentials(target),
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
@@ -3188,8 +3502,6 @@ async function acceptUpgrade(
   runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
 }
 
-function ignoreValue(): void {}
-
 /** Runs the server's `verify` hook, bounded by the handshake timeout. */
 async function verifyWithTimeout(verify: NonNullable<ServerOptions['verify']>, options: ServerOptions, request: RequestInfo): Promise<boolean | Refusal> {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
@@ -3239,6 +3551,9 @@ const BUFFER_POLL_MS = 10;
 class NativeLink implements Link {
   readonly #native: NativeWebSocket;
   readonly #highWaterMark: number;
+  readonly #closeTimeout: number;
+  /** close() was called: new sends are refused; the close waits for the sends before it. */
+  #closing = false;
   readonly #sequencer = new SendSequencer();
   readonly #opened: Promise<void>;
   #resolveOpened!: () => void;
@@ -3248,7 +3563,7 @@ class NativeLink implements Link {
 
   constructor(native: NativeWebSocket, options: ConnectionOptions) {
     this.#native = native;
-    this.#highWaterMark = resolveOptions(options).highWaterMark;
+    ({ highWaterMark: this.#highWaterMark, closeTimeout: this.#closeTimeout } = resolveOptions(options));
     native.binaryType = 'arraybuffer';
     this.#opened = new Promise((resolve) => (this.#resolveOpened = resolve));
     if (native.readyState === NativeState.OPEN) this.#resolveOpened();
@@ -3307,6 +3622,7 @@ class NativeLink implements Link {
    */
   send(message: Outgoing): Promise<void> {
     if (this.#error) return Promise.reject(this.#error);
+    if (this.#closing) return Promise.reject(new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing'));
     return this.#sequencer.enqueue(async () => {
       const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
@@ -3325,10 +3641,21 @@ class NativeLink implements Link {
     return Promise.reject(new Error('pong() is not available in a browser: its WebSocket API cannot send pongs'));
   }
 
-  /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
+  /**
+   * Messages sent before close() go out first: the native close waits for them (as the Node
+   * side does), bounded by the close timeout. A browser may only send 1000 and 3000–4999;
+   * other codes (like `open`'s 1008) go out as 1000.
+   */
   close(code: number, reason: string): void {
-    if (this.#error) return;
-    this.#native.close(code === CloseCode.NORMAL_CLOSURE || (code >= 3000 && code <= 4999) ? code : CloseCode.NORMAL_CLOSURE, reason);
+    if (this.#error || this.#closing) return;
+    this.#closing = true;
+    const closeNative = () => {
+      if (this.#error || this.#native.readyState >= NativeState.CLOSING) return;
+      this.#native.close(code === CloseCode.NORMAL_CLOSURE || (code >= 3000 && code <= 4999) ? code : CloseCode.NORMAL_CLOSURE, reason);
+    };
+    if (!this.#sequencer.busy) return closeNative();
+    const timer = this.#closeTimeout > 0 ? startTimer(this.#closeTimeout, closeNative) : null;
+    this.#sequencer.enqueue(async () => closeNative()).finally(() => timer && clearTimeout(timer)).catch(() => {});
   }
 }
 
@@ -3436,6 +3763,7 @@ export type {
   ConnectionOptions,
   ClientOptions,
   ServerOptions,
+  ReceiveOptions,
   CompressionOptions,
   ClientTlsOptions,
   ServerTlsOptions,

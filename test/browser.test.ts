@@ -43,8 +43,8 @@ import type { Browser } from './chromium.ts';
 const SCENARIO_MS = 120_000;
 /** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
 const needsChromium = chromiumMissing();
-/** The browser bundle's budget (bytes): minified, and minified + gzip -9. */
-const BUNDLE_BUDGET = { minified: 48 * 1024, gzipped: 16 * 1024 };
+/** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). */
+const BUNDLE_BUDGET = { minified: 48 * 1024, gzipped: 17 * 1024 };
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 

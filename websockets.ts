@@ -2023,8 +2023,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     };
     (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
       () => {
-        this.#inflating = false;
-        this.#updateReading();
+        this.#endInflating();
         // Nothing is delivered once the connection has ended, even a message inflated in full.
         if (this.#discardInput || this.#state === State.CLOSED) return;
         try {
@@ -2035,10 +2034,16 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
         }
       },
       (error: unknown) => {
+        this.#endInflating(); // reading goes on, so that the closing handshake can complete
         if (this.#discardInput) return;
         this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error }));
       },
     );
+  }
+
+  #endInflating(): void {
+    this.#inflating = false;
+    this.#updateReading();
   }
 
   #finishMessage(): void {
@@ -3528,7 +3533,8 @@ interface NativeWebSocket {
   readonly readyState: number;
   readonly bufferedAmount: number;
   binaryType: string;
-  send(data: string | ArrayBuffer | ArrayBufferView): void;
+  /** Views are passed as their own ArrayBuffer (see nativePayload): DOM typings disagree on shared-memory views. */
+  send(data: string | ArrayBuffer): void;
   close(code?: number, reason?: string): void;
   addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: NativeEvent) => void): void;
 }
@@ -3628,7 +3634,7 @@ class NativeLink implements Link {
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
-      this.#native.send(payload);
+      this.#native.send(nativePayload(payload));
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
@@ -3657,6 +3663,16 @@ class NativeLink implements Link {
     const timer = this.#closeTimeout > 0 ? startTimer(this.#closeTimeout, closeNative) : null;
     this.#sequencer.enqueue(async () => closeNative()).finally(() => timer && clearTimeout(timer)).catch(() => {});
   }
+}
+
+/** A message as a native send() is typed to take it: a string, or its bytes as an ArrayBuffer (copied only if they are a part of a larger one). */
+function nativePayload(message: Chunk): string | ArrayBuffer {
+  if (typeof message === 'string' || message instanceof ArrayBuffer) return message;
+  const bytes = toBytes(message);
+  if (bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes.buffer;
+  const copy = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(copy).set(bytes);
+  return copy;
 }
 
 async function collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {

@@ -1,11 +1,35 @@
-/**
- * websockets.ts — a WebSocket client and server for Node.js in one file, with the same small
- * API over the browser's native WebSocket.
+/*!
+ * websockets.ts 0.1.0 — a WebSocket client and server for Node.js in one file, with the same
+ * small API over the browser's native WebSocket. npm: websockets.ts; JSR: @websockets-ts/websockets.
  *
+ * SPDX-License-Identifier: MIT
+ *
+ * Copyright (c) 2026 the websockets.ts authors
+ *
+ * Permission is hereby granted, free of charge, to any person obtaining a copy
+ * of this software and associated documentation files (the "Software"), to deal
+ * in the Software without restriction, including without limitation the rights
+ * to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+ * copies of the Software, and to permit persons to whom the Software is
+ * furnished to do so, subject to the following conditions:
+ *
+ * The above copyright notice and this permission notice shall be included in all
+ * copies or substantial portions of the Software.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+ * IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+ * FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+ * AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+ * LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+ * OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+ * SOFTWARE.
+ */
+/**
  * Protocol: RFC 6455 (https://www.rfc-editor.org/rfc/rfc6455). API after Julia's HTTP.jl
  * `WebSockets` module: a `WebSocket` you `receive` from, `send` to, `ping`, `pong`, `close`
  * and iterate; `open(url, handler)` for clients and `listen(host, port, handler)` for servers.
- * Zero dependencies: Node built-ins are imported lazily, so this file also loads in a browser.
+ * Zero dependencies: Node built-ins are loaded lazily (process.getBuiltinModule, Node ≥ 20.16),
+ * so this file loads and bundles for a browser too, with no `node:` import for a bundler to resolve.
  *
  * Contents
  *   1. Constants and errors
@@ -68,68 +92,99 @@ declare const DEFAULTS: {
 /** Options of one WebSocket connection, on either side. */
 interface ConnectionOptions {
     /** Largest message accepted, in bytes, inclusive; larger closes with 1009. 0: no limit. */
-    maxMessageSize?: number;
+    maxMessageSize?: number | undefined;
     /** Most frames in one message (empty ones count); more closes with 1009. 0: no limit. */
-    maxFragments?: number;
+    maxFragments?: number | undefined;
     /** Keepalive: ping this often (ms). 0 disables keepalive. */
-    pingInterval?: number;
+    pingInterval?: number | undefined;
     /** Keepalive: close with 1011 if no pong arrives within this time (ms). */
-    pingTimeout?: number;
+    pingTimeout?: number | undefined;
     /** How long the closing handshake may take before the socket is destroyed (ms). */
-    closeTimeout?: number;
+    closeTimeout?: number | undefined;
     /** How long the opening handshake may take (ms). 0: no limit. */
-    handshakeTimeout?: number;
+    handshakeTimeout?: number | undefined;
     /** `send()` resolves once no more than this many bytes wait in the socket's buffer. */
-    highWaterMark?: number;
+    highWaterMark?: number | undefined;
     /** Unreceived messages kept before the socket stops reading (TCP backpressure). */
-    maxQueuedMessages?: number;
+    maxQueuedMessages?: number | undefined;
     /** Unreceived bytes kept before the socket stops reading (TCP backpressure). */
-    maxQueuedBytes?: number;
+    maxQueuedBytes?: number | undefined;
     /** permessage-deflate (RFC 7692): `true` for the defaults, or its settings. Off by default. */
-    compression?: boolean | CompressionOptions;
+    compression?: boolean | CompressionOptions | undefined;
 }
 /** Settings of permessage-deflate (RFC 7692). Window bits are 8–15. */
 interface CompressionOptions {
     /** Ask (client) or make (server) the server reset its compression context after each message. */
-    serverNoContextTakeover?: boolean;
+    serverNoContextTakeover?: boolean | undefined;
     /** Ask (client) or make (server) the client reset its compression context after each message. */
-    clientNoContextTakeover?: boolean;
+    clientNoContextTakeover?: boolean | undefined;
     /** Largest LZ77 window the server may compress with. */
-    serverMaxWindowBits?: number;
+    serverMaxWindowBits?: number | undefined;
     /** Largest LZ77 window the client may compress with. */
-    clientMaxWindowBits?: number;
+    clientMaxWindowBits?: number | undefined;
     /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
-    threshold?: number;
+    threshold?: number | undefined;
     /** zlib compression level, 0–9. Default 6. */
-    level?: number;
+    level?: number | undefined;
     /** zlib memory level, 1–9. Default 8. */
-    memLevel?: number;
+    memLevel?: number | undefined;
 }
-/** TLS options for a `wss://` client, passed to `node:tls` (`ca`, `servername`, `rejectUnauthorized`, `cert`, `key`, …). */
-interface ClientTlsOptions {
-    ca?: string | Uint8Array | Array<string | Uint8Array>;
-    cert?: string | Uint8Array | Array<string | Uint8Array>;
-    key?: string | Uint8Array | Array<string | Uint8Array>;
-    servername?: string;
-    rejectUnauthorized?: boolean;
-    [option: string]: unknown;
+/** PEM text or DER bytes (a Buffer is a Uint8Array), or several. */
+type PemInput = string | Uint8Array | Array<string | Uint8Array>;
+/**
+ * The node:tls options both sides share, typed as node:tls types them, so that options typed
+ * with @types/node (`tls.ConnectionOptions`, `tls.SecureContextOptions`) pass as they are.
+ * Whatever else is set is handed to node:tls too.
+ */
+interface TlsOptions {
+    ca?: PemInput | undefined;
+    cert?: PemInput | undefined;
+    /** PEM, or several keys, each possibly with its own passphrase. */
+    key?: PemInput | Array<string | Uint8Array | {
+        pem: string | Uint8Array;
+        passphrase?: string | undefined;
+    }> | undefined;
+    /** A PKCS#12 bundle instead of `key` and `cert`. */
+    pfx?: PemInput | Array<string | Uint8Array | {
+        buf: string | Uint8Array;
+        passphrase?: string | undefined;
+    }> | undefined;
+    passphrase?: string | undefined;
+    crl?: PemInput | undefined;
+    ciphers?: string | undefined;
+    ecdhCurve?: string | undefined;
+    sigalgs?: string | undefined;
+    minVersion?: string | undefined;
+    maxVersion?: string | undefined;
+    rejectUnauthorized?: boolean | undefined;
+    /** A `tls.createSecureContext()` result. */
+    secureContext?: object | undefined;
 }
-/** TLS options for a `wss://` server, passed to `node:https` (`key` and `cert` at least). */
-interface ServerTlsOptions {
-    key: string | Uint8Array | Array<string | Uint8Array>;
-    cert: string | Uint8Array | Array<string | Uint8Array>;
-    [option: string]: unknown;
+/** TLS options for a `wss://` client, handed to `tls.connect`. */
+interface ClientTlsOptions extends TlsOptions {
+    servername?: string | undefined;
+    session?: Uint8Array | undefined;
+    /** Checks the server's certificate (node:tls passes a `PeerCertificate`); return an Error to refuse it. */
+    checkServerIdentity?: ((hostname: string, certificate: never) => Error | undefined) | undefined;
+}
+/** TLS options for a `wss://` server, handed to `https.createServer`: `key` and `cert` (or `pfx`) at least. */
+interface ServerTlsOptions extends TlsOptions {
+    requestCert?: boolean | undefined;
+    honorCipherOrder?: boolean | undefined;
+    sessionTimeout?: number | undefined;
+    dhparam?: string | Uint8Array | undefined;
+    SNICallback?: ((servername: string, callback: (error: Error | null, context?: object) => void) => void) | undefined;
 }
 /** Options of `open` and `connect`. */
 interface ClientOptions extends ConnectionOptions {
     /** Subprotocols to offer, in order of preference. */
-    protocols?: string | string[];
+    protocols?: string | string[] | undefined;
     /** Extra request headers (Node only; a browser cannot set them). */
-    headers?: Record<string, string>;
+    headers?: Record<string, string> | undefined;
     /** Aborts the opening handshake. */
-    signal?: AbortSignal;
+    signal?: AbortSignal | undefined;
     /** TLS options for `wss://` (Node only). */
-    tls?: ClientTlsOptions;
+    tls?: ClientTlsOptions | undefined;
 }
 /** The handshake request: method, request target and headers (names in lower case). */
 interface RequestInfo {
@@ -145,25 +200,25 @@ interface ResponseInfo {
 /** How a server refuses a handshake. */
 interface Refusal {
     status: number;
-    headers?: Record<string, string>;
-    body?: string;
+    headers?: Record<string, string> | undefined;
+    body?: string | undefined;
 }
 /** Options of `listen` and `upgrade`. */
 interface ServerOptions extends ConnectionOptions {
     /** Subprotocols the server accepts, in its order of preference (first match wins). */
-    protocols?: string[];
+    protocols?: string[] | undefined;
     /** Picks the subprotocol among those the client offered; return '' or undefined for none. */
     selectProtocol?: (offered: string[], request: RequestInfo) => string | null | undefined;
     /** Accepts (`true`) or refuses (`false` → 403, or a `Refusal`) a handshake, e.g. on Origin or auth. */
-    verify?: (request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>;
+    verify?: ((request: RequestInfo) => boolean | Refusal | Promise<boolean | Refusal>) | undefined;
     /** Where errors of the handler (with its `ws`) and of `verify`/`selectProtocol` (no `ws`) go; the default writes them to stderr. */
-    onError?: (error: unknown, ws?: WebSocket) => void;
+    onError?: ((error: unknown, ws?: WebSocket) => void) | undefined;
     /** `{ key, cert, … }` to serve `wss://` (`listen` only). */
-    tls?: ServerTlsOptions;
+    tls?: ServerTlsOptions | undefined;
     /** Largest request header block, in bytes; larger gets 431 (`listen` only; node:http's default is 16 KiB). */
-    maxHeaderSize?: number;
+    maxHeaderSize?: number | undefined;
     /** Most request headers; more gets 431. Default 100. */
-    maxHeaders?: number;
+    maxHeaders?: number | undefined;
 }
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
 interface CloseInfo {
@@ -299,7 +354,12 @@ interface ConnectionDetails {
     response?: ResponseInfo;
     protocol: string;
     extensions: string;
-    remoteAddress?: string;
+    remoteAddress?: string | undefined;
+}
+/** Options of `receive()`. */
+interface ReceiveOptions {
+    /** Gives up waiting: receive() rejects with the signal's reason, and no message is taken. */
+    signal?: AbortSignal | undefined;
 }
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
@@ -343,7 +403,7 @@ declare class WebSocket implements AsyncIterable<Data> {
      * @example
      * const message = await ws.receive()
      */
-    receive(): Promise<Data>;
+    receive(options?: ReceiveOptions): Promise<Data>;
     /**
      * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
      *
@@ -386,7 +446,7 @@ declare class WebSocket implements AsyncIterable<Data> {
     close(code?: number, reason?: string): Promise<void>;
 }
 /** `receive(ws)`: HTTP.jl-style alias of `ws.receive()`. */
-declare function receive(ws: WebSocket): Promise<Data>;
+declare function receive(ws: WebSocket, options?: ReceiveOptions): Promise<Data>;
 /** `send(ws, message)`: HTTP.jl-style alias of `ws.send(message)`. */
 declare function send(ws: WebSocket, message: Outgoing): Promise<void>;
 /** `ping(ws, data)`: HTTP.jl-style alias of `ws.ping(data)`. */
@@ -406,7 +466,32 @@ declare function close(ws: WebSocket, code?: number, reason?: string): Promise<v
  * await broadcast(room, JSON.stringify({ type: 'tick', time: Date.now() }))
  */
 declare function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<void>;
-type NodeIncomingMessage = import('node:http').IncomingMessage;
+/**
+ * The socket of an upgraded HTTP request, as `upgrade()` takes it: what node:http's 'upgrade'
+ * event gives (typed `stream.Duplex`, in fact a `net.Socket` or a `tls.TLSSocket`).
+ */
+interface UpgradeSocket {
+    write(bytes: Uint8Array | string, callback?: (error?: Error | null) => void): boolean;
+    end(bytes?: Uint8Array | string): unknown;
+    destroy(error?: Error): unknown;
+    cork(): void;
+    uncork(): void;
+    pause(): unknown;
+    resume(): unknown;
+    readonly destroyed: boolean;
+    readonly writableEnded: boolean;
+    readonly writableLength: number;
+}
+/** Request headers as `node:http` gives them (names in lower case). */
+type NodeHeaders = Readonly<Record<string, string | string[] | undefined>>;
+/** The request of an upgrade, as `upgrade()` takes it: node:http's `IncomingMessage`. */
+interface UpgradeRequest {
+    readonly method?: string | undefined;
+    readonly url?: string | undefined;
+    readonly httpVersion: string;
+    readonly headers: NodeHeaders;
+    readonly rawHeaders: readonly string[];
+}
 /**
  * Opens a client connection and resolves with the WebSocket once the handshake is done.
  * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
@@ -429,16 +514,22 @@ declare function connect(url: string | URL, options?: ClientOptions): Promise<We
  * })
  */
 declare function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options?: ClientOptions): Promise<T>;
-/** A running WebSocket server from `listen`. */
-interface Server {
+interface ServerControls {
     readonly host: string;
     readonly port: number;
     /** `ws://host:port` (or `wss://`). */
     readonly url: string;
     /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
     close(): Promise<void>;
-    [Symbol.asyncDispose](): Promise<void>;
 }
+/** `Symbol.asyncDispose` where the project's lib declares it (ES2025's disposable, or @types/node); `never` elsewhere. */
+type AsyncDisposeSymbol = SymbolConstructor extends {
+    readonly asyncDispose: infer S extends symbol;
+} ? S : never;
+/** A running WebSocket server from `listen`; `await using server = await listen(…)` closes it at the end of the scope. */
+type Server = ServerControls & {
+    readonly [K in AsyncDisposeSymbol]: () => Promise<void>;
+};
 /**
  * Starts a WebSocket server. Each connection runs `handler`; when it returns, the socket is
  * closed with 1000; when it throws, the error goes to `onError` and the socket closes with
@@ -461,10 +552,10 @@ declare function listen(host: string, port: number, handler: (ws: WebSocket) => 
  *   if (isUpgrade(request)) upgrade(request, socket, head, async (ws) => { for await (const m of ws) await ws.send(m) })
  * })
  */
-declare function upgrade(request: NodeIncomingMessage, socket: import('node:stream').Duplex, head: Uint8Array, handler: (ws: WebSocket) => unknown, options?: ServerOptions): void;
+declare function upgrade(request: UpgradeRequest, socket: UpgradeSocket, head: Uint8Array, handler: (ws: WebSocket) => unknown, options?: ServerOptions): void;
 /** True if a `node:http` request asks for a WebSocket upgrade. */
 declare function isUpgrade(request: {
-    headers: Record<string, string | string[] | undefined>;
+    readonly headers: NodeHeaders;
 }): boolean;
 /** The part of a WHATWG `WebSocket` (a browser's, Deno's, Bun's, Node 22's) that `wrap` uses. */
 interface NativeWebSocket {
@@ -474,7 +565,8 @@ interface NativeWebSocket {
     readonly readyState: number;
     readonly bufferedAmount: number;
     binaryType: string;
-    send(data: string | ArrayBuffer | ArrayBufferView): void;
+    /** Views are passed as their own ArrayBuffer (see nativePayload): DOM typings disagree on shared-memory views. */
+    send(data: string | ArrayBuffer): void;
     close(code?: number, reason?: string): void;
     addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: NativeEvent) => void): void;
 }
@@ -496,4 +588,4 @@ interface NativeEvent {
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
 export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -1,3 +1,29 @@
+/*!
+ * websockets.ts 0.1.0 — a WebSocket client and server for Node.js in one file, with the same
+ * small API over the browser's native WebSocket. npm: websockets.ts; JSR: @websockets-ts/websockets.
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * Copyright (c) 2026 the websockets.ts authors
+ *
+ * Permission is hereby granted, free of charge, to any person obtaining a copy
+ * of this software and associated documentation files (the "Software"), to deal
+ * in the Software without restriction, including without limitation the rights
+ * to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+ * copies of the Software, and to permit persons to whom the Software is
+ * furnished to do so, subject to the following conditions:
+ *
+ * The above copyright notice and this permission notice shall be included in all
+ * copies or substantial portions of the Software.
+ *
+ * THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+ * IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+ * FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+ * AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+ * LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+ * OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+ * SOFTWARE.
+ */
 const Opcode = {
   CONTINUATION: 0,
   TEXT: 1,
@@ -41,25 +67,27 @@ const CLOSE_CODE_DESCRIPTIONS = {
   1015: "TLS handshake failure"
 };
 function describeCloseCode(code) {
-  if (code in CLOSE_CODE_DESCRIPTIONS) return CLOSE_CODE_DESCRIPTIONS[code];
+  const description = CLOSE_CODE_DESCRIPTIONS[code];
+  if (description !== void 0) return description;
   if (code >= 4e3 && code <= 4999) return "private use";
   if (code >= 3e3 && code <= 3999) return "registered";
   return "unknown";
 }
 const KiB = 1024;
-const MiB = 1024 * KiB;
 const DEFAULTS = {
-  maxMessageSize: 16 * MiB,
-  // inclusive; Autobahn 9.* sends exactly 16 MiB
+  maxMessageSize: 16777216,
+  // 16 MiB, inclusive; Autobahn 9.* sends exactly 16 MiB
   maxFragments: 131072,
   // Autobahn 9.3.1 sends 4 MiB in 65,536 fragments
   closeTimeout: 5e3,
   pingInterval: 2e4,
   pingTimeout: 2e4,
   handshakeTimeout: 1e4,
-  highWaterMark: 64 * KiB,
+  highWaterMark: 65536,
+  // 64 KiB
   maxQueuedMessages: 1024,
-  maxQueuedBytes: 1 * MiB
+  maxQueuedBytes: 1048576
+  // 1 MiB
 };
 const DEFAULT_MAX_HEADERS = 100;
 const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -114,6 +142,13 @@ function concatBytes(parts, length = byteLength(parts), allocate = allocateZeroe
   copyParts(parts, out);
   return out;
 }
+function ownedMessage(parts, length, allocate) {
+  const only = parts.length === 1 ? parts[0] : null;
+  if (only && only.byteLength * 2 >= only.buffer.byteLength) return only;
+  const message = allocate(length);
+  copyParts(parts, message);
+  return message;
+}
 function copyParts(parts, target) {
   let offset = 0;
   for (const part of parts) {
@@ -137,13 +172,16 @@ function base64(bytes) {
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary);
 }
-const defer = typeof setImmediate === "function" ? (callback) => void setImmediate(callback) : (callback) => void setTimeout(callback, 0);
+const setImmediateIfAny = globalThis.setImmediate;
+const defer = setImmediateIfAny ? (callback) => void setImmediateIfAny(callback) : (callback) => void setTimeout(callback, 0);
 function truncateUtf8(text, limit) {
   const bytes = textEncoder.encode(text);
   if (bytes.length <= limit) return bytes;
   let end = limit;
   while (end > 0 && (bytes[end] & 192) === 128) end--;
   return bytes.subarray(0, end);
+}
+function ignoreValue() {
 }
 function startTimer(ms, callback) {
   const timer = setTimeout(callback, ms);
@@ -207,7 +245,7 @@ function acceptKey(key, sha1Base64) {
 }
 function checkClientRequest(method, httpVersion, headers) {
   if (method !== "GET") return { status: 405, headers: { Allow: "GET" }, body: "the WebSocket handshake must be a GET request" };
-  const [major, minor] = httpVersion.split(".").map(Number);
+  const [major = 0, minor = 0] = httpVersion.split(".").map(Number);
   if (!(major > 1 || major === 1 && minor >= 1)) return { status: 400, body: "the WebSocket handshake needs HTTP/1.1" };
   if (!hasToken(headers["upgrade"], "websocket")) {
     return { status: 426, headers: { Upgrade: "websocket" }, body: "this is a WebSocket endpoint: Upgrade: websocket required" };
@@ -219,7 +257,9 @@ function checkClientRequest(method, httpVersion, headers) {
   }
   const key = headers["sec-websocket-key"];
   if (key === void 0 || !KEY.test(key)) return { status: 400, body: "Sec-WebSocket-Key must be 16 bytes in base64" };
-  return { key, protocols: headerTokens(headers["sec-websocket-protocol"]) };
+  const protocols = headerTokens(headers["sec-websocket-protocol"]);
+  if (!protocols.every((protocol) => TOKEN.test(protocol))) return { status: 400, body: "Sec-WebSocket-Protocol must be a list of tokens" };
+  return { key, protocols };
 }
 function formatHeaders(headers) {
   let text = "";
@@ -288,17 +328,27 @@ function checkCompressionOptions(compression) {
 function parseExtensions(header) {
   const offers = [];
   for (const item of header.split(",")) {
-    const [name, ...rawParams] = item.split(";").map((part) => part.trim());
+    const [name = "", ...rawParams] = item.split(";").map((part) => part.trim());
+    if (name === "" && rawParams.length === 0) continue;
     if (!TOKEN.test(name)) return null;
     const params = /* @__PURE__ */ new Map();
     for (const raw of rawParams) {
-      const match = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"))?$/.exec(raw);
-      if (!match || params.has(match[1])) return null;
-      params.set(match[1], match[2] ?? match[3] ?? true);
+      const parameter = parseExtensionParameter(raw);
+      if (!parameter || params.has(parameter[0])) return null;
+      params.set(...parameter);
     }
     offers.push({ name, params });
   }
   return offers;
+}
+const EXTENSION_PARAMETER = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:\s*=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"((?:[^"\\]|\\.)*)"))?$/;
+function parseExtensionParameter(raw) {
+  const match = EXTENSION_PARAMETER.exec(raw);
+  if (!match) return null;
+  const [, name = "", token, quoted] = match;
+  if (quoted === void 0) return [name, token ?? true];
+  const value = quoted.replace(/\\(.)/g, "$1");
+  return TOKEN.test(value) ? [name, value] : null;
 }
 function windowBits(value) {
   return typeof value === "string" && /^(8|9|1[0-5])$/.test(value) ? Number(value) : null;
@@ -349,8 +399,9 @@ function checkDeflateResponse(header, offered) {
   const fail = (why) => new WebSocketError(CloseCode.MANDATORY_EXTENSION, `the server's extensions are not acceptable: ${why} (${header})`);
   const extensions = parseExtensions(header);
   if (!extensions) throw fail("malformed header");
-  if (!offered || extensions.length !== 1 || extensions[0].name !== DEFLATE) throw fail("not what was offered");
-  const { params } = extensions[0];
+  const [extension] = extensions;
+  if (!offered || !extension || extensions.length !== 1 || extension.name !== DEFLATE) throw fail("not what was offered");
+  const { params } = extension;
   for (const [key, value] of params) {
     if (!DEFLATE_PARAMS.has(key)) throw fail(`unknown parameter ${key}`);
     if (key.endsWith("no_context_takeover") ? value !== true : windowBits(value) === null) throw fail(`invalid value for ${key}`);
@@ -660,6 +711,7 @@ function encodeClosePayload(code, reasonBytes) {
   payload.set(reasonBytes, 2);
   return payload;
 }
+const QUEUE_COMPACT_AT = 64;
 const resolvedOptions = /* @__PURE__ */ new WeakMap();
 function resolveOptions(options) {
   let resolved = resolvedOptions.get(options);
@@ -683,6 +735,7 @@ function settleEnded(waiter, error) {
 let linkOf;
 let track;
 let nextFor;
+let abandon;
 const DONE = Object.freeze({ value: void 0, done: true });
 class MessageIterator {
   #ws;
@@ -693,8 +746,10 @@ class MessageIterator {
   next() {
     return this.finished ? Promise.resolve(DONE) : nextFor(this.#ws, this);
   }
+  /** Ends the iteration (a `break`); a next() still waiting ends with `done` and takes no message. */
   return() {
     this.finished = true;
+    abandon(this.#ws, this);
     return Promise.resolve(DONE);
   }
   [Symbol.asyncIterator]() {
@@ -741,6 +796,13 @@ class WebSocket {
       sockets.add(ws);
     };
     nextFor = (ws, iterator) => ws.#wait(iterator);
+    abandon = (ws, iterator) => {
+      for (const waiter of ws.#waiters()) {
+        if (waiter.iterator !== iterator) continue;
+        ws.#removeWaiter(waiter);
+        waiter.resolve(DONE);
+      }
+    };
   }
   /** What the link tells this socket: one small object with methods, not a closure each. */
   static #Events = class {
@@ -752,7 +814,7 @@ class WebSocket {
       this.#ws.#deliver(data);
     }
     ended(error, info) {
-      this.#ws.#closeInfo ??= info;
+      if (info) this.#ws.#closeInfo ??= info;
       this.#ws.#onEnded(error);
     }
     closed(info) {
@@ -811,21 +873,53 @@ class WebSocket {
    * @example
    * const message = await ws.receive()
    */
-  receive() {
-    return this.#wait(null);
+  receive(options) {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#wait(null, signal);
   }
   /** receive(), or an iterator's next() when `iterator` is given. */
-  #wait(iterator) {
+  #wait(iterator, signal) {
     if (this.#queue && this.#queueHead < this.#queue.length) {
       const message = this.#dequeue();
       return Promise.resolve(iterator ? { value: message, done: false } : message);
     }
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, iterator };
-      if (this.#error) settleEnded(waiter, this.#error);
-      else if (!this.#waiter) this.#waiter = waiter;
+      if (this.#error) return settleEnded(waiter, this.#error);
+      if (signal) this.#abortOn(signal, waiter);
+      if (!this.#waiter) this.#waiter = waiter;
       else (this.#moreWaiters ??= []).push(waiter);
     });
+  }
+  /** An aborted receive() leaves the line without taking a message, and rejects with the signal's reason. */
+  #abortOn(signal, waiter) {
+    const { resolve, reject } = waiter;
+    const onAbort = () => {
+      this.#removeWaiter(waiter);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    waiter.resolve = (value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    };
+    waiter.reject = (error) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(error);
+    };
+  }
+  #waiters() {
+    return this.#waiter ? [this.#waiter, ...this.#moreWaiters ?? []] : [];
+  }
+  #removeWaiter(waiter) {
+    if (this.#waiter === waiter) {
+      this.#nextWaiter();
+      return;
+    }
+    const index = this.#moreWaiters?.indexOf(waiter) ?? -1;
+    if (index >= 0) this.#moreWaiters?.splice(index, 1);
+    if (this.#moreWaiters?.length === 0) this.#moreWaiters = null;
   }
   /**
    * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
@@ -887,6 +981,9 @@ class WebSocket {
     if (this.#queueHead === queue.length) {
       this.#queue = null;
       this.#queueHead = 0;
+    } else if (this.#queueHead >= QUEUE_COMPACT_AT && this.#queueHead * 2 >= queue.length) {
+      queue.splice(0, this.#queueHead);
+      this.#queueHead = 0;
     }
     if (this.#readingPaused && !this.#queueIsFull(2)) {
       this.#readingPaused = false;
@@ -924,6 +1021,9 @@ const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
 const NO_CLOSE_FRAME = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: "" });
 const LARGE_FRAME = 16 * KiB;
+const TEXT_JOIN_EVERY = 1024;
+const SMALL_PART = 1024;
+const SMALL_PARTS_BUFFER = 16 * KiB;
 const COPY_THRESHOLD = 16 * KiB;
 const MASKED_PIECE = 64 * KiB;
 function sameBytes(a, b) {
@@ -950,21 +1050,43 @@ class ProtocolLink {
   #largeFrame = 0;
   #messageBuffer = null;
   #messageFilled = 0;
+  /** The buffer small pieces are being copied into (the last of #messageParts), and its bytes used. */
+  #smallParts = null;
+  #smallFilled = 0;
   #textParts = null;
+  /** How many of #textParts, at its start, are joined batches. */
+  #textBatches = 0;
   #textDecoder = null;
   #frameOpcode = 0;
   #frameFin = false;
   #controlParts = null;
-  // Reading stops while the receive queue is full or a message is being inflated.
+  // Reading (see #updateReading): why it would stop, and whether it has.
   #queueFull = false;
   #inflating = false;
+  #readingPaused = false;
+  /** Closing with a full receive queue: data frames are read and dropped, from a message boundary on. */
+  #dropData = false;
+  /** The data message being read is dropped (see #dropData). */
+  #messageDropped = false;
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer = null;
   #drainWaiters = null;
   #pings = null;
   #pingCounter = 0;
   #pendingPong = null;
-  // Closing.
+  #writesEnded = null;
+  #endWrites = null;
+  // Closing. `#state` is OPEN, CLOSING or CLOSED; within CLOSING, what each side has done:
+  //
+  //   what happened                      fields set                          what it changes
+  //   close() called                     #state CLOSING, #closeRequested     new sends refused; sends accepted before still go out
+  //   our close frame written            #closeSent                          nothing more is written (#canWrite false)
+  //   the peer's close frame read,       #discardInput, #error,              input ignored from here on; the answer (echo, or
+  //     or a protocol error found        #pendingReaction                    fail) runs one macrotask later (#react)
+  //   the transport closed               #state CLOSED                       everything settles (onTransportClose)
+  //
+  // `#closing` is true from the first two rows on, and once the reaction to the third has run.
+  // #updateReading decides reading in every row.
   #closeSent = false;
   #closeRequested = null;
   #discardInput = false;
@@ -973,7 +1095,9 @@ class ProtocolLink {
   #closeInfo = NO_CLOSE_FRAME;
   #pendingReaction = null;
   #closeTimer = null;
+  /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer = null;
+  #awaitingPong = false;
   constructor(transport, client, options, compression = null) {
     this.#transport = transport;
     this.#client = client;
@@ -997,10 +1121,30 @@ class ProtocolLink {
     this.#queueFull = false;
     this.#updateReading();
   }
-  /** Once closing, reading never stops: the close frame and the FIN must get through. */
+  /** Closing: close() was called, a close frame went out, or the connection failed or ended. */
+  get #closing() {
+    return this.#state !== State.OPEN || this.#closeSent;
+  }
+  /**
+   * The one place that pauses and resumes reading. Reading stops while a message is being
+   * inflated (the parser holds what comes behind it, so that stays bounded too) and while the
+   * receive queue is full (TCP backpressure) — except once closing: then the peer's close
+   * frame must get through, so reading goes on, and data messages that start while the queue
+   * is full are read and dropped instead of queued (#dropData). While reading is paused the
+   * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
+   */
   #updateReading() {
-    if (this.#canSend() && (this.#queueFull || this.#inflating)) this.#transport.pause();
-    else this.#transport.resume();
+    const closing = this.#closing;
+    const paused = this.#inflating || this.#queueFull && !closing;
+    if (paused === this.#readingPaused) return;
+    this.#readingPaused = paused;
+    if (paused) {
+      this.#transport.pause();
+      this.#suspendPongDeadline();
+    } else {
+      this.#transport.resume();
+      this.#armPongDeadline();
+    }
   }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
   /** @internal TransportEvents: called by the transport. */
@@ -1031,7 +1175,10 @@ class ProtocolLink {
       if (this.#messageOpcode !== 0) throw protocolError("new message started before the previous one ended");
       this.#messageOpcode = opcode;
       this.#messageCompressed = header.rsv1;
+      if (this.#queueFull && this.#closing) this.#dropData = true;
+      this.#messageDropped = this.#dropData;
     }
+    if (this.#messageDropped) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
@@ -1048,33 +1195,77 @@ class ProtocolLink {
   onFramePayload(bytes, complete) {
     if (isControl(this.#frameOpcode)) {
       (this.#controlParts ??= []).push(bytes);
+    } else if (this.#messageDropped) {
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
-    } else if (this.#messageOpcode === Opcode.TEXT && !this.#messageCompressed && (this.#textDecoder || !complete || !this.#frameFin || this.#messageParts !== null)) {
+    } else if (this.#streamsText(complete)) {
       this.#decodeTextPiece(bytes);
     } else {
-      (this.#messageParts ??= []).push(bytes);
+      this.#collectPart(bytes);
     }
+  }
+  /**
+   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
+   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
+   * fragments) are copied together, so the memory a message holds follows the bytes received,
+   * not the number of pieces.
+   */
+  /**
+   * Whether this piece of an uncompressed TEXT message is decoded now: always, except when
+   * the whole message is this one piece (one frame, in one chunk), which is decoded once at
+   * the end. A compressed message is decoded as it inflates instead.
+   */
+  #streamsText(complete) {
+    if (this.#messageOpcode !== Opcode.TEXT || this.#messageCompressed) return false;
+    const wholeMessage = complete && this.#frameFin && this.#messageParts === null;
+    return this.#textDecoder !== null || !wholeMessage;
+  }
+  /** The pieces collected so far, which the message no longer holds. */
+  #takeParts() {
+    const parts = this.#messageParts ?? [];
+    this.#messageParts = null;
+    this.#smallParts = null;
+    return parts;
+  }
+  #collectPart(bytes) {
+    const parts = this.#messageParts;
+    if (!parts) {
+      this.#messageParts = [bytes];
+      return;
+    }
+    if (bytes.length >= SMALL_PART) {
+      this.#smallParts = null;
+      parts.push(bytes);
+      return;
+    }
+    let buffer = this.#smallParts;
+    if (!buffer || this.#smallFilled + bytes.length > buffer.length) {
+      buffer = this.#smallParts = new Uint8Array(SMALL_PARTS_BUFFER);
+      this.#smallFilled = 0;
+      parts.push(buffer);
+    }
+    buffer.set(bytes, this.#smallFilled);
+    this.#smallFilled += bytes.length;
+    parts[parts.length - 1] = buffer.subarray(0, this.#smallFilled);
   }
   #collectLargeFrame(bytes) {
     this.#messageFilled += bytes.length;
-    if (!this.#messageBuffer) (this.#messageParts ??= []).push(bytes);
+    if (!this.#messageBuffer) this.#collectPart(bytes);
   }
   /**
    * @internal FrameSink. A large frame that arrives in pieces is copied into its final buffer
    * as it comes (and unmasked on the way), instead of each chunk being held to the end and
    * copied again: the chunks die young, and the garbage collector is not pushed to promote
-   * them. The buffer is allocated once a quarter of the frame is here, never on the header's
-   * word alone, so a peer cannot make us set memory aside that it does not send. A frame
-   * that is here whole needs no buffer: it is handed out as a view.
+   * them. The buffer is allocated once half of the frame is here, never on the header's word
+   * alone, so a peer cannot make us set aside more than twice what it sent. A frame that is
+   * here whole needs no buffer: it is handed out as a view (see ownedMessage).
    */
   payloadTarget(available) {
     if (this.#largeFrame === 0 || this.#messageBuffer) return this.#messageBuffer;
     const arrived = this.#messageFilled + available;
-    if (arrived * 4 < this.#largeFrame || this.#messageFilled === 0 && arrived === this.#largeFrame) return null;
+    if (arrived * 2 < this.#largeFrame || this.#messageFilled === 0 && arrived === this.#largeFrame) return null;
     const buffer = this.#messageBuffer = this.#transport.allocateMessage(this.#largeFrame);
-    copyParts(this.#messageParts ?? [], buffer);
-    this.#messageParts = null;
+    copyParts(this.#takeParts(), buffer);
     return buffer;
   }
   /**
@@ -1084,10 +1275,14 @@ class ProtocolLink {
   #decodeTextPiece(bytes) {
     if (!this.#textDecoder) {
       this.#textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-      this.#textParts = (this.#messageParts ?? []).map((part) => this.#decodeText(part, true));
-      this.#messageParts = null;
+      this.#textParts = this.#takeParts().map((part) => this.#decodeText(part, true));
     }
-    (this.#textParts ??= []).push(this.#decodeText(bytes, true));
+    const parts = this.#textParts ??= [];
+    parts.push(this.#decodeText(bytes, true));
+    if (parts.length - this.#textBatches >= TEXT_JOIN_EVERY) {
+      parts.push(parts.splice(this.#textBatches).join(""));
+      this.#textBatches++;
+    }
   }
   #decodeText(bytes, stream) {
     try {
@@ -1108,7 +1303,8 @@ class ProtocolLink {
     }
   }
   #onMessageEnd() {
-    if (this.#messageCompressed) this.#inflateMessage();
+    if (this.#messageDropped) this.#resetMessage();
+    else if (this.#messageCompressed) this.#inflateMessage();
     else this.#finishMessage();
   }
   /**
@@ -1118,9 +1314,8 @@ class ProtocolLink {
    * would inflate to gigabytes stops at the limit with 1009; TEXT is validated as it comes.
    */
   #inflateMessage() {
-    const compressed = this.#messageParts ?? [];
+    const compressed = this.#takeParts();
     const { maxMessageSize } = this.#options;
-    this.#messageParts = null;
     this.#messageSize = 0;
     this.#parser.hold();
     this.#inflating = true;
@@ -1131,13 +1326,12 @@ class ProtocolLink {
         throw new WebSocketError(CloseCode.MESSAGE_TOO_BIG, `message is larger than ${maxMessageSize} bytes once inflated`);
       }
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
-      else (this.#messageParts ??= []).push(chunk);
+      else this.#collectPart(chunk);
     };
     this.#compression.decompress(compressed, onOutput).then(
       () => {
-        this.#inflating = false;
-        this.#updateReading();
-        if (this.#discardInput) return;
+        this.#endInflating();
+        if (this.#discardInput || this.#state === State.CLOSED) return;
         try {
           this.#finishMessage();
           this.#parser.release();
@@ -1146,10 +1340,15 @@ class ProtocolLink {
         }
       },
       (error) => {
+        this.#endInflating();
         if (this.#discardInput) return;
         this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error }));
       }
     );
+  }
+  #endInflating() {
+    this.#inflating = false;
+    this.#updateReading();
   }
   #finishMessage() {
     let message;
@@ -1159,21 +1358,26 @@ class ProtocolLink {
         parts.push(this.#decodeText(new Uint8Array(0), false));
         message = parts.join("");
         this.#textParts = null;
+        this.#textBatches = 0;
         this.#textDecoder = null;
       } else {
         message = this.#decodeText(concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateFrame), false);
       }
     } else {
-      message = this.#messageBuffer ?? concatBytes(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
-      this.#messageBuffer = null;
-      this.#messageFilled = 0;
+      message = this.#messageBuffer ?? ownedMessage(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
     }
+    this.#resetMessage();
+    this.#events.message(message);
+  }
+  #resetMessage() {
     this.#messageOpcode = 0;
-    this.#messageParts = null;
+    this.#takeParts();
+    this.#messageBuffer = null;
+    this.#messageFilled = 0;
     this.#messageSize = 0;
     this.#messageFragments = 0;
     this.#messageCompressed = false;
-    this.#events.message(message);
+    this.#messageDropped = false;
   }
   #onControlFrame(opcode, payload) {
     if (opcode === Opcode.PING) {
@@ -1249,7 +1453,8 @@ class ProtocolLink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping2 of this.#pings?.splice(0) ?? []) ping2.reject(this.#error);
-    this.onTransportWritten();
+    this.#writesEnd();
+    this.#wakeDrainWaiters();
     this.#events.closed(this.#closeInfo);
   }
   #setError(error, info) {
@@ -1285,8 +1490,7 @@ class ProtocolLink {
       return Promise.reject(error);
     }
     if (this.#sending || this.#compresses(parts)) return this.#sendQueue().enqueue(() => this.#sendParts(parts));
-    this.#writeParts(parts);
-    return this.#backpressure();
+    return this.#afterWrites(this.#writeParts(parts));
   }
   /**
    * Writes a ready-made unmasked frame (for `broadcast`), or returns null when this link
@@ -1331,50 +1535,87 @@ class ProtocolLink {
   async #sendParts(parts) {
     if (!this.#canWrite()) throw this.#sendError();
     if (this.#compresses(parts)) await this.#sendCompressed(parts);
-    else this.#writeParts(parts);
-    await this.#backpressure();
+    else await this.#afterWrites(this.#writeParts(parts));
   }
-  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4). */
+  /** One frame per chunk, the last one with FIN (RFC 6455 §5.4); settles once every payload the transport holds is written. */
   #writeParts(parts) {
-    parts.forEach(([bytes, opcode], index) => this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1));
+    let written = null;
+    parts.forEach(([bytes, opcode], index) => {
+      const write = this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, bytes, index === parts.length - 1);
+      if (write) (written ??= []).push(write);
+    });
+    return written ? Promise.all(written).then(ignoreValue) : null;
   }
   /** One compressed frame per chunk, RSV1 on the first (RFC 7692 §6.1), one deflate stream for the message. */
   async #sendCompressed(parts) {
-    const compression = this.#compression;
+    const written = [];
     for (let index = 0; index < parts.length; index++) {
       const [bytes, opcode] = parts[index];
       const last = index === parts.length - 1;
-      const payload = await compression.compress(bytes, last);
+      const payload = await this.#compress(bytes, last);
       if (!this.#canWrite()) throw this.#sendError();
-      this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+      written.push(this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0));
     }
+    await Promise.all(written);
+    await this.#backpressure();
   }
   /**
-   * Each chunk goes out as it arrives; an empty final frame carries FIN. If the iterable
-   * throws mid-message, the message cannot be finished, so the connection closes with 1011.
+   * Each chunk goes out as it arrives; an empty final frame carries FIN. The next chunk is
+   * asked for once the previous one is written (the iterable may reuse its buffer). If the
+   * iterable throws mid-message, the message cannot be finished, so the connection closes
+   * with 1011. If the connection can no longer write while the iterable is waiting, send()
+   * rejects at once and the iterator's return() is called, so its `finally` runs.
    */
   async #sendAsyncFragments(chunks) {
     const compression = this.#compression;
+    const iterator = chunks[Symbol.asyncIterator]();
+    let open2 = true;
     let opcode = 0;
     try {
-      for await (const chunk of chunks) {
+      for (; ; ) {
         if (!this.#canWrite()) throw this.#sendError();
-        const [bytes, chunkOpcode] = encodeChunk(chunk);
+        const next = iterator.next().catch((error) => {
+          open2 = false;
+          throw error;
+        });
+        const result = await Promise.race([next, this.#untilWritesEnd()]);
+        if (result.done) {
+          open2 = false;
+          break;
+        }
+        const [bytes, chunkOpcode] = encodeChunk(result.value);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
-        const payload = compression ? await compression.compress(bytes, false) : bytes;
+        const payload = compression ? await this.#compress(bytes, false) : bytes;
         if (!this.#canWrite()) throw this.#sendError();
-        this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
+        const write = this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
-        await this.#backpressure();
+        await this.#afterWrites(write);
       }
     } catch (error) {
+      if (open2) closeIterator(iterator);
       if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
       throw error;
     }
-    const tail = compression ? await compression.compress(new Uint8Array(0), true) : new Uint8Array(0);
+    const tail = compression ? await this.#compress(new Uint8Array(0), true) : new Uint8Array(0);
     if (!this.#canWrite()) throw this.#sendError();
-    this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0);
-    await this.#backpressure();
+    await this.#afterWrites(this.#writeFrame(opcode === 0 ? Opcode.BINARY : Opcode.CONTINUATION, tail, true, compression !== null && opcode === 0));
+  }
+  /** Compresses a piece; a compression cut short because the connection ended fails as the connection's end, not as zlib's. */
+  async #compress(bytes, final) {
+    try {
+      return await this.#compression.compress(bytes, final);
+    } catch (error) {
+      throw this.#canWrite() ? error : this.#sendError();
+    }
+  }
+  /** Rejects once nothing more can be written (the close frame went out, or the transport is gone); made on first use. */
+  #untilWritesEnd() {
+    return this.#writesEnded ??= this.#canWrite() ? new Promise((_, reject) => this.#endWrites = reject) : Promise.reject(this.#sendError());
+  }
+  /** Settles `#untilWritesEnd`: called where the close frame is sent and where the transport closes. */
+  #writesEnd() {
+    this.#endWrites?.(this.#sendError());
+    this.#endWrites = null;
   }
   #backpressure() {
     if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
@@ -1388,10 +1629,19 @@ class ProtocolLink {
    * would stall a stream of large messages at every one.
    */
   onTransportWritten() {
-    if (this.#state !== State.CLOSED && this.#transport.bufferedAmount > this.#options.highWaterMark) return;
+    this.#noticeDestroyed();
+    if (this.#state === State.CLOSED || this.#transport.bufferedAmount > this.#options.highWaterMark) return;
+    this.#flushPendingPong();
+    this.#wakeDrainWaiters();
+  }
+  /** The latest ping that came while the peer was not reading gets its answer now (see #answerPing). */
+  #flushPendingPong() {
     const pong2 = this.#pendingPong;
     this.#pendingPong = null;
     if (pong2 && this.#canSend()) this.#writeFrame(Opcode.PONG, pong2, true);
+  }
+  /** The sends waiting for the buffer to drain: they resolve, or reject once the connection is gone. */
+  #wakeDrainWaiters() {
     const waiters = this.#drainWaiters;
     this.#drainWaiters = null;
     if (waiters) for (const wake of waiters) wake();
@@ -1399,24 +1649,36 @@ class ProtocolLink {
   #sendError() {
     return this.#error ?? new WebSocketError(this.#closeRequested?.code ?? CloseCode.NORMAL_CLOSURE, "the connection is closing");
   }
-  /** Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the caller's buffer. */
+  /**
+   * Writes one frame; a client masks it with a fresh key (RFC 6455 §5.3), never in the
+   * caller's buffer. Returns null when the payload was copied, or, when the transport holds
+   * the payload itself, a promise that settles once it is written: the caller's buffer is
+   * only free for reuse then.
+   */
   #writeFrame(opcode, payload, fin, rsv1 = false) {
     const maskKey = this.#maskKey();
     const { allocateFrame } = this.#transport;
     if (payload.length <= COPY_THRESHOLD) {
       this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
-      return;
+      return null;
     }
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
     this.#transport.write(header, true);
-    if (!maskKey) return this.#transport.write(payload);
+    if (!maskKey) {
+      return new Promise((resolve, reject) => this.#transport.write(payload, false, (error) => error ? reject(this.#sendError()) : resolve()));
+    }
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey);
       this.#transport.write(piece, at + MASKED_PIECE < payload.length);
     }
+    return null;
+  }
+  /** Resolves once `written` (the payloads the transport holds) is out and the buffer is at the high-water mark. */
+  #afterWrites(written) {
+    return written ? written.then(() => this.#backpressure()) : this.#backpressure();
   }
   /** A fresh masking key for each frame a client sends (RFC 6455 §5.3); none on a server. */
   #maskKey() {
@@ -1450,23 +1712,36 @@ class ProtocolLink {
     new DataView(payload.buffer).setUint32(0, ++this.#pingCounter);
     return payload;
   }
-  /** Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. */
+  /**
+   * Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. The
+   * one timer is either the next ping or, while a keepalive ping is out, the pong deadline,
+   * which only runs while we read (see #updateReading).
+   */
   #scheduleKeepalive() {
-    const { pingInterval, pingTimeout } = this.#options;
-    if (pingInterval <= 0) return;
-    this.#keepaliveTimer = startTimer(pingInterval, () => {
-      if (!this.#canSend()) return;
-      const timeout = pingTimeout > 0 ? startTimer(pingTimeout, () => this.#onKeepaliveTimeout()) : null;
-      this.#keepaliveTimer = timeout;
-      this.ping().then(
-        () => {
-          if (timeout) clearTimeout(timeout);
-          this.#scheduleKeepalive();
-        },
-        () => {
-        }
-      );
-    });
+    const { pingInterval } = this.#options;
+    if (pingInterval > 0) this.#keepaliveTimer = startTimer(pingInterval, () => this.#sendKeepalivePing());
+  }
+  #sendKeepalivePing() {
+    this.#keepaliveTimer = null;
+    if (!this.#canSend()) return;
+    this.#awaitingPong = true;
+    this.#armPongDeadline();
+    this.ping().then(() => {
+      this.#suspendPongDeadline();
+      this.#awaitingPong = false;
+      this.#scheduleKeepalive();
+    }, ignoreValue);
+  }
+  #armPongDeadline() {
+    const { pingTimeout } = this.#options;
+    if (this.#awaitingPong && pingTimeout > 0 && !this.#readingPaused && !this.#keepaliveTimer) {
+      this.#keepaliveTimer = startTimer(pingTimeout, () => this.#onKeepaliveTimeout());
+    }
+  }
+  #suspendPongDeadline() {
+    if (!this.#awaitingPong || !this.#keepaliveTimer) return;
+    clearTimeout(this.#keepaliveTimer);
+    this.#keepaliveTimer = null;
   }
   #onKeepaliveTimeout() {
     if (this.#state !== State.OPEN) return;
@@ -1494,6 +1769,7 @@ class ProtocolLink {
   }
   #sendClose(code, reason) {
     this.#closeSent = true;
+    this.#writesEnd();
     this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
@@ -1527,6 +1803,12 @@ class SendSequencer {
 function isChunk(value) {
   return typeof value === "string" || isDataView(value);
 }
+function closeIterator(iterator) {
+  try {
+    Promise.resolve(iterator.return?.()).catch(ignoreValue);
+  } catch {
+  }
+}
 function isAsyncIterable(value) {
   return value !== null && typeof value === "object" && Symbol.asyncIterator in value;
 }
@@ -1540,8 +1822,9 @@ function readFragments(chunks) {
     throw new TypeError("send() takes a string, bytes, or an iterable or async iterable of them");
   }
   const parts = Array.from(chunks, encodeChunk);
-  if (parts.length === 0) return [[new Uint8Array(0), Opcode.BINARY]];
-  if (parts.some(([, opcode]) => opcode !== parts[0][1])) throw new TypeError("a fragmented message mixes strings and bytes");
+  const [first] = parts;
+  if (!first) return [[new Uint8Array(0), Opcode.BINARY]];
+  if (parts.some(([, opcode]) => opcode !== first[1])) throw new TypeError("a fragmented message mixes strings and bytes");
   return parts;
 }
 function controlPayload(data) {
@@ -1549,8 +1832,8 @@ function controlPayload(data) {
   if (bytes.length > 125) throw new RangeError(`a ping or pong payload is at most 125 bytes, got ${bytes.length}`);
   return bytes.slice();
 }
-function receive(ws) {
-  return ws.receive();
+function receive(ws, options) {
+  return ws.receive(options);
 }
 function send(ws, message) {
   return ws.send(message);
@@ -1576,32 +1859,29 @@ async function broadcast(sockets, message) {
   }
   await Promise.all(pending);
 }
+const nodeProcess = globalThis.process;
+const isNode = typeof nodeProcess?.versions?.node === "string";
 let nodeModules;
 function loadNode() {
-  nodeModules ??= Promise.all([
-    import("node:http"),
-    import("node:https"),
-    import("node:net"),
-    import("node:tls"),
-    import("node:zlib"),
-    import("node:crypto"),
-    import("node:buffer"),
-    import("node:process")
-  ]).then(
-    ([http, https, net, tls, zlib, crypto, { Buffer }, process2]) => ({
-      http,
-      https,
-      net,
-      tls,
-      isIP: net.isIP,
-      zlib,
-      sha1Base64: (text) => crypto.createHash("sha1").update(text).digest("base64"),
-      allocateFrame: (size) => Buffer.allocUnsafe(size),
-      allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
-      nextTick: (callback) => process2.nextTick(callback)
-    })
-  );
-  return nodeModules;
+  return nodeModules ??= loadBuiltins();
+}
+function loadBuiltins() {
+  const process = nodeProcess;
+  const load = process?.getBuiltinModule?.bind(process);
+  if (!process || !load) throw new Error("websockets.ts needs Node.js 20.16 or newer (process.getBuiltinModule)");
+  const crypto = load("crypto");
+  const { Buffer } = load("buffer");
+  return {
+    http: load("http"),
+    https: load("https"),
+    net: load("net"),
+    tls: load("tls"),
+    zlib: load("zlib"),
+    sha1Base64: (text) => crypto.createHash("sha1").update(text).digest("base64"),
+    allocateFrame: (size) => Buffer.allocUnsafe(size),
+    allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
+    nextTick: (callback) => process.nextTick(callback)
+  };
 }
 class Limiter {
   #limit;
@@ -1651,7 +1931,8 @@ function flushZlib(stream, input, flush, onOutput) {
     stream.on("data", onData);
     stream.on("error", fail);
     for (const part of input) stream.write(part);
-    stream.flush(flush, () => {
+    stream.flush(flush, (error) => {
+      if (error) return fail(error);
       if (failed) return;
       cleanup();
       resolve();
@@ -1729,7 +2010,6 @@ function quiet(stream) {
   });
   return stream;
 }
-const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
 const Writes = { NONE: 0, ONE: 1, CORKED: 2 };
 const TRANSPORT = /* @__PURE__ */ Symbol("websockets.ts transport");
 function onSocketData(chunk) {
@@ -1770,7 +2050,7 @@ class SocketTransport {
     const head = this.#head;
     this.#head = null;
     this.events = events;
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     socket.on("data", onSocketData);
     socket.on("end", onSocketEnd);
     socket.on("error", onSocketError);
@@ -1778,9 +2058,9 @@ class SocketTransport {
     if (head && head.length > 0) onSocketData.call(socket, head);
     if (socket.destroyed) events.onTransportClose(new Error("socket closed during the handshake"));
   }
-  write(bytes, more = false) {
+  write(bytes, more = false, written) {
     const socket = this.#socket;
-    if (socket.destroyed || socket.writableEnded) return;
+    if (socket.destroyed || socket.writableEnded) return written?.(new Error("the socket is closed"));
     if (this.#writes === Writes.NONE) {
       this.#writes = Writes.ONE;
       if (wroteThisTick.push(this) === 1) this.#node.nextTick(endTick);
@@ -1788,7 +2068,15 @@ class SocketTransport {
       this.#cork();
     }
     if (more && this.#writes === Writes.ONE) this.#cork();
-    socket.write(bytes, this.#afterWrite);
+    socket.write(bytes, written ? (error) => this.#afterOwnWrite(written, error) : this.#afterWrite);
+  }
+  /**
+   * A write whose caller waits for it. A socket destroyed meanwhile may still report success
+   * (Node 20 does, for writes that were corked together): bytes it did not hand on are lost.
+   */
+  #afterOwnWrite(written, error) {
+    written(error ?? (this.#socket.destroyed ? new Error("the socket was destroyed before the write completed") : null));
+    this.#afterWrite();
   }
   #cork() {
     this.#writes = Writes.CORKED;
@@ -1832,6 +2120,13 @@ function lowerCaseHeaders(raw) {
   }
   return headers;
 }
+function withoutCredentials(url) {
+  if (!url.username && !url.password) return url.href;
+  const shown = new URL(url.href);
+  shown.username = "";
+  shown.password = "";
+  return shown.href;
+}
 function parseUrl(url) {
   const parsed = new URL(url);
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
@@ -1848,9 +2143,11 @@ async function connect(url, options = {}) {
   resolveOptions(options);
   const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
-  const node = await loadNode();
+  const node = loadNode();
   const key = base64(randomBytes(16));
   const requestHeaders = {
+    // RFC 6455 §4.1, RFC 7230 §5.4: the port only when it is not the scheme's default (URL.host leaves that out).
+    Host: target.host,
     ...headers,
     Upgrade: "websocket",
     Connection: "Upgrade",
@@ -1870,7 +2167,7 @@ async function connect(url, options = {}) {
     method: "GET",
     headers: requestHeaders,
     // A socket of its own, with no Agent (creating one per connection is costly).
-    createConnection: (connectOptions) => secure ? node.tls.connect({ servername: node.isIP(host) ? void 0 : host, ...connectOptions }) : node.net.connect(connectOptions),
+    createConnection: (connectOptions) => secure ? node.tls.connect({ servername: node.net.isIP(host) ? void 0 : host, ...connectOptions }) : node.net.connect(connectOptions),
     auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : void 0
   });
   const requestInfo = {
@@ -1906,7 +2203,10 @@ async function connect(url, options = {}) {
       }));
     });
     request.on("upgrade", (response, socket, head) => {
-      if (settled) return socket.destroy();
+      if (settled) {
+        socket.destroy();
+        return;
+      }
       settled = true;
       cleanup();
       const responseHeaders = lowerCaseHeaders(response.headers);
@@ -1922,7 +2222,7 @@ async function connect(url, options = {}) {
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
-        url: target.href,
+        url: withoutCredentials(target),
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
@@ -1947,6 +2247,7 @@ function runHandler(ws, handler, failCode, returned, threw) {
   }
   Promise.resolve(result).then((value) => void ws.close(CloseCode.NORMAL_CLOSURE).then(() => returned(value)), failed);
 }
+const ASYNC_DISPOSE = Symbol.asyncDispose ?? /* @__PURE__ */ Symbol.for("nodejs.asyncDispose");
 function trackConnections(options) {
   const handlerFailed = (error, ws) => {
     if (error !== endOf(ws)) reportError(options, error, ws);
@@ -1957,7 +2258,7 @@ async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
   resolveOptions(options);
   checkCompressionOptions(options.compression);
-  const node = await loadNode();
+  const node = loadNode();
   const handshakeTimeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   const serverOptions = {
     headersTimeout: handshakeTimeout,
@@ -1993,7 +2294,7 @@ async function listen(host, port, handler, options = {}) {
     port: boundPort,
     url: `${options.tls ? "wss" : "ws"}://${urlHost}:${boundPort}`,
     close: closeServer,
-    [Symbol.asyncDispose]: closeServer
+    [ASYNC_DISPOSE]: closeServer
   };
 }
 async function shutdown(httpServer, tracker) {
@@ -2009,10 +2310,7 @@ function upgrade(request, socket, head, handler, options = {}) {
   resolveOptions(options);
   checkCompressionOptions(options.compression);
   const tracker = trackConnections(options);
-  loadNode().then(
-    (node) => acceptUpgrade(node, request, socket, head, handler, options, tracker),
-    () => socket.destroy()
-  );
+  void acceptUpgrade(loadNode(), request, socket, head, handler, options, tracker);
 }
 function isUpgrade(request) {
   const upgradeHeader = request.headers["upgrade"];
@@ -2066,8 +2364,6 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   track(ws, tracker.sockets);
   runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
 }
-function ignoreValue() {
-}
 async function verifyWithTimeout(verify, options, request) {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   const verdict = Promise.resolve(verify(request));
@@ -2085,6 +2381,9 @@ const BUFFER_POLL_MS = 10;
 class NativeLink {
   #native;
   #highWaterMark;
+  #closeTimeout;
+  /** close() was called: new sends are refused; the close waits for the sends before it. */
+  #closing = false;
   #sequencer = new SendSequencer();
   #opened;
   #resolveOpened;
@@ -2093,7 +2392,7 @@ class NativeLink {
   #error = null;
   constructor(native, options) {
     this.#native = native;
-    this.#highWaterMark = resolveOptions(options).highWaterMark;
+    ({ highWaterMark: this.#highWaterMark, closeTimeout: this.#closeTimeout } = resolveOptions(options));
     native.binaryType = "arraybuffer";
     this.#opened = new Promise((resolve) => this.#resolveOpened = resolve);
     if (native.readyState === NativeState.OPEN) this.#resolveOpened();
@@ -2141,12 +2440,13 @@ class NativeLink {
    */
   send(message) {
     if (this.#error) return Promise.reject(this.#error);
+    if (this.#closing) return Promise.reject(new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing"));
     return this.#sequencer.enqueue(async () => {
       const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
-      this.#native.send(payload);
+      this.#native.send(nativePayload(payload));
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
@@ -2156,11 +2456,31 @@ class NativeLink {
   pong() {
     return Promise.reject(new Error("pong() is not available in a browser: its WebSocket API cannot send pongs"));
   }
-  /** A browser may only send 1000 and 3000–4999; other codes (like `open`'s 1008) go out as 1000. */
+  /**
+   * Messages sent before close() go out first: the native close waits for them (as the Node
+   * side does), bounded by the close timeout. A browser may only send 1000 and 3000–4999;
+   * other codes (like `open`'s 1008) go out as 1000.
+   */
   close(code, reason) {
-    if (this.#error) return;
-    this.#native.close(code === CloseCode.NORMAL_CLOSURE || code >= 3e3 && code <= 4999 ? code : CloseCode.NORMAL_CLOSURE, reason);
+    if (this.#error || this.#closing) return;
+    this.#closing = true;
+    const closeNative = () => {
+      if (this.#error || this.#native.readyState >= NativeState.CLOSING) return;
+      this.#native.close(code === CloseCode.NORMAL_CLOSURE || code >= 3e3 && code <= 4999 ? code : CloseCode.NORMAL_CLOSURE, reason);
+    };
+    if (!this.#sequencer.busy) return closeNative();
+    const timer = this.#closeTimeout > 0 ? startTimer(this.#closeTimeout, closeNative) : null;
+    this.#sequencer.enqueue(async () => closeNative()).finally(() => timer && clearTimeout(timer)).catch(() => {
+    });
   }
+}
+function nativePayload(message) {
+  if (typeof message === "string" || message instanceof ArrayBuffer) return message;
+  const bytes = toBytes(message);
+  if (bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes.buffer;
+  const copy = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(copy).set(bytes);
+  return copy;
 }
 async function collect(chunks) {
   const collected = [];

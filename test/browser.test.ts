@@ -426,6 +426,38 @@ test('browser limitations fail clearly; open() works through the bundle', { skip
   assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 
+test('facade in Chromium: unawaited send()s then close() → the messages reach the server before the close', { skip: needsChromium, timeout: 120_000 }, async () => {
+  const received: Array<{ type: string; length: number }> = [];
+  let closeCode: number | undefined;
+  let serverDone!: () => void;
+  const done = new Promise<void>((resolve) => (serverDone = resolve));
+  const lastWordsServer = await listen('127.0.0.1', 0, async (ws) => {
+    try {
+      for await (const message of ws) received.push({ type: typeof message, length: message.length });
+    } finally {
+      closeCode = ws.closeCode;
+      serverDone();
+    }
+  });
+  try {
+    const { cdp, sessionId } = await page();
+    const sent = await cdp.evaluate<string>(sessionId, `(async (url) => {
+      const ws = await window.lib.connect(url);
+      ws.send('last words');                 // not awaited
+      ws.send(new Uint8Array(70000));        // not awaited, larger than the high-water mark
+      await ws.close(1000, 'bye');
+      return 'closed ' + ws.closeCode;
+    })(${JSON.stringify(lastWordsServer.url)})`, 25_000);
+    await withTimeout(done, 10_000, 'the server to see the close');
+    assert.equal(sent, 'closed 1000');
+    assert.deepEqual(received, [{ type: 'string', length: 10 }, { type: 'object', length: 70_000 }], 'both messages arrived, in order, before the close');
+    assert.equal(closeCode, 1000);
+    assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
+  } finally {
+    await lastWordsServer.close();
+  }
+});
+
 test('the DevTools connection itself: our client against Chromium\'s server', { skip: needsChromium, timeout: 120_000 }, async () => {
   const { cdp: devtools, sessionId } = await page();
   assert.equal(devtools.ws.protocol, '');

@@ -13,7 +13,8 @@ import zlib from 'node:zlib';
 import { randomInt } from 'node:crypto';
 import { FrameParser, WebSocketError, connect, listen } from '../websockets.ts';
 import type { Server, WebSocket } from '../websockets.ts';
-import { acceptFor } from './support.ts';
+import { acceptFor, RawPeer, WireReader, wireFrame, describeFrames } from './support.ts';
+import type { WireFrame } from './support.ts';
 
 // ── PRNG ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -137,31 +138,7 @@ export interface RawFrameSpec {
 }
 
 export function serializeFrame(frame: RawFrameSpec): Uint8Array {
-  const length = frame.declaredLength ?? BigInt(frame.payload.length);
-  let encoding = frame.encoding ?? 'min';
-  if (encoding === 'min') encoding = length < 126n ? 'min' : length < 65536n ? '16' : '64';
-  if (encoding === '16' && length > 0xffffn) encoding = '64';
-  const extended = encoding === 'min' ? 0 : encoding === '16' ? 2 : 8;
-  const masked = frame.maskKey !== null;
-  const header = new Uint8Array(2 + extended + (masked ? 4 : 0));
-  header[0] = (frame.fin ? 0x80 : 0) | ((frame.rsv & 7) << 4) | (frame.opcode & 0x0f);
-  const maskBit = masked ? 0x80 : 0;
-  if (encoding === 'min') {
-    header[1] = maskBit | Number(length);
-  } else if (encoding === '16') {
-    header[1] = maskBit | 126;
-    header[2] = Number(length >> 8n) & 0xff;
-    header[3] = Number(length) & 0xff;
-  } else {
-    header[1] = maskBit | 127;
-    new DataView(header.buffer).setBigUint64(2, BigInt.asUintN(64, length));
-  }
-  const payload = frame.payload.slice();
-  if (frame.maskKey) {
-    header.set(frame.maskKey, 2 + extended);
-    for (let i = 0; i < payload.length; i++) payload[i] ^= frame.maskKey[i & 3];
-  }
-  return concat([header, payload]);
+  return wireFrame(frame.opcode, frame.payload, { fin: frame.fin, rsv: frame.rsv, mask: frame.maskKey, length: frame.declaredLength, lengthField: frame.encoding });
 }
 
 // ── generators ───────────────────────────────────────────────────────────────────────────────
@@ -717,50 +694,18 @@ function describeEvent(event: ParserEvent): string {
 // ── live: raw TCP peers against a server ─────────────────────────────────────────────────────
 
 
-export interface ReceivedFrame {
-  fin: boolean;
-  rsv: number;
-  opcode: number;
-  payload: Uint8Array;
-}
-
-/** Splits what a server sent into frames; a server frame must be unmasked and well formed. */
-class ServerFrames {
-  readonly frames: ReceivedFrame[] = [];
-  malformed: string | null = null;
-  #buffer: Uint8Array = new Uint8Array(0);
-
-  push(chunk: Uint8Array): void {
-    this.#buffer = concat([this.#buffer, chunk]);
-    let consumed = 0;
-    for (const frame of splitFrames(this.#buffer)) {
-      if (!frame.complete) break;
-      if (frame.masked) this.malformed ??= 'a masked frame from the server';
-      if (frame.msbSet) this.malformed ??= 'a server frame length with the top bit set';
-      this.frames.push({ fin: frame.fin, rsv: frame.rsv, opcode: frame.opcode, payload: frame.payload });
-      consumed += frame.size;
-    }
-    this.#buffer = this.#buffer.slice(consumed);
-  }
+/** What the splitting alone says is wrong with a server's frames: a masked one. */
+function malformed(frames: readonly WireFrame[]): string | null {
+  return frames.some((frame) => frame.masked) ? 'a masked frame from the server' : null;
 }
 
 export interface LiveOutcome {
-  frames: ReceivedFrame[];
+  frames: WireFrame[];
   malformed: string | null;
   /** The TCP connection closed (before the deadline). */
   closed: boolean;
   /** Milliseconds from the first byte sent to the TCP close. */
   elapsed: number;
-}
-
-/** A raw client with a completed handshake. */
-export interface RawConnection {
-  socket: net.Socket;
-  frames: ServerFrames;
-  closed: Promise<void>;
-  isClosed(): boolean;
-  /** Wakes up waiters when something arrives. */
-  changed(): Promise<void>;
 }
 
 function openSocket(port: number, allowHalfOpen: boolean): { socket: net.Socket; closed: Promise<void>; isClosed: () => boolean } {
@@ -777,62 +722,6 @@ function openSocket(port: number, allowHalfOpen: boolean): { socket: net.Socket;
   return { socket, closed, isClosed: () => isClosed };
 }
 
-
-/** Connects and completes a valid handshake, offering permessage-deflate if asked. */
-export async function rawConnect(port: number, compression: boolean, timeout = 3_000): Promise<RawConnection> {
-  const { socket, closed, isClosed } = openSocket(port, false);
-  const frames = new ServerFrames();
-  let wake: () => void = () => {};
-  let wakeup = new Promise<void>((resolve) => (wake = resolve));
-  const notify = () => {
-    const previous = wake;
-    wakeup = new Promise<void>((resolve) => (wake = resolve));
-    previous();
-  };
-  void closed.then(notify);
-  const key = Buffer.from(Array.from({ length: 16 }, (_, i) => (i * 37 + port) & 0xff)).toString('base64');
-  let head: Buffer | null = Buffer.alloc(0);
-  const handshake = new Promise<void>((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      if (head === null) {
-        frames.push(Uint8Array.from(chunk));
-        notify();
-        return;
-      }
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const text = head.subarray(0, end).toString('latin1');
-      const rest = head.subarray(end + 4);
-      head = null;
-      if (!text.startsWith('HTTP/1.1 101 ') || !text.includes(`Sec-WebSocket-Accept: ${acceptFor(key)}`)) return reject(new Error(`handshake failed: ${text}`));
-      if (compression && !/sec-websocket-extensions: permessage-deflate/i.test(text)) return reject(new Error(`compression not agreed: ${text}`));
-      resolve();
-      if (rest.length > 0) {
-        frames.push(Uint8Array.from(rest));
-        notify();
-      }
-    });
-    void closed.then(() => reject(new Error('closed during the handshake')));
-  });
-  socket.once('connect', () => {
-    socket.write(
-      `GET /fuzz HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-        (compression ? 'Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n' : '') +
-        '\r\n',
-    );
-  });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    await Promise.race([handshake, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the handshake timed out after ${timeout} ms`)), timeout)))]);
-  } catch (error) {
-    socket.destroy();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-  return { socket, frames, closed, isClosed, changed: () => wakeup };
-}
 
 /** Writes `bytes` in a few pieces, each in its own macrotask (so, mostly, its own TCP segment). */
 async function writeInPieces(socket: net.Socket, bytes: Uint8Array, rng: Rng): Promise<void> {
@@ -853,41 +742,33 @@ async function writeInPieces(socket: net.Socket, bytes: Uint8Array, rng: Rng): P
  */
 export async function runLive(port: number, input: Uint8Array, config: StreamConfig, rng: Rng, deadline = 3_000): Promise<{ problem: string | null; outcome: LiveOutcome; expected: Expectation }> {
   const expected = expect(input, config);
-  const connection = await rawConnect(port, config.compression);
-  const { socket, frames } = connection;
+  const peer = await RawPeer.connect(port, { path: '/fuzz', extensions: config.compression ? 'permessage-deflate; client_no_context_takeover; server_no_context_takeover' : undefined });
+  const { socket, frames } = peer;
   const started = performance.now();
   const limit = started + deadline;
-  const outcome = (): LiveOutcome => ({ frames: frames.frames, malformed: frames.malformed, closed: connection.isClosed(), elapsed: performance.now() - started });
+  const outcome = (): LiveOutcome => ({ frames, malformed: malformed(frames), closed: peer.closed, elapsed: performance.now() - started });
+  /** Waits (bounded by the deadline) until `condition` holds or the connection closes; then whether it holds. */
   const waitFor = async (condition: () => boolean): Promise<boolean> => {
-    while (!condition()) {
-      const left = limit - performance.now();
-      if (left <= 0 || connection.isClosed()) return condition();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([connection.changed(), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(left, 50))))]);
-      clearTimeout(timer);
-    }
-    return true;
+    await peer.until(() => condition() || peer.closed, limit - performance.now(), 'the server').catch(() => {});
+    return condition();
   };
   try {
+    if (config.compression && !peer.deflate) throw new Error(`compression not agreed: ${peer.head}`);
     await writeInPieces(socket, input, rng);
-    const dataCount = () => frames.frames.filter((f) => f.opcode !== OP.PONG && f.opcode !== OP.CLOSE).length;
-    const pongCount = () => frames.frames.filter((f) => f.opcode === OP.PONG).length;
+    const dataCount = () => frames.filter((f) => f.opcode !== OP.PONG && f.opcode !== OP.CLOSE).length;
+    const pongCount = () => frames.filter((f) => f.opcode === OP.PONG).length;
     if (expected.end.kind === 'incomplete') {
       // Wait for what must come back; then our FIN ends the connection (no close frame from us).
       await waitFor(() => dataCount() >= expected.echoes.length && pongCount() >= expected.pongs.length);
       await new Promise<void>((resolve) => setTimeout(resolve, 5));
       socket.end();
     }
-    await waitFor(() => connection.isClosed());
+    await waitFor(() => peer.closed);
     const problem = compare(expected, outcome(), config);
     return { problem, outcome: outcome(), expected };
   } finally {
     socket.destroy();
   }
-}
-
-function describeFrames(frames: ReceivedFrame[]): string {
-  return frames.map((f) => `${f.opcode.toString(16)}${f.fin ? '' : '(nofin)'}${f.rsv ? `(rsv${f.rsv})` : ''}:${f.payload.length}:${hex(f.payload.subarray(0, 8))}`).join(' ');
 }
 
 /** The server's replies against the oracle. */
@@ -903,7 +784,7 @@ export function compare(expected: Expectation, outcome: LiveOutcome, config: Str
   const echoes: ExpectedMessage[] = [];
   for (const frame of data) {
     if (!frame.fin || (frame.opcode !== OP.TEXT && frame.opcode !== OP.BINARY)) {
-      problems.push(`unexpected data frame from the server: ${describeFrames([frame])}`);
+      problems.push(`unexpected data frame from the server: ${describeFrames([frame], Infinity)}`);
       continue;
     }
     let payload = frame.payload;
@@ -948,7 +829,7 @@ export function compare(expected: Expectation, outcome: LiveOutcome, config: Str
     if (code === null || !end.codes.includes(code)) problems.push(`close code ${String(code)}, expected ${end.codes.join('/')} (${end.why})`);
   }
   if (problems.length === 0) return null;
-  return `${problems.join('; ')}\n    received: ${describeFrames(frames)}`;
+  return `${problems.join('; ')}\n    received: ${describeFrames(frames, Infinity)}`;
 }
 
 // ── handshakes ───────────────────────────────────────────────────────────────────────────────
@@ -1079,7 +960,7 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
   const started = performance.now();
   const limit = started + deadline;
   let received = Buffer.alloc(0);
-  let frames: ServerFrames | null = null;
+  let frames: WireReader | null = null;
   let wake: () => void = () => {};
   const changed = () => new Promise<void>((resolve) => (wake = resolve));
   socket.on('data', (chunk: Buffer) => {
@@ -1089,7 +970,7 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
       received = Buffer.concat([received, chunk]);
       const headerEnd = received.indexOf('\r\n\r\n');
       if (headerEnd >= 0 && received.subarray(0, 13).toString('latin1') === 'HTTP/1.1 101 ') {
-        frames = new ServerFrames();
+        frames = new WireReader();
         const rest = received.subarray(headerEnd + 4);
         received = received.subarray(0, headerEnd + 4);
         if (rest.length > 0) frames.push(Uint8Array.from(rest));
@@ -1115,13 +996,13 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
       if (input.fin) socket.end();
     }
     await waitFor(() => frames !== null);
-    const upgradedFrames = frames as ServerFrames | null;
+    const upgradedFrames = frames as WireReader | null;
     const pipelinedConfig = { ...config, compression: false };
     const pipelinedExpectation = input.pipelined ? expect(input.pipelined, pipelinedConfig) : null;
     if (upgradedFrames && !isClosed() && !input.fin) {
       if (pipelinedExpectation === null) {
         // A plain 101: we close properly.
-        socket.write(serializeFrame({ fin: true, rsv: 0, opcode: OP.CLOSE, maskKey: rng.bytes(4), payload: Uint8Array.of(0x03, 0xe8) }));
+        socket.write(wireFrame(OP.CLOSE, Uint8Array.of(0x03, 0xe8), { mask: rng.bytes(4) }));
       } else if (pipelinedExpectation.end.kind === 'incomplete') {
         // The server waits for the rest of a frame: once the expected replies are in, our FIN ends it.
         const replies = pipelinedExpectation.echoes.length + pipelinedExpectation.pongs.length;
@@ -1143,7 +1024,7 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
       const answered = /\r\nsec-websocket-accept: ([^\r\n]*)\r\n/i.exec(text)?.[1];
       if (requestKey !== undefined && answered !== acceptFor(requestKey.trim())) problems.push(`101 with accept ${String(answered)} for key ${requestKey}`);
       if (pipelinedExpectation && upgradedFrames) {
-        const problem = compare(pipelinedExpectation, { frames: upgradedFrames.frames, malformed: upgradedFrames.malformed, closed: isClosed(), elapsed: performance.now() - started }, pipelinedConfig);
+        const problem = compare(pipelinedExpectation, { frames: upgradedFrames.frames, malformed: malformed(upgradedFrames.frames), closed: isClosed(), elapsed: performance.now() - started }, pipelinedConfig);
         if (problem) problems.push(`pipelined frames: ${problem}`);
       }
     }

@@ -13,13 +13,14 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import zlib from 'node:zlib';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import WS from 'ws';
-import { listen, connect, wrap, WebSocketError } from '../websockets.ts';
-import type { Server, ServerOptions, WebSocket, Data, NativeWebSocket } from '../websockets.ts';
-import { sleep, within, rawHttp, RawPeer, rawServer, wireFrame, closeFramePayload, WireOp } from './support.ts';
-import type { RawServer } from './support.ts';
+import { connect, wrap, WebSocketError } from '../websockets.ts';
+import type { ServerOptions, WebSocket, Data, NativeWebSocket } from '../websockets.ts';
+import { sleep, within, rawHttp, withRawServer, wireFrame, closeFramePayload, WireOp, Arrivals, withTestServer } from './support.ts';
+import type { RawPeer, Harness as ServerHarness } from './support.ts';
 
 const ROLE = 'REVIEW_ROLE';
 const KiB = 1024;
@@ -36,36 +37,12 @@ function settled(): NodeJS.MemoryUsage {
   return process.memoryUsage();
 }
 
-/** Values that arrive over time (results reported by a handler, connections accepted). */
-class Arrivals<V> {
-  readonly items: V[] = [];
-  #read = 0;
-  #wake: (() => void) | null = null;
-  push(value: V): void {
-    this.items.push(value);
-    this.#wake?.();
-  }
-  async next(timeout = 5_000, what = 'a value'): Promise<V> {
-    const deadline = performance.now() + timeout;
-    while (this.#read >= this.items.length) {
-      const left = deadline - performance.now();
-      if (left <= 0) assert.fail(`timed out after ${timeout} ms waiting for ${what}`);
-      await within(new Promise<void>((resolve) => (this.#wake = resolve)), left);
-    }
-    return this.items[this.#read++] as V;
-  }
-}
-
 type Outcome<V> = { value: V } | { error: unknown };
 const outcome = <V>(promise: Promise<V>): Promise<Outcome<V>> => promise.then((value) => ({ value }), (error: unknown) => ({ error }));
 
-interface Harness {
-  server: Server;
-  accepted: Arrivals<WebSocket>;
+interface Harness extends ServerHarness {
   /** What handlers report. */
   results: Arrivals<unknown>;
-  /** A raw client, destroyed after the test. */
-  peer(options?: Parameters<typeof RawPeer.connect>[1]): Promise<RawPeer>;
 }
 
 /** Runs `body` against a fresh server whose connections run `handler`; closes everything afterwards. */
@@ -74,42 +51,8 @@ async function withServer(
   handler: (ws: WebSocket, results: Arrivals<unknown>) => unknown,
   body: (harness: Harness) => Promise<void>,
 ): Promise<void> {
-  const accepted = new Arrivals<WebSocket>();
-  const results = new Arrivals<unknown>();
-  const peers: RawPeer[] = [];
-  const server = await listen('127.0.0.1', 0, (ws) => {
-    accepted.push(ws);
-    return handler(ws, results);
-  }, { pingInterval: 0, closeTimeout: 2_000, onError: () => {}, ...options });
-  try {
-    await body({
-      server,
-      accepted,
-      results,
-      peer: async (peerOptions) => {
-        const peer = await RawPeer.connect(server.port, peerOptions);
-        peers.push(peer);
-        return peer;
-      },
-    });
-  } finally {
-    for (const peer of peers) peer.destroy();
-    await within(server.close(), 10_000);
-  }
-}
-
-/** Runs `body` against a raw server (handing each accepted peer to `onPeer`); closes it afterwards. */
-async function withRawServer(
-  onPeer: (peer: RawPeer) => void,
-  options: Parameters<typeof rawServer>[1],
-  body: (server: RawServer) => Promise<void>,
-): Promise<void> {
-  const server = await rawServer(onPeer, options);
-  try {
-    await body(server);
-  } finally {
-    await server.close();
-  }
+  const results = new Arrivals<unknown>(5_000);
+  await withTestServer({ closeTimeout: 2_000, ...options }, (ws) => handler(ws, results), (harness) => body({ ...harness, results }), { wait: 5_000, closeWithin: 10_000 });
 }
 
 /** permessage-deflate (RFC 7692 §7.2.1): deflated with a sync flush, without the 00 00 ff ff tail. */
@@ -123,16 +66,6 @@ function countOther(bytes: Uint8Array, value: number): number {
   let other = 0;
   for (const byte of bytes) if (byte !== value) other++;
   return other;
-}
-
-/** A masked frame header announcing `length` payload bytes, header only. */
-function frameHeader(opcode: number, length: number, fin = true): Uint8Array {
-  const header = new Uint8Array(14);
-  header[0] = (fin ? 0x80 : 0) | opcode;
-  header[1] = 0x80 | 127;
-  new DataView(header.buffer).setBigUint64(2, BigInt(length));
-  header.set([0x11, 0x22, 0x33, 0x44], 10);
-  return header;
 }
 
 /** Writes everything, waiting for the socket's write callback. */
@@ -187,7 +120,7 @@ function defineTests(): void {
 
     test('1b: client: close() called, the server floods data frames and never answers → client memory stays bounded; the late close frame still gets through', T30, async (t) => {
       const frame = wireFrame(WireOp.BINARY, new Uint8Array(MiB).fill(7));
-      const peers = new Arrivals<RawPeer>();
+      const peers = new Arrivals<RawPeer>(5_000);
       await withRawServer((peer) => peers.push(peer), {}, async (server) => {
         const ws = await connect(server.url, { pingInterval: 0, closeTimeout: 20_000 });
         const peer = await peers.next();
@@ -531,63 +464,55 @@ function defineTests(): void {
       }
     };
 
-    /** receive({ signal }) — written through a cast so that this file typechecks before the option exists. */
-    const receiveWith = (ws: WebSocket, options: { signal?: AbortSignal }): Promise<Data> =>
-      (ws.receive as unknown as (this: WebSocket, options: { signal?: AbortSignal }) => Promise<Data>).call(ws, options);
-
-    test('8a: an iterator next() abandoned by a Promise.race timeout, then return() → a later receive() gets the next message', T10, async () => {
-      await withServer({}, onGo, async ({ server }) => {
+    /** Runs `body` with a client of a fresh "go" server; closes it afterwards. */
+    const withGoClient = (body: (client: WebSocket) => Promise<void>) =>
+      withServer({}, onGo, async ({ server }) => {
         const client = await connect(server.url, { pingInterval: 0 });
         try {
-          const iterator = client[Symbol.asyncIterator]();
-          const first = await Promise.race([iterator.next(), sleep(50).then(() => 'timed out' as const)]);
-          assert.equal(first, 'timed out');
-          await iterator.return?.();
-          await client.send('go');
-          assert.equal(await within(client.receive(), 2_000), 'm1', 'the abandoned iterator took "m1"');
-          assert.equal(await within(client.receive(), 2_000), 'm2');
+          await body(client);
         } finally {
           await within(client.close(), 5_000);
         }
+      });
+
+    test('8a: an iterator next() abandoned by a Promise.race timeout, then return() → a later receive() gets the next message', T10, async () => {
+      await withGoClient(async (client) => {
+        const iterator = client[Symbol.asyncIterator]();
+        const first = await Promise.race([iterator.next(), sleep(50).then(() => 'timed out' as const)]);
+        assert.equal(first, 'timed out');
+        await iterator.return?.();
+        await client.send('go');
+        assert.equal(await within(client.receive(), 2_000), 'm1', 'the abandoned iterator took "m1"');
+        assert.equal(await within(client.receive(), 2_000), 'm2');
       });
     });
 
     test('8b: receive({ signal }) aborted while waiting → rejects with the signal’s reason (AbortError), and the next receive() gets the next message', T10, async () => {
-      await withServer({}, onGo, async ({ server }) => {
-        const client = await connect(server.url, { pingInterval: 0 });
-        try {
-          const controller = new AbortController();
-          const pending = outcome(receiveWith(client, { signal: controller.signal }));
-          await sleep(20);
-          controller.abort();
-          const result = await within(pending, 1_000);
-          assert.ok(result, 'receive({ signal }) did not give up when the signal aborted');
-          assert.ok('error' in result, 'receive({ signal }) resolved');
-          assert.equal(result.error, controller.signal.reason, 'it rejects with the signal’s reason');
-          assert.equal((result.error as Error).name, 'AbortError');
-          await client.send('go');
-          assert.equal(await within(client.receive(), 2_000), 'm1', 'the aborted receive() consumed "m1"');
-          assert.equal(await within(client.receive(), 2_000), 'm2');
-        } finally {
-          await within(client.close(), 5_000);
-        }
+      await withGoClient(async (client) => {
+        const controller = new AbortController();
+        const pending = outcome(client.receive({ signal: controller.signal }));
+        await sleep(20);
+        controller.abort();
+        const result = await within(pending, 1_000);
+        assert.ok(result, 'receive({ signal }) did not give up when the signal aborted');
+        assert.ok('error' in result, 'receive({ signal }) resolved');
+        assert.equal(result.error, controller.signal.reason, 'it rejects with the signal’s reason');
+        assert.equal((result.error as Error).name, 'AbortError');
+        await client.send('go');
+        assert.equal(await within(client.receive(), 2_000), 'm1', 'the aborted receive() consumed "m1"');
+        assert.equal(await within(client.receive(), 2_000), 'm2');
       });
     });
 
     test('8c: receive({ signal }) with a signal already aborted, a message queued → rejects with its reason without consuming the message', T10, async () => {
-      await withServer({}, onGo, async ({ server }) => {
-        const client = await connect(server.url, { pingInterval: 0 });
-        try {
-          await client.send('go');
-          await sleep(100); // "m1" and "m2" are queued
-          const reason = new Error('not now');
-          const result = await within(outcome(receiveWith(client, { signal: AbortSignal.abort(reason) })), 1_000);
-          assert.ok(result && 'error' in result, `receive() with an aborted signal did not reject: ${result ? JSON.stringify(result) : 'it hung'}`);
-          assert.equal(result.error, reason);
-          assert.equal(await within(client.receive(), 2_000), 'm1', 'the aborted receive() consumed "m1"');
-        } finally {
-          await within(client.close(), 5_000);
-        }
+      await withGoClient(async (client) => {
+        await client.send('go');
+        await sleep(100); // "m1" and "m2" are queued
+        const reason = new Error('not now');
+        const result = await within(outcome(client.receive({ signal: AbortSignal.abort(reason) })), 1_000);
+        assert.ok(result && 'error' in result, `receive() with an aborted signal did not reject: ${result ? JSON.stringify(result) : 'it hung'}`);
+        assert.equal(result.error, reason);
+        assert.equal(await within(client.receive(), 2_000), 'm1', 'the aborted receive() consumed "m1"');
       });
     });
   });
@@ -623,7 +548,7 @@ function defineTests(): void {
     test('9c: a BINARY frame announced as 16 MiB of which 4 MiB + 1 byte arrive → the server holds under 2× what arrived', T20, async (t) => {
       const ANNOUNCED = 16 * MiB;
       const ARRIVED = 4 * MiB + 1;
-      const wire = Buffer.concat([frameHeader(WireOp.BINARY, ANNOUNCED), new Uint8Array(ARRIVED).fill(5)]);
+      const wire = Buffer.concat([wireFrame(WireOp.BINARY, undefined, { length: ANNOUNCED, mask: Uint8Array.of(0x11, 0x22, 0x33, 0x44) }), new Uint8Array(ARRIVED).fill(5)]);
       await withServer({}, (ws) => ws.closed, async ({ peer: connectPeer }) => {
         const peer = await connectPeer();
         const start = settled().arrayBuffers;
@@ -787,6 +712,198 @@ function defineTests(): void {
           client.closed.catch(() => {});
           await within(client.close(), 2_000);
         }
+      });
+    });
+  });
+  // ── the second review: defects in the first fixes, and the same classes elsewhere ───────────
+  describe('second review: what the first fixes got wrong', () => {
+    test('S1: compressed fragments over 16 KiB whose write fails while the next one compresses → send() rejects, no unhandled rejection', T20, async () => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        await withServer({ compression: true }, async (ws, results) => {
+          // Random bytes do not compress: every fragment stays over 16 KiB, held by reference.
+          const parts = Array.from({ length: 20 }, () => randomBytes(MiB));
+          results.push(await outcome(ws.send(parts)));
+        }, async ({ peer: connectPeer, results }) => {
+          const peer = await connectPeer({ extensions: 'permessage-deflate' });
+          peer.socket.pause(); // never reads: the writes stall behind it
+          await sleep(150);
+          peer.socket.resetAndDestroy();
+          const sent = (await results.next(10_000, 'the send to settle')) as Outcome<void>;
+          assert.ok('error' in sent && sent.error instanceof WebSocketError, `send() ${'error' in sent ? `rejected with ${String(sent.error)}` : 'resolved'}`);
+          await sleep(200); // a rejection nobody handles is reported a turn later
+        });
+        assert.deepEqual(unhandled.map(String), [], 'unhandled rejections');
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+
+    test('S2: send(asyncIterable) of 600 fresh 64 KiB chunks → what was sent is not kept while the connection stays open', T30, async (t) => {
+      await withServer({}, async (ws, results) => {
+        async function* chunks() {
+          for (let i = 0; i < 600; i++) yield new Uint8Array(64 * KiB).fill(i & 0xff);
+        }
+        const start = settled();
+        results.push(await outcome(ws.send(chunks())));
+        const end = settled();
+        results.push(end.arrayBuffers - start.arrayBuffers);
+        await ws.receive().catch(() => {}); // stays open until the test is done
+      }, async ({ peer: connectPeer, results }) => {
+        const peer = await connectPeer();
+        peer.reader.keep = false; // the peer reads and forgets
+        const sent = (await results.next(20_000, 'the send')) as Outcome<void>;
+        assert.ok('value' in sent, `send() rejected: ${'error' in sent ? String(sent.error) : ''}`);
+        const kept = (await results.next(5_000, 'the memory figure')) as number;
+        t.diagnostic(`streamed ${mib(600 * 64 * KiB)}; arrayBuffers afterwards ${mib(kept)} above the start`);
+        assert.ok(kept < 8 * MiB, `after streaming ${mib(600 * 64 * KiB)} through one send(), ${mib(kept)} are still held`);
+      });
+    });
+
+    test('S3: a dropped frame after a large message (closing, queue full) does not fail the clean close', T10, async () => {
+      await withServer({ maxQueuedMessages: 1 }, async (ws, results) => {
+        results.push(ws);
+        await sleep(300); // busy, then returns without receiving: close(1000) with a full queue
+      }, async ({ peer: connectPeer, results }) => {
+        const peer = await connectPeer();
+        const key = Uint8Array.of(1, 2, 3, 4);
+        peer.write(wireFrame(WireOp.BINARY, new Uint8Array(20_000), { mask: key })); // a "large frame" message: fills the queue
+        const ws = (await results.next(5_000, 'the connection')) as WebSocket;
+        assert.deepEqual(await peer.closeFrame(3_000), { code: 1000, reason: '' }, 'the server closes when its handler returns');
+        peer.write(wireFrame(WireOp.BINARY, new Uint8Array(100_000), { mask: key })); // dropped: closing, queue full
+        peer.write(wireFrame(WireOp.CLOSE, closeFramePayload(1000), { mask: key })); // our answer
+        assert.deepEqual(await within(ws.closed, 5_000), { code: 1000, reason: '' });
+        assert.equal(((await ws.receive()) as Uint8Array).length, 20_000, 'the queued message is still delivered');
+        const end = await outcome(ws.receive());
+        assert.ok('error' in end && end.error instanceof WebSocketError && end.error.code === 1000, `after the queue: ${'error' in end ? String(end.error) : 'a message'}`);
+      });
+    });
+
+    test('S4: 8,000 pairs of 1,024-byte and 1-byte fragments, no final one → the server holds under twice what arrived', T30, async (t) => {
+      const PAIRS = 8_000;
+      const key = Uint8Array.of(5, 6, 7, 8);
+      const big = new Uint8Array(1024).fill(7);
+      const parts: Uint8Array[] = [wireFrame(WireOp.BINARY, big, { fin: false, mask: key })];
+      const small = wireFrame(WireOp.CONTINUATION, Uint8Array.of(1), { fin: false, mask: key });
+      const large = wireFrame(WireOp.CONTINUATION, big, { fin: false, mask: key });
+      for (let i = 0; i < PAIRS; i++) parts.push(small, large);
+      parts.push(wireFrame(WireOp.PING, 'done', { mask: key })); // the pong says all was read
+      const wire = Buffer.concat(parts);
+      parts.length = 0;
+      await withServer({}, (ws) => ws.closed, async ({ peer: connectPeer }) => {
+        const peer = await connectPeer();
+        const start = settled();
+        await writeAll(peer.socket, wire);
+        await peer.until(() => peer.closed || peer.frames.some((frame) => frame.opcode === WireOp.PONG), 15_000, 'the pong after the fragments');
+        const end = settled();
+        const growth = end.heapUsed + end.arrayBuffers - (start.heapUsed + start.arrayBuffers);
+        t.diagnostic(`${PAIRS} pairs (${mib(wire.length)} on the wire): heap + arrayBuffers grew ${mib(growth)}`);
+        assert.ok(growth < 2 * wire.length, `an unfinished message of ${mib(wire.length)} in alternating fragments holds ${mib(growth)}`);
+      });
+    });
+
+    test('S5: facade: send(asyncIterable) waiting on its iterable, the server closes → send() rejects and return() is called', T10, async () => {
+      await withServer({}, async () => void (await sleep(200)), async ({ server }) => {
+        const native = new WS(server.url);
+        await new Promise<void>((resolve, reject) => {
+          native.once('open', () => resolve());
+          native.once('error', reject);
+        });
+        const ws = wrap(native as unknown as NativeWebSocket);
+        let returned = false;
+        const waiting: AsyncIterableIterator<string> = {
+          next: () => new Promise<IteratorResult<string>>(() => {}), // never produces
+          return: async () => {
+            returned = true;
+            return { value: undefined, done: true };
+          },
+          [Symbol.asyncIterator]: () => waiting,
+        };
+        const sent = await within(outcome(ws.send(waiting)), 5_000);
+        assert.ok(sent && 'error' in sent, `send() ${sent ? 'resolved' : 'never settled'} after the server closed`);
+        assert.equal(returned, true, 'the iterator was closed');
+        assert.equal(ws.closeCode, 1000);
+      });
+    });
+
+    test('S6: keepalive on both ends (300 ms), the server\u2019s queue full and its handler busy 1.5 s → neither side fails with 1011', T20, async () => {
+      await withServer({ maxQueuedMessages: 4, pingInterval: 300, pingTimeout: 300 }, async (ws, results) => {
+        await sleep(1_500);
+        let received = 0;
+        const end = await outcome((async () => {
+          for (let i = 0; i < 20; i++) {
+            await ws.receive();
+            received++;
+          }
+        })());
+        results.push({ received, end });
+      }, async ({ server, results }) => {
+        const client = await connect(server.url, { pingInterval: 300, pingTimeout: 300 });
+        try {
+          // Enough to fill the server's queue and its socket buffers, so our pings wait unread behind them.
+          const big = new Uint8Array(512 * KiB);
+          for (let i = 0; i < 20; i++) client.send(big).catch(() => {});
+          const serverSide = (await results.next(15_000, 'the server to read everything')) as { received: number; end: Outcome<void> };
+          assert.equal(serverSide.received, 20, `the server read ${serverSide.received} of 20 messages: ${'error' in serverSide.end ? String(serverSide.end.error) : ''}`);
+          assert.equal(client.closeCode, undefined, `the client's connection ended with ${client.closeCode}`);
+        } finally {
+          await within(client.close(), 3_000);
+        }
+      });
+    });
+
+    test('S7: no keepalive timer is started once the connection is gone', T10, async () => {
+      const PING_TIMEOUT = 777; // a duration nothing else uses
+      const started: number[] = [];
+      const realSetTimeout = globalThis.setTimeout;
+      globalThis.setTimeout = ((callback: () => void, ms?: number, ...rest: unknown[]) => {
+        if (ms === PING_TIMEOUT) started.push(performance.now());
+        return realSetTimeout(callback, ms, ...rest);
+      }) as typeof setTimeout;
+      try {
+        let closedAt = Infinity;
+        await withServer({ maxQueuedMessages: 1, pingInterval: 200, pingTimeout: PING_TIMEOUT }, async (ws, results) => {
+          void ws.closed.then(() => (closedAt = performance.now()));
+          await sleep(600); // the queue is full meanwhile, so reading is paused when the keepalive ping goes out
+          for (let i = 0; i < 3; i++) await ws.receive().catch(() => {});
+          results.push('drained');
+        }, async ({ peer: connectPeer, results }) => {
+          const peer = await connectPeer();
+          const key = Uint8Array.of(1, 1, 1, 1);
+          for (let i = 0; i < 3; i++) peer.write(wireFrame(WireOp.BINARY, new Uint8Array(10), { mask: key }));
+          await sleep(300);
+          peer.socket.resetAndDestroy();
+          await results.next(5_000, 'the handler to drain the queue');
+        });
+        assert.ok(Number.isFinite(closedAt), 'the connection closed');
+        assert.deepEqual(started.filter((at) => at > closedAt), [], 'pong-deadline timers started after the connection closed');
+      } finally {
+        globalThis.setTimeout = realSetTimeout;
+      }
+    });
+
+    test('9b: 12 connections each inflating 16 MiB from 16 KiB → a 13th connection\u2019s small compressed message is read before any of them finishes', T30, async (t) => {
+      // Ordering, not timing: without fairness the 10 zlib slots stay with the first bombs
+      // until one of them is done; with it, a bomb lets others go every 1 MiB it inflates.
+      const bomb = deflateMessage(new Uint8Array(16 * MiB - 64));
+      const small = deflateMessage(new Uint8Array(200).fill(0x61));
+      const arrived: string[] = [];
+      await withServer({ compression: true }, async (ws) => {
+        for await (const message of ws) arrived.push(message.length > 1_000 ? 'bomb' : 'small');
+      }, async ({ peer: connectPeer }) => {
+        const peers = await Promise.all(Array.from({ length: 13 }, () => connectPeer({ extensions: 'permessage-deflate' })));
+        const victim = peers.pop() as RawPeer;
+        const key = Uint8Array.of(3, 1, 4, 1);
+        for (const peer of peers) peer.write(wireFrame(WireOp.BINARY, bomb, { rsv1: true, mask: key }));
+        await sleep(30); // the bombs are inflating
+        victim.write(wireFrame(WireOp.TEXT, small, { rsv1: true, mask: key }));
+        const deadline = Date.now() + 20_000;
+        while (arrived.length < 13 && Date.now() < deadline) await sleep(20);
+        t.diagnostic(`order: ${arrived.join(' ')}`);
+        assert.equal(arrived.length, 13, `only ${arrived.length} of 13 messages arrived`);
+        assert.equal(arrived.indexOf('small'), 0, `${arrived.indexOf('small')} bombs finished inflating before the small message was read`);
       });
     });
   });

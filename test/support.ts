@@ -1,7 +1,10 @@
 // Small helpers shared by the test suites (not a test file itself).
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
+import { listen } from '../websockets.ts';
+import type { Server, ServerOptions, WebSocket } from '../websockets.ts';
 
 /** RFC 6455 §1.3: the GUID a server appends to the client's key. */
 export const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -21,6 +24,50 @@ export async function within<V>(promise: Promise<V>, ms: number): Promise<V | nu
   }
 }
 
+/** Wakes whoever waits (`until`) each time something happens (`wake`). */
+class Wakeups {
+  #waiters: Array<() => void> = [];
+
+  wake(): void {
+    for (const resolve of this.#waiters.splice(0)) resolve();
+  }
+
+  /** Waits until `condition` holds (checked at each wake), for up to `timeout` ms; whether it does. */
+  async until(condition: () => boolean, timeout: number): Promise<boolean> {
+    const deadline = performance.now() + timeout;
+    while (!condition()) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await within(new Promise<void>((resolve) => this.#waiters.push(resolve)), left);
+    }
+    return true;
+  }
+}
+
+/** Values that arrive over time (connections accepted, results a handler reports), taken in order. */
+export class Arrivals<V> {
+  readonly items: V[] = [];
+  /** How long `next()` waits by default (ms). */
+  readonly wait: number;
+  #read = 0;
+  #wakeups = new Wakeups();
+
+  constructor(wait = 2_000) {
+    this.wait = wait;
+  }
+
+  push(value: V): void {
+    this.items.push(value);
+    this.#wakeups.wake();
+  }
+
+  /** The next value not yet taken, waiting for it up to `timeout` ms. */
+  async next(timeout = this.wait, what = 'a value'): Promise<V> {
+    if (!(await this.#wakeups.until(() => this.#read < this.items.length, timeout))) assert.fail(`timed out after ${timeout} ms waiting for ${what}`);
+    return this.items[this.#read++];
+  }
+}
+
 export interface RawResponse {
   /** Everything the server sent. */
   text: string;
@@ -32,10 +79,9 @@ export interface RawResponse {
   closed: boolean;
 }
 
-function parseResponse(text: string, closed: boolean): RawResponse {
-  const end = text.indexOf('\r\n\r\n');
-  const head = end < 0 ? text : text.slice(0, end);
-  const [statusLine = '', ...lines] = head.split('\r\n');
+/** An HTTP head's first line and its headers (names in lower case; repeated headers joined with ', '). */
+export function parseHead(head: string): { startLine: string; headers: Record<string, string> } {
+  const [startLine = '', ...lines] = head.split('\r\n');
   const headers: Record<string, string> = {};
   for (const line of lines) {
     const colon = line.indexOf(':');
@@ -44,7 +90,13 @@ function parseResponse(text: string, closed: boolean): RawResponse {
     const value = line.slice(colon + 1).trim();
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }
-  return { text, statusLine, headers, body: end < 0 ? '' : text.slice(end + 4), closed };
+  return { startLine, headers };
+}
+
+function parseResponse(text: string, closed: boolean): RawResponse {
+  const end = text.indexOf('\r\n\r\n');
+  const { startLine, headers } = parseHead(end < 0 ? text : text.slice(0, end));
+  return { text, statusLine: startLine, headers, body: end < 0 ? '' : text.slice(end + 4), closed };
 }
 
 /**
@@ -86,7 +138,8 @@ export async function rawHttp(port: number, request: string | Uint8Array, until:
 //
 // Independent of the library's codec, so a test can send what the library would never send
 // (and see exactly what it sent). `RawPeer.connect` is a client against a server under test;
-// `rawServer` accepts clients under test. rawpeer.test.ts and fuzz-kit.ts keep their own.
+// `rawServer` accepts clients under test; `wireFrame` writes any frame, lies included (the
+// fuzzer's frames too), and `WireReader` splits what arrives into frames.
 
 const randomKey = (size: number): Uint8Array => globalThis.crypto.getRandomValues(new Uint8Array(size));
 
@@ -96,6 +149,8 @@ export const WireOp = { CONTINUATION: 0x0, TEXT: 0x1, BINARY: 0x2, CLOSE: 0x8, P
 export interface WireFrame {
   fin: boolean;
   rsv1: boolean;
+  /** The three RSV bits, 0 to 7 (RSV1 is 4). */
+  rsv: number;
   opcode: number;
   masked: boolean;
   /** Unmasked. */
@@ -105,40 +160,60 @@ export interface WireFrame {
 export interface WireFrameOptions {
   fin?: boolean;
   rsv1?: boolean;
-  /** A 4-byte key, `true` for a random one, `false` for none. */
-  mask?: boolean | Uint8Array;
+  /** RSV bits as a number, 0 to 7 (RSV1 is 4), for RSV2 and RSV3; added to `rsv1`. */
+  rsv?: number;
+  /** A 4-byte key, `true` for a random one, `false` (or null) for none. */
+  mask?: boolean | Uint8Array | null;
+  /** The length the header announces, if not the payload's: a lie, or with an empty payload a header alone. */
+  length?: number | bigint;
+  /** The length field: the shortest (default), or 16 or 64 bits whatever the length (16 falls back to 64 above 65,535). */
+  lengthField?: 'min' | '16' | '64';
 }
 
 /** One frame, encoded by hand: header, masking key, payload (masked with the key if any). */
 export function wireFrame(opcode: number, payload: Uint8Array | string = new Uint8Array(0), options: WireFrameOptions = {}): Uint8Array {
   const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
   const key = options.mask === true ? randomKey(4) : options.mask || null;
-  const length = bytes.length;
-  const lengthSize = length < 126 ? 0 : length < 65536 ? 2 : 8;
+  const length = BigInt(options.length ?? bytes.length);
+  const field = options.lengthField ?? 'min';
+  const lengthSize = field === '64' || length > 0xffffn ? 8 : field === '16' || length >= 126n ? 2 : 0;
   const headerSize = 2 + lengthSize + (key ? 4 : 0);
-  const out = new Uint8Array(headerSize + length);
-  out[0] = ((options.fin ?? true) ? 0x80 : 0) | (options.rsv1 ? 0x40 : 0) | opcode;
-  out[1] = (key ? 0x80 : 0) | (lengthSize === 0 ? length : lengthSize === 2 ? 126 : 127);
+  const out = new Uint8Array(headerSize + bytes.length);
+  out[0] = ((options.fin ?? true) ? 0x80 : 0) | (options.rsv1 ? 0x40 : 0) | (((options.rsv ?? 0) & 7) << 4) | (opcode & 0x0f);
+  out[1] = (key ? 0x80 : 0) | (lengthSize === 0 ? Number(length) : lengthSize === 2 ? 126 : 127);
   const view = new DataView(out.buffer);
-  if (lengthSize === 2) view.setUint16(2, length);
-  if (lengthSize === 8) view.setBigUint64(2, BigInt(length));
+  if (lengthSize === 2) view.setUint16(2, Number(length));
+  if (lengthSize === 8) view.setBigUint64(2, BigInt.asUintN(64, length));
   if (key) {
     out.set(key, 2 + lengthSize);
-    for (let i = 0; i < length; i++) out[headerSize + i] = bytes[i] ^ key[i & 3];
+    for (let i = 0; i < bytes.length; i++) out[headerSize + i] = bytes[i] ^ key[i & 3];
   } else {
     out.set(bytes, headerSize);
   }
   return out;
 }
 
-/** A close frame's payload: the code, big-endian, and the UTF-8 reason. */
-export function closeFramePayload(code: number, reason = ''): Uint8Array {
-  const text = new TextEncoder().encode(reason);
+/** A close frame's payload: the code, big-endian, and the reason (UTF-8 if a string). */
+export function closeFramePayload(code: number, reason: string | Uint8Array = ''): Uint8Array {
+  const text = typeof reason === 'string' ? new TextEncoder().encode(reason) : reason;
   const payload = new Uint8Array(2 + text.length);
   payload[0] = code >>> 8;
   payload[1] = code & 0xff;
   payload.set(text, 2);
   return payload;
+}
+
+/** A close frame's code (null if its payload is shorter than 2 bytes) and reason; throws on any other frame. */
+export function parseClose(frame: WireFrame): { code: number | null; reason: string } {
+  if (frame.opcode !== WireOp.CLOSE) throw new Error(`expected a close frame, got opcode ${frame.opcode}`);
+  const { payload } = frame;
+  return payload.length < 2 ? { code: null, reason: '' } : { code: (payload[0] << 8) | payload[1], reason: new TextDecoder().decode(payload.subarray(2)) };
+}
+
+/** Frames for a failure message: opcode (hex), flags, length and the first 8 payload bytes (hex), the first `most` of them. */
+export function describeFrames(frames: readonly WireFrame[], most = 12): string {
+  const shown = frames.slice(0, most).map((f) => `${f.opcode.toString(16)}${f.fin ? '' : '(nofin)'}${f.rsv ? `(rsv${f.rsv})` : ''}:${f.payload.length}:${Buffer.from(f.payload.subarray(0, 8)).toString('hex')}`);
+  return `[${shown.join(' ')}${frames.length > most ? ` … ${frames.length} frames` : ''}]`;
 }
 
 /** Splits a byte stream into frames (masked or not); pieces are joined only once a frame is whole. */
@@ -147,6 +222,8 @@ export class WireReader {
   /** When false, frames are counted (`count`) but not kept. */
   keep = true;
   count = 0;
+  /** Called with each frame as it is read (kept or not). */
+  onFrame: ((frame: WireFrame) => void) | null = null;
   #chunks: Uint8Array[] = [];
   #length = 0;
 
@@ -165,10 +242,13 @@ export class WireReader {
       const length = lengthSize === 0 ? lengthCode : lengthSize === 2 ? view.getUint16(2) : Number(view.getBigUint64(2));
       if (this.#length < headerSize + length) return;
       const bytes = this.#take(headerSize + length);
-      const payload = bytes.slice(headerSize);
+      const payload = new Uint8Array(bytes.subarray(headerSize)); // a copy, and a plain Uint8Array even when the chunk is a Buffer
       if (masked) for (let i = 0; i < payload.length; i++) payload[i] ^= bytes[headerSize - 4 + (i & 3)];
+      const rsv = (bytes[0] >> 4) & 7;
+      const frame: WireFrame = { fin: (bytes[0] & 0x80) !== 0, rsv1: (rsv & 4) !== 0, rsv, opcode: bytes[0] & 0x0f, masked, payload };
       this.count++;
-      if (this.keep) this.frames.push({ fin: (bytes[0] & 0x80) !== 0, rsv1: (bytes[0] & 0x40) !== 0, opcode: bytes[0] & 0x0f, masked, payload });
+      if (this.keep) this.frames.push(frame);
+      this.onFrame?.(frame);
     }
   }
 
@@ -191,8 +271,8 @@ export class WireReader {
 export interface RawPeerOptions {
   /** Request target; default '/'. */
   path?: string;
-  /** Sec-WebSocket-Extensions to offer. */
-  extensions?: string;
+  /** Sec-WebSocket-Extensions to offer: one header line, or one line each. */
+  extensions?: string | readonly string[];
   /** Sec-WebSocket-Protocol to offer, as is. */
   protocols?: string;
   /** More request header lines, as is. */
@@ -200,6 +280,8 @@ export interface RawPeerOptions {
   allowHalfOpen?: boolean;
   /** Handshake deadline (ms); default 3,000. */
   timeout?: number;
+  /** How long next(), nextData(), closeFrame() and tcpClosed() wait by default (ms); default 2,000. */
+  wait?: number;
 }
 
 /**
@@ -212,68 +294,88 @@ export class RawPeer {
   readonly reader = new WireReader();
   /** The other side's handshake head: the 101 response (client peer) or the request (server peer). */
   readonly head: string;
+  /** The head's headers, names in lower case. */
+  readonly headers: Record<string, string>;
   readonly masks: boolean;
+  /** How long the waits wait by default (ms). */
+  readonly wait: number;
   bytesReceived = 0;
-  ended = false;
-  closed = false;
-  #wakeups: Array<() => void> = [];
+  /** When the other side's FIN arrived (performance.now()), once it has. */
+  endedAt: number | null = null;
+  /** When the TCP connection closed (performance.now()), once it has. */
+  closedAt: number | null = null;
+  /** Answer each ping with a pong (same payload). */
+  autoPong = false;
+  /** Answer a close frame with the same close frame and end the TCP connection (a server's side of the closing handshake). */
+  echoClose = false;
+  #wakeups = new Wakeups();
   #read = 0;
 
-  private constructor(socket: net.Socket, head: string, masks: boolean, rest: Uint8Array) {
+  private constructor(socket: net.Socket, head: string, masks: boolean, wait: number) {
     this.socket = socket;
     this.head = head;
+    this.headers = parseHead(head).headers;
     this.masks = masks;
-    const wake = () => {
-      for (const resolve of this.#wakeups.splice(0)) resolve();
-    };
-    socket.on('data', (chunk: Buffer) => {
-      this.bytesReceived += chunk.length;
-      this.reader.push(chunk);
-      wake();
-    });
+    this.wait = wait;
+    this.reader.onFrame = (frame) => this.#answer(frame);
+    socket.on('data', (chunk: Buffer) => this.#received(chunk));
     socket.on('end', () => {
-      this.ended = true;
-      wake();
+      this.endedAt = performance.now();
+      this.#wakeups.wake();
     });
     socket.on('close', () => {
-      this.closed = true;
-      wake();
+      this.closedAt = performance.now();
+      this.#wakeups.wake();
     });
-    if (socket.destroyed) this.closed = true;
-    if (rest.length > 0) {
-      this.bytesReceived += rest.length;
-      this.reader.push(rest);
-    }
+    if (socket.destroyed) this.closedAt = performance.now();
   }
 
-  /** Connects to a server on 127.0.0.1 and completes the opening handshake (any 101 with the right accept). */
+  /** Connects to a server on 127.0.0.1 and completes the opening handshake (a 101 with the right accept). */
   static async connect(port: number, options: RawPeerOptions = {}): Promise<RawPeer> {
     const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen ?? false });
     socket.setNoDelay(true);
     socket.on('error', () => {});
     const key = Buffer.from(randomKey(16)).toString('base64');
+    const extensions = options.extensions === undefined ? [] : typeof options.extensions === 'string' ? [options.extensions] : options.extensions;
     const lines = [
       `GET ${options.path ?? '/'} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Upgrade: websocket', 'Connection: Upgrade',
       `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13',
-      ...(options.extensions !== undefined ? [`Sec-WebSocket-Extensions: ${options.extensions}`] : []),
+      ...extensions.map((line) => `Sec-WebSocket-Extensions: ${line}`),
       ...(options.protocols !== undefined ? [`Sec-WebSocket-Protocol: ${options.protocols}`] : []),
       ...(options.headers ?? []),
     ];
     const { head, rest } = await readHead(socket, `${lines.join('\r\n')}\r\n\r\n`, options.timeout ?? 3_000);
-    if (!head.startsWith('HTTP/1.1 101 ') || !head.toLowerCase().includes(`sec-websocket-accept: ${acceptFor(key).toLowerCase()}`)) {
+    const peer = new RawPeer(socket, head, true, options.wait ?? 2_000);
+    if (!head.startsWith('HTTP/1.1 101 ') || peer.headers['sec-websocket-accept'] !== acceptFor(key)) {
       socket.destroy();
       throw new Error(`handshake failed: ${head}`);
     }
-    return new RawPeer(socket, head, true, rest);
+    peer.#received(rest);
+    return peer;
   }
 
   get frames(): WireFrame[] {
     return this.reader.frames;
   }
 
+  /** Whether the other side's FIN has arrived. */
+  get ended(): boolean {
+    return this.endedAt !== null;
+  }
+
+  /** Whether the TCP connection has closed. */
+  get closed(): boolean {
+    return this.closedAt !== null;
+  }
+
+  /** The Sec-WebSocket-Extensions the server answered (client peer), if any. */
+  get extensions(): string | undefined {
+    return this.headers['sec-websocket-extensions'];
+  }
+
   /** Whether the other side agreed to permessage-deflate (client peer). */
   get deflate(): boolean {
-    return /^sec-websocket-extensions:\s*permessage-deflate/im.test(this.head);
+    return /^permessage-deflate/.test(this.extensions ?? '');
   }
 
   /** Sends one frame; a client peer masks it with a random key unless `mask: false`. */
@@ -303,29 +405,18 @@ export class RawPeer {
 
   /** Waits until `condition` holds (checked whenever something arrives), or fails after `timeout` ms. */
   async until(condition: () => boolean, timeout: number, what: string): Promise<void> {
-    const deadline = performance.now() + timeout;
-    while (!condition()) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`timed out after ${timeout} ms waiting for ${what}; frames so far: ${this.describe()}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wakeups.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    if (!(await this.#wakeups.until(condition, timeout))) throw new Error(`timed out after ${timeout} ms waiting for ${what}; frames so far: ${this.describe()}`);
   }
 
   /** The next frame received (any opcode), in arrival order. */
-  async next(timeout = 2_000): Promise<WireFrame> {
+  async next(timeout = this.wait): Promise<WireFrame> {
     await this.until(() => this.frames.length > this.#read || this.closed, timeout, 'a frame');
     if (this.frames.length <= this.#read) throw new Error(`the connection closed with no further frame; frames: ${this.describe()}`);
     return this.frames[this.#read++];
   }
 
   /** The next TEXT, BINARY or CONTINUATION frame, skipping pings and pongs (and failing on a close). */
-  async nextData(timeout = 2_000): Promise<WireFrame> {
+  async nextData(timeout = this.wait): Promise<WireFrame> {
     for (;;) {
       const frame = await this.next(timeout);
       if (frame.opcode === WireOp.CLOSE) throw new Error(`a close frame came instead of data: ${this.describe()}`);
@@ -334,34 +425,57 @@ export class RawPeer {
   }
 
   /** The first close frame received (waiting for it if need be): its code (null if empty) and reason. */
-  async closeFrame(timeout = 2_000): Promise<{ code: number | null; reason: string }> {
+  async closeFrame(timeout = this.wait): Promise<{ code: number | null; reason: string }> {
     const find = () => this.frames.find((frame) => frame.opcode === WireOp.CLOSE);
     await this.until(() => find() !== undefined || this.closed, timeout, 'a close frame');
     const frame = find();
     if (!frame) throw new Error(`the connection closed without a close frame; frames: ${this.describe()}`);
-    const { payload } = frame;
-    return payload.length < 2
-      ? { code: null, reason: '' }
-      : { code: (payload[0] << 8) | payload[1], reason: new TextDecoder().decode(payload.subarray(2)) };
+    return parseClose(frame);
   }
 
-  /** Waits for the TCP connection to close. */
-  async tcpClosed(timeout = 2_000): Promise<void> {
+  /** Waits for the TCP connection to close; returns when it did (performance.now()). */
+  async tcpClosed(timeout = this.wait): Promise<number> {
     await this.until(() => this.closed, timeout, 'the TCP connection to close');
+    return this.closedAt as number;
+  }
+
+  /** Our side of the closing handshake: a close frame (`code`), its answer (or the end) within 2 s, or a failure; then the socket goes. */
+  async close(code = 1000): Promise<void> {
+    try {
+      if (this.closed) return;
+      this.send(WireOp.CLOSE, closeFramePayload(code));
+      await this.until(() => this.closed || this.frames.some((frame) => frame.opcode === WireOp.CLOSE), 2_000, 'the answer to our close frame');
+    } finally {
+      this.destroy();
+    }
   }
 
   describe(): string {
-    const frames = this.frames.slice(0, 12).map((f) => `${f.opcode}${f.fin ? '' : '(nofin)'}${f.rsv1 ? '(rsv1)' : ''}:${f.payload.length}`);
-    return `[${frames.join(' ')}${this.frames.length > 12 ? ` … ${this.frames.length} frames` : ''}]`;
+    return describeFrames(this.frames);
   }
 
   destroy(): void {
     this.socket.destroy();
   }
 
-  /** @internal For rawServer. */
-  static accepted(socket: net.Socket, head: string, rest: Uint8Array): RawPeer {
-    return new RawPeer(socket, head, false, rest);
+  #received(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.bytesReceived += chunk.length;
+    this.reader.push(chunk);
+    this.#wakeups.wake();
+  }
+
+  #answer(frame: WireFrame): void {
+    if (this.autoPong && frame.opcode === WireOp.PING) this.send(WireOp.PONG, frame.payload);
+    if (this.echoClose && frame.opcode === WireOp.CLOSE && this.socket.writable) this.socket.end(wireFrame(WireOp.CLOSE, frame.payload, { mask: this.masks }));
+  }
+
+  /** @internal For rawServer: `onPeer` sees the peer before any frame is read. */
+  static accepted(socket: net.Socket, head: string, rest: Uint8Array, wait: number, onPeer: (peer: RawPeer) => void): RawPeer {
+    const peer = new RawPeer(socket, head, false, wait);
+    onPeer(peer);
+    peer.#received(rest);
+    return peer;
   }
 }
 
@@ -401,21 +515,31 @@ export interface RawServer {
   url: string;
   /** Every request head received, in order. */
   requests: string[];
+  /** Every peer accepted (a 101 sent), in order. */
+  peers: RawPeer[];
   /** Destroys every connection and stops listening. */
   close(): Promise<void>;
+}
+
+export interface RawServerOptions {
+  /** More header lines for the 101. */
+  responseHeaders?: (request: string) => string[];
+  /** An answer to send as is instead of the 101 (then the connection ends), or null for the 101. */
+  respond?: (request: string) => string | null;
+  /** How long the peers' waits wait by default (ms); default 2,000. */
+  wait?: number;
 }
 
 /**
  * A raw WebSocket server on 127.0.0.1 for a client under test: answers each handshake with a
  * 101 (the accept for its key, plus `responseHeaders(request)`), or, if `respond` returns a
- * string, with that string as is (then the connection ends); hands each accepted peer to `onPeer`.
+ * string, with that string as is (then the connection ends); hands each accepted peer to
+ * `onPeer` before reading any frame from it.
  */
-export async function rawServer(
-  onPeer: (peer: RawPeer) => void,
-  options: { responseHeaders?: (request: string) => string[]; respond?: (request: string) => string | null } = {},
-): Promise<RawServer> {
+export async function rawServer(onPeer: (peer: RawPeer) => void, options: RawServerOptions = {}): Promise<RawServer> {
   const sockets = new Set<net.Socket>();
   const requests: string[] = [];
+  const peers: RawPeer[] = [];
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -428,10 +552,13 @@ export async function rawServer(
         socket.end(custom);
         return;
       }
-      const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)?.[1] ?? '';
+      const key = parseHead(head).headers['sec-websocket-key'] ?? '';
       const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptFor(key)}`, ...(options.responseHeaders?.(head) ?? [])];
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-      onPeer(RawPeer.accepted(socket, head, rest));
+      RawPeer.accepted(socket, head, rest, options.wait ?? 2_000, (peer) => {
+        peers.push(peer);
+        onPeer(peer);
+      });
     }, () => socket.destroy());
   });
   server.listen(0, '127.0.0.1');
@@ -441,9 +568,76 @@ export async function rawServer(
     port,
     url: `ws://127.0.0.1:${port}`,
     requests,
+    peers,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Runs `body` against a raw server (handing each accepted peer to `onPeer`); closes it afterwards. */
+export async function withRawServer(onPeer: (peer: RawPeer) => void, options: RawServerOptions, body: (server: RawServer) => Promise<void>): Promise<void> {
+  const server = await rawServer(onPeer, options);
+  try {
+    await body(server);
+  } finally {
+    await server.close();
+  }
+}
+
+// ── A server under test, with raw clients ────────────────────────────────────────────────
+
+export interface Harness {
+  server: Server;
+  /** Server-side connections, in order of arrival. */
+  accepted: Arrivals<WebSocket>;
+  /** What reached onError. */
+  errors: unknown[];
+  /** A raw client of the server (`options` over the harness's defaults), destroyed afterwards. */
+  peer(options?: RawPeerOptions): Promise<RawPeer>;
+}
+
+export interface HarnessOptions {
+  /** How long `accepted.next()` waits by default (ms); default 2,000. */
+  wait?: number;
+  /** Defaults for every raw client. */
+  peer?: RawPeerOptions;
+  /** A bound on the server's close at the end (ms); none by default. */
+  closeWithin?: number;
+}
+
+/**
+ * Runs `body` against a fresh server on 127.0.0.1 whose connections run `handler` (options:
+ * pingInterval 0 and onError collected, then `options`); destroys every raw client and closes
+ * the server afterwards.
+ */
+export async function withTestServer(
+  options: ServerOptions,
+  handler: (ws: WebSocket) => unknown,
+  body: (harness: Harness) => Promise<void>,
+  settings: HarnessOptions = {},
+): Promise<void> {
+  const accepted = new Arrivals<WebSocket>(settings.wait);
+  const errors: unknown[] = [];
+  const peers: RawPeer[] = [];
+  const server = await listen('127.0.0.1', 0, (ws) => {
+    accepted.push(ws);
+    return handler(ws);
+  }, { pingInterval: 0, onError: (error) => errors.push(error), ...options });
+  try {
+    await body({
+      server,
+      accepted,
+      errors,
+      peer: async (peerOptions) => {
+        const peer = await RawPeer.connect(server.port, { ...settings.peer, ...peerOptions });
+        peers.push(peer);
+        return peer;
+      },
+    });
+  } finally {
+    for (const peer of peers) peer.destroy();
+    await (settings.closeWithin === undefined ? server.close() : within(server.close(), settings.closeWithin));
+  }
 }

@@ -1663,6 +1663,7 @@ interface PendingPing {
 }
 
 const RESOLVED = Promise.resolve();
+const EMPTY = new Uint8Array(0);
 const NO_CLOSE_FRAME: CloseInfo = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: '' });
 /** A single-frame BINARY message larger than this, arriving in pieces, is collected into its final buffer as it comes (see payloadTarget). */
 const LARGE_FRAME = 16 * KiB;
@@ -1711,6 +1712,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** The buffer small pieces are being copied into (the last of #messageParts), and its bytes used. */
   #smallParts: Uint8Array | null = null;
   #smallFilled = 0;
+  /** Bytes of the small pieces since the last large one (see #collectPart). */
+  #smallRun = 0;
   #textParts: string[] | null = null;
   /** How many of #textParts, at its start, are joined batches. */
   #textBatches = 0;
@@ -1733,8 +1736,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #pings: PendingPing[] | null = null;
   #pingCounter = 0;
   #pendingPong: Uint8Array | null = null;
-  #writesEnded: Promise<never> | null = null;
-  #endWrites: ((error: WebSocketError) => void) | null = null;
+  /** Ends a send(asyncIterable) waiting for its iterable once nothing more can be written (the close frame went out, the transport is gone). */
+  readonly #writesEnd = new StepAbort();
 
   // Closing. `#state` is OPEN, CLOSING or CLOSED; within CLOSING, what each side has done:
   //
@@ -1758,6 +1761,12 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer: Timer | null = null;
   #awaitingPong = false;
+  /** Counts keepalive rounds, so that a late pong of an earlier round starts nothing. */
+  #keepaliveRound = 0;
+  /** A frame arrived since the keepalive ping went out. */
+  #heardSincePing = false;
+  /** Unsolicited pongs while we are not reading (see #startHeartbeat). */
+  #heartbeatTimer: Timer | null = null;
 
   constructor(transport: Transport, client: boolean, options: ConnectionOptions, compression: MessageCompression | null = null) {
     this.#transport = transport;
@@ -1802,6 +1811,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
    */
   #updateReading(): void {
+    if (this.#state === State.CLOSED) return;
     const closing = this.#closing;
     const paused = this.#inflating || (this.#queueFull && !closing);
     if (paused === this.#readingPaused) return;
@@ -1809,10 +1819,32 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     if (paused) {
       this.#transport.pause();
       this.#suspendPongDeadline();
+      this.#startHeartbeat();
     } else {
       this.#transport.resume();
+      this.#stopHeartbeat();
       this.#armPongDeadline();
     }
+  }
+
+  /**
+   * While we do not read, the peer's pings go unanswered: an unsolicited pong (RFC 6455
+   * §5.5.3, a unidirectional heartbeat) every half `pingInterval` tells it we are alive.
+   */
+  #startHeartbeat(): void {
+    const { pingInterval } = this.#options;
+    if (pingInterval <= 0 || this.#heartbeatTimer) return;
+    this.#heartbeatTimer = startTimer(pingInterval / 2, () => {
+      this.#heartbeatTimer = null;
+      if (!this.#canSend() || !this.#readingPaused) return;
+      this.#writeFrame(Opcode.PONG, EMPTY, true);
+      this.#startHeartbeat();
+    });
+  }
+
+  #stopHeartbeat(): void {
+    if (this.#heartbeatTimer) clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────────────────
@@ -1838,6 +1870,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** @internal FrameSink: called by the parser. */
   onFrameHeader(header: FrameHeader): void {
     const { opcode, length } = header;
+    this.#heardSincePing = true;
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
     // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message, and no other frame.
@@ -1855,6 +1888,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       if (this.#queueFull && this.#closing) this.#dropData = true;
       this.#messageDropped = this.#dropData;
     }
+    this.#largeFrame = 0;
     if (this.#messageDropped) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
@@ -1908,6 +1942,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const parts = this.#messageParts ?? [];
     this.#messageParts = null;
     this.#smallParts = null;
+    this.#smallRun = 0;
     return parts;
   }
 
@@ -1919,17 +1954,22 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     }
     if (bytes.length >= SMALL_PART) {
       this.#smallParts = null;
+      this.#smallRun = 0;
       parts.push(bytes);
       return;
     }
     let buffer = this.#smallParts;
     if (!buffer || this.#smallFilled + bytes.length > buffer.length) {
-      buffer = this.#smallParts = new Uint8Array(SMALL_PARTS_BUFFER);
+      // Each buffer of a run of small pieces is as large as the run so far (64 bytes to
+      // SMALL_PARTS_BUFFER): what is set aside stays within about twice what arrived, however
+      // small pieces and large ones alternate.
+      buffer = this.#smallParts = new Uint8Array(Math.min(SMALL_PARTS_BUFFER, Math.max(64, bytes.length, this.#smallRun)));
       this.#smallFilled = 0;
       parts.push(buffer);
     }
     buffer.set(bytes, this.#smallFilled);
     this.#smallFilled += bytes.length;
+    this.#smallRun += bytes.length;
     parts[parts.length - 1] = buffer.subarray(0, this.#smallFilled);
   }
 
@@ -2068,6 +2108,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   #resetMessage(): void {
     this.#messageOpcode = 0;
+    this.#largeFrame = 0;
     this.#takeParts();
     this.#messageBuffer = null;
     this.#messageFilled = 0;
@@ -2160,7 +2201,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping of this.#pings?.splice(0) ?? []) ping.reject(this.#error);
-    this.#writesEnd();
+    this.#writesEnd.abort(this.#sendError());
     this.#wakeDrainWaiters();
     this.#events.closed(this.#closeInfo);
   }
@@ -2278,7 +2319,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       const last = index === parts.length - 1;
       const payload = await this.#compress(bytes, last);
       if (!this.#canWrite()) throw this.#sendError();
-      written.push(this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0));
+      const write = this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+      write?.catch(ignoreValue); // handled now: the loop may stop before Promise.all below
+      written.push(write);
     }
     await Promise.all(written);
     await this.#backpressure();
@@ -2293,31 +2336,19 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    */
   async #sendAsyncFragments(chunks: AsyncIterable<Chunk>): Promise<void> {
     const compression = this.#compression;
-    const iterator = chunks[Symbol.asyncIterator]();
-    let open = true; // the iterator has neither finished nor thrown: it must be closed if we stop
     let opcode = 0;
     try {
-      for (;;) {
-        if (!this.#canWrite()) throw this.#sendError();
-        const next = iterator.next().catch((error: unknown) => {
-          open = false;
-          throw error;
-        });
-        const result = await Promise.race([next, this.#untilWritesEnd()]);
-        if (result.done) {
-          open = false;
-          break;
-        }
-        const [bytes, chunkOpcode] = encodeChunk(result.value);
+      if (!this.#canWrite()) throw this.#sendError();
+      await forEachChunk(chunks, this.#writesEnd, async (chunk) => {
+        const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError('a fragmented message mixes strings and bytes');
         const payload = compression ? await this.#compress(bytes, false) : bytes;
         if (!this.#canWrite()) throw this.#sendError();
         const write = this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#afterWrites(write);
-      }
+      });
     } catch (error) {
-      if (open) closeIterator(iterator);
       if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, '', { cause: error }));
       throw error;
     }
@@ -2335,18 +2366,6 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     }
   }
 
-  /** Rejects once nothing more can be written (the close frame went out, or the transport is gone); made on first use. */
-  #untilWritesEnd(): Promise<never> {
-    return (this.#writesEnded ??= this.#canWrite()
-      ? new Promise<never>((_, reject) => (this.#endWrites = reject))
-      : Promise.reject(this.#sendError()));
-  }
-
-  /** Settles `#untilWritesEnd`: called where the close frame is sent and where the transport closes. */
-  #writesEnd(): void {
-    this.#endWrites?.(this.#sendError());
-    this.#endWrites = null;
-  }
 
   #backpressure(): Promise<void> {
     if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
@@ -2447,7 +2466,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   pong(data?: Chunk): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     try {
-      this.#writeFrame(Opcode.PONG, data === undefined ? new Uint8Array(0) : controlPayload(data), true);
+      this.#writeFrame(Opcode.PONG, data === undefined ? EMPTY : controlPayload(data), true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -2463,7 +2482,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /**
    * Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. The
    * one timer is either the next ping or, while a keepalive ping is out, the pong deadline,
-   * which only runs while we read (see #updateReading).
+   * which only runs while we read (see #updateReading). Any frame that arrives after the ping
+   * also shows the peer alive: a peer whose own receive queue is full cannot read our ping,
+   * but sends heartbeats (#startHeartbeat) meanwhile.
    */
   #scheduleKeepalive(): void {
     const { pingInterval } = this.#options;
@@ -2473,13 +2494,20 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #sendKeepalivePing(): void {
     this.#keepaliveTimer = null;
     if (!this.#canSend()) return;
+    const round = ++this.#keepaliveRound;
     this.#awaitingPong = true;
+    this.#heardSincePing = false;
     this.#armPongDeadline();
     this.ping().then(() => {
-      this.#suspendPongDeadline();
-      this.#awaitingPong = false;
-      this.#scheduleKeepalive();
+      if (round === this.#keepaliveRound) this.#nextKeepaliveRound();
     }, ignoreValue);
+  }
+
+  #nextKeepaliveRound(): void {
+    this.#suspendPongDeadline();
+    this.#awaitingPong = false;
+    this.#keepaliveRound++; // a pong that comes later for this round's ping changes nothing
+    this.#scheduleKeepalive();
   }
 
   #armPongDeadline(): void {
@@ -2496,7 +2524,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   }
 
   #onKeepaliveTimeout(): void {
+    this.#keepaliveTimer = null;
     if (this.#state !== State.OPEN) return;
+    if (this.#heardSincePing) return this.#nextKeepaliveRound();
     this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, 'keepalive ping timeout'));
     // The peer is unresponsive; waiting for its close frame would be pointless.
     this.#transport.destroy();
@@ -2524,7 +2554,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
-    this.#writesEnd();
+    this.#writesEnd.abort(this.#sendError());
     this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
@@ -2539,6 +2569,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     if (this.#closeTimer) clearTimeout(this.#closeTimer);
     if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
     this.#closeTimer = this.#keepaliveTimer = null;
+    this.#awaitingPong = false;
+    this.#stopHeartbeat();
   }
 }
 
@@ -2567,6 +2599,63 @@ class SendSequencer {
 
 function isChunk(value: unknown): value is Chunk {
   return typeof value === 'string' || isDataView(value);
+}
+
+/**
+ * Lets one step at a time (an async iterable's next()) be cut short by the end of its
+ * connection. One slot, not a promise raced over and over: a settled race keeps its value
+ * alive for as long as the promise it raced against, which would be every chunk ever sent.
+ * The end is final: a step started after it fails at once.
+ */
+class StepAbort {
+  #reject: ((error: unknown) => void) | null = null;
+  #ended = false;
+  #error: unknown;
+
+  race<T>(step: Promise<T>): Promise<T> {
+    if (this.#ended) return Promise.reject(this.#error);
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject;
+      step.then(resolve, reject).finally(() => {
+        if (this.#reject === reject) this.#reject = null;
+      });
+    });
+  }
+
+  abort(error: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error = error;
+    this.#reject?.(error);
+    this.#reject = null;
+  }
+}
+
+/**
+ * Reads an async iterable chunk by chunk, each next() raced against `end`, and hands each chunk
+ * to `take` before asking for the next. If the reading stops early (`end`, or `take` throws),
+ * the iterator's return() is called, so its `finally` runs.
+ */
+async function forEachChunk(chunks: AsyncIterable<Chunk>, end: StepAbort, take: (chunk: Chunk) => unknown): Promise<void> {
+  const iterator = chunks[Symbol.asyncIterator]();
+  let open = true; // neither finished nor thrown: it must be closed if we stop
+  try {
+    for (;;) {
+      const next = iterator.next().catch((error: unknown) => {
+        open = false;
+        throw error;
+      });
+      const result = await end.race(next);
+      if (result.done) {
+        open = false;
+        return;
+      }
+      await take(result.value);
+    }
+  } catch (error) {
+    if (open) closeIterator(iterator);
+    throw error;
+  }
 }
 
 /** Ends an iterator we stop reading early (its `finally` runs); a return() that throws or never settles changes nothing. */
@@ -2762,6 +2851,8 @@ interface ZlibOptions {
 /** A `zlib.DeflateRaw` or `zlib.InflateRaw`. */
 interface ZlibStream extends NodeEmitter {
   write(bytes: Uint8Array): boolean;
+  pause(): unknown;
+  resume(): unknown;
   flush(kind: number, callback: (error?: Error | null) => void): void;
   close(): void;
   readonly readableEnded: boolean;
@@ -2833,7 +2924,19 @@ function loadBuiltins(): NodeModules {
   };
 }
 
-/** Runs at most `limit` tasks at once; the others wait their turn, in order. */
+/** A task's hold on one of a Limiter's slots. */
+interface Turn {
+  /** Holds a slot now. */
+  held: boolean;
+  /** Its place in the line while it waits for a slot. */
+  wake: (() => void) | null;
+}
+
+/**
+ * Runs at most `limit` tasks at once; the others wait their turn, in order. A long task
+ * calls `yieldTurn` now and then: when others wait, its slot goes to the first of them and it
+ * queues up again behind them, so no task holds a slot for long while others starve.
+ */
 class Limiter {
   readonly #limit: number;
   #running = 0;
@@ -2843,15 +2946,55 @@ class Limiter {
     this.#limit = limit;
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#running++;
+  /** Whether a task is waiting for a slot. */
+  get contended(): boolean {
+    return this.#waiting.length > 0;
+  }
+
+  async run<T>(task: (turn: Turn) => Promise<T>): Promise<T> {
+    const turn: Turn = { held: false, wake: null };
+    await this.#acquire(turn);
     try {
-      return await task();
+      return await task(turn);
     } finally {
-      this.#running--;
-      this.#waiting.shift()?.();
+      this.#release(turn);
     }
+  }
+
+  /** Lets the first waiting task run, and resolves once `turn` has a slot again. */
+  yieldTurn(turn: Turn): Promise<void> {
+    if (!turn.held || !this.contended) return RESOLVED;
+    this.#release(turn);
+    return this.#acquire(turn);
+  }
+
+  #acquire(turn: Turn): Promise<void> {
+    if (this.#running < this.#limit) {
+      this.#running++;
+      turn.held = true;
+      return RESOLVED;
+    }
+    return new Promise((resolve) => {
+      turn.wake = () => {
+        turn.wake = null;
+        this.#running++; // the slot passes straight from the releasing task to this one
+        turn.held = true;
+        resolve();
+      };
+      this.#waiting.push(turn.wake);
+    });
+  }
+
+  /** Frees the slot, or the place in the line of a task that ends while waiting to resume. */
+  #release(turn: Turn): void {
+    if (turn.wake) {
+      this.#waiting.splice(this.#waiting.indexOf(turn.wake), 1);
+      turn.wake = null;
+    }
+    if (!turn.held) return;
+    turn.held = false;
+    this.#running--;
+    this.#waiting.shift()?.();
   }
 }
 
@@ -2860,6 +3003,9 @@ class Limiter {
  * fragments memory badly (ws#1202), and the thread pool has only a few threads anyway.
  */
 const zlibLimiter = new Limiter(10);
+
+/** Output of one inflate between two chances for other connections' zlib work to go first. */
+const INFLATE_SLICE = 1024 * KiB;
 
 /** RFC 7692 §7.2.1: the empty stored block a sync flush ends with; stripped from each message, restored before inflating. */
 const DEFLATE_TAIL = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
@@ -2957,11 +3103,26 @@ class ZlibCompression implements MessageCompression {
     });
   }
 
+  /**
+   * Inflates a message. A message that inflates a lot (a small frame can hold 16 MiB of
+   * zeros, about 60 ms of zlib) pauses the stream every INFLATE_SLICE of output while other
+   * connections wait for zlib, and lets them go first: one peer's bombs cannot hold zlib for
+   * everyone (zlib honours the pause: it stops once its readable buffer is full).
+   */
   decompress(parts: Uint8Array[], onOutput: (chunk: Uint8Array) => void): Promise<void> {
-    return zlibLimiter.run(async () => {
+    return zlibLimiter.run(async (turn) => {
       const inflater = (this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions)));
+      let sliceOutput = 0;
+      const output = (chunk: Uint8Array) => {
+        onOutput(chunk);
+        sliceOutput += chunk.length;
+        if (sliceOutput < INFLATE_SLICE || !zlibLimiter.contended) return;
+        sliceOutput = 0;
+        inflater.pause();
+        void zlibLimiter.yieldTurn(turn).then(() => inflater.resume());
+      };
       try {
-        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, onOutput);
+        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, output);
       } catch (error) {
         this.#inflater = null;
         throw error;
@@ -3566,6 +3727,8 @@ class NativeLink implements Link {
   #events!: LinkEvents;
   /** Set once the native socket has closed. */
   #error: WebSocketError | null = null;
+  /** Ends a send(asyncIterable) still waiting for its iterable once the socket has closed. */
+  readonly #closedEnd = new StepAbort();
 
   constructor(native: NativeWebSocket, options: ConnectionOptions) {
     this.#native = native;
@@ -3608,6 +3771,7 @@ class NativeLink implements Link {
       ? { code, reason }
       : { code: CloseCode.ABNORMAL_CLOSURE, reason: '' };
     this.#error = new WebSocketError(info.code, info.reason);
+    this.#closedEnd.abort(this.#error);
     this.#resolveOpened(); // a send waiting for 'open' now fails
     this.#events.ended(this.#error, info);
     this.#events.closed(info);
@@ -3630,13 +3794,20 @@ class NativeLink implements Link {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#closing) return Promise.reject(new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing'));
     return this.#sequencer.enqueue(async () => {
-      const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      const payload = isAsyncIterable(message) ? joinChunks(await this.#collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
       this.#native.send(nativePayload(payload));
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
+  }
+
+  /** The chunks of an async iterable, to be joined into one message (a browser cannot send fragments). */
+  async #collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {
+    const collected: Chunk[] = [];
+    await forEachChunk(chunks, this.#closedEnd, (chunk) => collected.push(chunk));
+    return collected;
   }
 
   ping(): Promise<number> {
@@ -3675,11 +3846,6 @@ function nativePayload(message: Chunk): string | ArrayBuffer {
   return copy;
 }
 
-async function collect(chunks: AsyncIterable<Chunk>): Promise<Chunk[]> {
-  const collected: Chunk[] = [];
-  for await (const chunk of chunks) collected.push(chunk);
-  return collected;
-}
 
 /** One message from the chunks of a would-be fragmented message: one string, or one byte array. */
 function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {

@@ -1019,6 +1019,7 @@ class WebSocket {
 }
 const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
+const EMPTY = new Uint8Array(0);
 const NO_CLOSE_FRAME = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: "" });
 const LARGE_FRAME = 16 * KiB;
 const TEXT_JOIN_EVERY = 1024;
@@ -1053,6 +1054,8 @@ class ProtocolLink {
   /** The buffer small pieces are being copied into (the last of #messageParts), and its bytes used. */
   #smallParts = null;
   #smallFilled = 0;
+  /** Bytes of the small pieces since the last large one (see #collectPart). */
+  #smallRun = 0;
   #textParts = null;
   /** How many of #textParts, at its start, are joined batches. */
   #textBatches = 0;
@@ -1074,8 +1077,8 @@ class ProtocolLink {
   #pings = null;
   #pingCounter = 0;
   #pendingPong = null;
-  #writesEnded = null;
-  #endWrites = null;
+  /** Ends a send(asyncIterable) waiting for its iterable once nothing more can be written (the close frame went out, the transport is gone). */
+  #writesEnd = new StepAbort();
   // Closing. `#state` is OPEN, CLOSING or CLOSED; within CLOSING, what each side has done:
   //
   //   what happened                      fields set                          what it changes
@@ -1098,6 +1101,12 @@ class ProtocolLink {
   /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer = null;
   #awaitingPong = false;
+  /** Counts keepalive rounds, so that a late pong of an earlier round starts nothing. */
+  #keepaliveRound = 0;
+  /** A frame arrived since the keepalive ping went out. */
+  #heardSincePing = false;
+  /** Unsolicited pongs while we are not reading (see #startHeartbeat). */
+  #heartbeatTimer = null;
   constructor(transport, client, options, compression = null) {
     this.#transport = transport;
     this.#client = client;
@@ -1134,6 +1143,7 @@ class ProtocolLink {
    * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
    */
   #updateReading() {
+    if (this.#state === State.CLOSED) return;
     const closing = this.#closing;
     const paused = this.#inflating || this.#queueFull && !closing;
     if (paused === this.#readingPaused) return;
@@ -1141,10 +1151,30 @@ class ProtocolLink {
     if (paused) {
       this.#transport.pause();
       this.#suspendPongDeadline();
+      this.#startHeartbeat();
     } else {
       this.#transport.resume();
+      this.#stopHeartbeat();
       this.#armPongDeadline();
     }
+  }
+  /**
+   * While we do not read, the peer's pings go unanswered: an unsolicited pong (RFC 6455
+   * §5.5.3, a unidirectional heartbeat) every half `pingInterval` tells it we are alive.
+   */
+  #startHeartbeat() {
+    const { pingInterval } = this.#options;
+    if (pingInterval <= 0 || this.#heartbeatTimer) return;
+    this.#heartbeatTimer = startTimer(pingInterval / 2, () => {
+      this.#heartbeatTimer = null;
+      if (!this.#canSend() || !this.#readingPaused) return;
+      this.#writeFrame(Opcode.PONG, EMPTY, true);
+      this.#startHeartbeat();
+    });
+  }
+  #stopHeartbeat() {
+    if (this.#heartbeatTimer) clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
   }
   // ── receiving ──────────────────────────────────────────────────────────────────────────
   /** @internal TransportEvents: called by the transport. */
@@ -1165,6 +1195,7 @@ class ProtocolLink {
   /** @internal FrameSink: called by the parser. */
   onFrameHeader(header) {
     const { opcode, length } = header;
+    this.#heardSincePing = true;
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
     if (header.rsv1 && (isControl(opcode) || opcode === Opcode.CONTINUATION)) throw protocolError("RSV1 set on a control or continuation frame");
@@ -1178,6 +1209,7 @@ class ProtocolLink {
       if (this.#queueFull && this.#closing) this.#dropData = true;
       this.#messageDropped = this.#dropData;
     }
+    this.#largeFrame = 0;
     if (this.#messageDropped) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
@@ -1225,6 +1257,7 @@ class ProtocolLink {
     const parts = this.#messageParts ?? [];
     this.#messageParts = null;
     this.#smallParts = null;
+    this.#smallRun = 0;
     return parts;
   }
   #collectPart(bytes) {
@@ -1235,17 +1268,19 @@ class ProtocolLink {
     }
     if (bytes.length >= SMALL_PART) {
       this.#smallParts = null;
+      this.#smallRun = 0;
       parts.push(bytes);
       return;
     }
     let buffer = this.#smallParts;
     if (!buffer || this.#smallFilled + bytes.length > buffer.length) {
-      buffer = this.#smallParts = new Uint8Array(SMALL_PARTS_BUFFER);
+      buffer = this.#smallParts = new Uint8Array(Math.min(SMALL_PARTS_BUFFER, Math.max(64, bytes.length, this.#smallRun)));
       this.#smallFilled = 0;
       parts.push(buffer);
     }
     buffer.set(bytes, this.#smallFilled);
     this.#smallFilled += bytes.length;
+    this.#smallRun += bytes.length;
     parts[parts.length - 1] = buffer.subarray(0, this.#smallFilled);
   }
   #collectLargeFrame(bytes) {
@@ -1371,6 +1406,7 @@ class ProtocolLink {
   }
   #resetMessage() {
     this.#messageOpcode = 0;
+    this.#largeFrame = 0;
     this.#takeParts();
     this.#messageBuffer = null;
     this.#messageFilled = 0;
@@ -1453,7 +1489,7 @@ class ProtocolLink {
     this.#clearTimers();
     this.#compression?.close();
     for (const ping2 of this.#pings?.splice(0) ?? []) ping2.reject(this.#error);
-    this.#writesEnd();
+    this.#writesEnd.abort(this.#sendError());
     this.#wakeDrainWaiters();
     this.#events.closed(this.#closeInfo);
   }
@@ -1554,7 +1590,9 @@ class ProtocolLink {
       const last = index === parts.length - 1;
       const payload = await this.#compress(bytes, last);
       if (!this.#canWrite()) throw this.#sendError();
-      written.push(this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0));
+      const write = this.#writeFrame(index === 0 ? opcode : Opcode.CONTINUATION, payload, last, index === 0);
+      write?.catch(ignoreValue);
+      written.push(write);
     }
     await Promise.all(written);
     await this.#backpressure();
@@ -1568,31 +1606,19 @@ class ProtocolLink {
    */
   async #sendAsyncFragments(chunks) {
     const compression = this.#compression;
-    const iterator = chunks[Symbol.asyncIterator]();
-    let open2 = true;
     let opcode = 0;
     try {
-      for (; ; ) {
-        if (!this.#canWrite()) throw this.#sendError();
-        const next = iterator.next().catch((error) => {
-          open2 = false;
-          throw error;
-        });
-        const result = await Promise.race([next, this.#untilWritesEnd()]);
-        if (result.done) {
-          open2 = false;
-          break;
-        }
-        const [bytes, chunkOpcode] = encodeChunk(result.value);
+      if (!this.#canWrite()) throw this.#sendError();
+      await forEachChunk(chunks, this.#writesEnd, async (chunk) => {
+        const [bytes, chunkOpcode] = encodeChunk(chunk);
         if (opcode !== 0 && chunkOpcode !== opcode) throw new TypeError("a fragmented message mixes strings and bytes");
         const payload = compression ? await this.#compress(bytes, false) : bytes;
         if (!this.#canWrite()) throw this.#sendError();
         const write = this.#writeFrame(opcode === 0 ? chunkOpcode : Opcode.CONTINUATION, payload, false, compression !== null && opcode === 0);
         opcode = chunkOpcode;
         await this.#afterWrites(write);
-      }
+      });
     } catch (error) {
-      if (open2) closeIterator(iterator);
       if (opcode !== 0 && this.#canWrite()) this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "", { cause: error }));
       throw error;
     }
@@ -1607,15 +1633,6 @@ class ProtocolLink {
     } catch (error) {
       throw this.#canWrite() ? error : this.#sendError();
     }
-  }
-  /** Rejects once nothing more can be written (the close frame went out, or the transport is gone); made on first use. */
-  #untilWritesEnd() {
-    return this.#writesEnded ??= this.#canWrite() ? new Promise((_, reject) => this.#endWrites = reject) : Promise.reject(this.#sendError());
-  }
-  /** Settles `#untilWritesEnd`: called where the close frame is sent and where the transport closes. */
-  #writesEnd() {
-    this.#endWrites?.(this.#sendError());
-    this.#endWrites = null;
   }
   #backpressure() {
     if (this.#transport.bufferedAmount <= this.#options.highWaterMark) return RESOLVED;
@@ -1701,7 +1718,7 @@ class ProtocolLink {
   pong(data) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     try {
-      this.#writeFrame(Opcode.PONG, data === void 0 ? new Uint8Array(0) : controlPayload(data), true);
+      this.#writeFrame(Opcode.PONG, data === void 0 ? EMPTY : controlPayload(data), true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -1715,7 +1732,9 @@ class ProtocolLink {
   /**
    * Keepalive: ping every `pingInterval`; no pong within `pingTimeout` fails with 1011. The
    * one timer is either the next ping or, while a keepalive ping is out, the pong deadline,
-   * which only runs while we read (see #updateReading).
+   * which only runs while we read (see #updateReading). Any frame that arrives after the ping
+   * also shows the peer alive: a peer whose own receive queue is full cannot read our ping,
+   * but sends heartbeats (#startHeartbeat) meanwhile.
    */
   #scheduleKeepalive() {
     const { pingInterval } = this.#options;
@@ -1724,13 +1743,19 @@ class ProtocolLink {
   #sendKeepalivePing() {
     this.#keepaliveTimer = null;
     if (!this.#canSend()) return;
+    const round = ++this.#keepaliveRound;
     this.#awaitingPong = true;
+    this.#heardSincePing = false;
     this.#armPongDeadline();
     this.ping().then(() => {
-      this.#suspendPongDeadline();
-      this.#awaitingPong = false;
-      this.#scheduleKeepalive();
+      if (round === this.#keepaliveRound) this.#nextKeepaliveRound();
     }, ignoreValue);
+  }
+  #nextKeepaliveRound() {
+    this.#suspendPongDeadline();
+    this.#awaitingPong = false;
+    this.#keepaliveRound++;
+    this.#scheduleKeepalive();
   }
   #armPongDeadline() {
     const { pingTimeout } = this.#options;
@@ -1744,7 +1769,9 @@ class ProtocolLink {
     this.#keepaliveTimer = null;
   }
   #onKeepaliveTimeout() {
+    this.#keepaliveTimer = null;
     if (this.#state !== State.OPEN) return;
+    if (this.#heardSincePing) return this.#nextKeepaliveRound();
     this.#fail(new WebSocketError(CloseCode.INTERNAL_ERROR, "keepalive ping timeout"));
     this.#transport.destroy();
   }
@@ -1769,7 +1796,7 @@ class ProtocolLink {
   }
   #sendClose(code, reason) {
     this.#closeSent = true;
-    this.#writesEnd();
+    this.#writesEnd.abort(this.#sendError());
     this.#updateReading();
     this.#writeFrame(Opcode.CLOSE, encodeClosePayload(code, truncateUtf8(reason, 123)), true);
   }
@@ -1782,6 +1809,8 @@ class ProtocolLink {
     if (this.#closeTimer) clearTimeout(this.#closeTimer);
     if (this.#keepaliveTimer) clearTimeout(this.#keepaliveTimer);
     this.#closeTimer = this.#keepaliveTimer = null;
+    this.#awaitingPong = false;
+    this.#stopHeartbeat();
   }
 }
 class SendSequencer {
@@ -1802,6 +1831,48 @@ class SendSequencer {
 }
 function isChunk(value) {
   return typeof value === "string" || isDataView(value);
+}
+class StepAbort {
+  #reject = null;
+  #ended = false;
+  #error;
+  race(step) {
+    if (this.#ended) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      this.#reject = reject;
+      step.then(resolve, reject).finally(() => {
+        if (this.#reject === reject) this.#reject = null;
+      });
+    });
+  }
+  abort(error) {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#error = error;
+    this.#reject?.(error);
+    this.#reject = null;
+  }
+}
+async function forEachChunk(chunks, end, take) {
+  const iterator = chunks[Symbol.asyncIterator]();
+  let open2 = true;
+  try {
+    for (; ; ) {
+      const next = iterator.next().catch((error) => {
+        open2 = false;
+        throw error;
+      });
+      const result = await end.race(next);
+      if (result.done) {
+        open2 = false;
+        return;
+      }
+      await take(result.value);
+    }
+  } catch (error) {
+    if (open2) closeIterator(iterator);
+    throw error;
+  }
 }
 function closeIterator(iterator) {
   try {
@@ -1890,18 +1961,55 @@ class Limiter {
   constructor(limit) {
     this.#limit = limit;
   }
+  /** Whether a task is waiting for a slot. */
+  get contended() {
+    return this.#waiting.length > 0;
+  }
   async run(task) {
-    if (this.#running >= this.#limit) await new Promise((resolve) => this.#waiting.push(resolve));
-    this.#running++;
+    const turn = { held: false, wake: null };
+    await this.#acquire(turn);
     try {
-      return await task();
+      return await task(turn);
     } finally {
-      this.#running--;
-      this.#waiting.shift()?.();
+      this.#release(turn);
     }
+  }
+  /** Lets the first waiting task run, and resolves once `turn` has a slot again. */
+  yieldTurn(turn) {
+    if (!turn.held || !this.contended) return RESOLVED;
+    this.#release(turn);
+    return this.#acquire(turn);
+  }
+  #acquire(turn) {
+    if (this.#running < this.#limit) {
+      this.#running++;
+      turn.held = true;
+      return RESOLVED;
+    }
+    return new Promise((resolve) => {
+      turn.wake = () => {
+        turn.wake = null;
+        this.#running++;
+        turn.held = true;
+        resolve();
+      };
+      this.#waiting.push(turn.wake);
+    });
+  }
+  /** Frees the slot, or the place in the line of a task that ends while waiting to resume. */
+  #release(turn) {
+    if (turn.wake) {
+      this.#waiting.splice(this.#waiting.indexOf(turn.wake), 1);
+      turn.wake = null;
+    }
+    if (!turn.held) return;
+    turn.held = false;
+    this.#running--;
+    this.#waiting.shift()?.();
   }
 }
 const zlibLimiter = new Limiter(10);
+const INFLATE_SLICE = 1024 * KiB;
 const DEFLATE_TAIL = Uint8Array.of(0, 0, 255, 255);
 function endsWithDeflateTail(bytes) {
   const n = bytes.length;
@@ -1980,11 +2088,26 @@ class ZlibCompression {
       return bytes;
     });
   }
+  /**
+   * Inflates a message. A message that inflates a lot (a small frame can hold 16 MiB of
+   * zeros, about 60 ms of zlib) pauses the stream every INFLATE_SLICE of output while other
+   * connections wait for zlib, and lets them go first: one peer's bombs cannot hold zlib for
+   * everyone (zlib honours the pause: it stops once its readable buffer is full).
+   */
   decompress(parts, onOutput) {
-    return zlibLimiter.run(async () => {
+    return zlibLimiter.run(async (turn) => {
       const inflater = this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions));
+      let sliceOutput = 0;
+      const output = (chunk) => {
+        onOutput(chunk);
+        sliceOutput += chunk.length;
+        if (sliceOutput < INFLATE_SLICE || !zlibLimiter.contended) return;
+        sliceOutput = 0;
+        inflater.pause();
+        void zlibLimiter.yieldTurn(turn).then(() => inflater.resume());
+      };
       try {
-        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, onOutput);
+        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, output);
       } catch (error) {
         this.#inflater = null;
         throw error;
@@ -2390,6 +2513,8 @@ class NativeLink {
   #events;
   /** Set once the native socket has closed. */
   #error = null;
+  /** Ends a send(asyncIterable) still waiting for its iterable once the socket has closed. */
+  #closedEnd = new StepAbort();
   constructor(native, options) {
     this.#native = native;
     ({ highWaterMark: this.#highWaterMark, closeTimeout: this.#closeTimeout } = resolveOptions(options));
@@ -2422,6 +2547,7 @@ class NativeLink {
     if (this.#error) return;
     const info = code !== void 0 && code >= 1e3 && code <= 4999 ? { code, reason } : { code: CloseCode.ABNORMAL_CLOSURE, reason: "" };
     this.#error = new WebSocketError(info.code, info.reason);
+    this.#closedEnd.abort(this.#error);
     this.#resolveOpened();
     this.#events.ended(this.#error, info);
     this.#events.closed(info);
@@ -2442,13 +2568,19 @@ class NativeLink {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#closing) return Promise.reject(new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing"));
     return this.#sequencer.enqueue(async () => {
-      const payload = isAsyncIterable(message) ? joinChunks(await collect(message)) : isChunk(message) ? message : joinChunks(message);
+      const payload = isAsyncIterable(message) ? joinChunks(await this.#collect(message)) : isChunk(message) ? message : joinChunks(message);
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
       this.#native.send(nativePayload(payload));
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
+  }
+  /** The chunks of an async iterable, to be joined into one message (a browser cannot send fragments). */
+  async #collect(chunks) {
+    const collected = [];
+    await forEachChunk(chunks, this.#closedEnd, (chunk) => collected.push(chunk));
+    return collected;
   }
   ping() {
     return Promise.reject(new Error("ping() is not available in a browser: its WebSocket API cannot send pings (the browser answers the server's pings itself)"));
@@ -2481,11 +2613,6 @@ function nativePayload(message) {
   const copy = new ArrayBuffer(bytes.byteLength);
   new Uint8Array(copy).set(bytes);
   return copy;
-}
-async function collect(chunks) {
-  const collected = [];
-  for await (const chunk of chunks) collected.push(chunk);
-  return collected;
 }
 function joinChunks(chunks) {
   const parts = readFragments(chunks);

@@ -38,10 +38,11 @@
  *   3. Frame codec (RFC 6455 §5): pure functions over bytes; masking (a WebAssembly SIMD
  *      kernel, a word loop where there is none); the incremental FrameParser
  *   4. Connection core: the WebSocket (receive queue, message iterator, public API) over a
- *      Link; ProtocolLink, the RFC 6455 state machine, independent of the transport; broadcast
+ *      Link; ProtocolLink, the RFC 6455 state machine, independent of the transport;
+ *      broadcast; MemoryTransport, the in-memory byte stream of pair()
  *   5. Node transport: node:* loaded lazily, SocketTransport (writes batched per tick), zlib
  *      compression (RFC 7692 §7.2)
- *   6. open / connect / listen / upgrade
+ *   6. open / connect / pair / listen / upgrade
  *   7. Browser facade (wrap)
  *   8. Exports
  */
@@ -2744,6 +2745,116 @@ async function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<
   await Promise.all(pending);
 }
 
+// ── an in-memory transport, for pair() ───────────────────────────────────────────────────
+
+const allocateBytes: Allocate = (size) => new Uint8Array(size);
+
+/**
+ * One end of an in-memory byte stream: what one end writes, the other receives, in order, a
+ * macrotask later (as from a socket), through the same codec a socket would carry. Reading
+ * can pause: writes then wait in the reader's inbox and count in the writer's
+ * `bufferedAmount`, so backpressure works as over TCP. `end()` is a FIN after what is queued;
+ * once both ends have ended, or either is destroyed, both close.
+ */
+class MemoryTransport implements Transport {
+  readonly allocateFrame: Allocate = allocateBytes;
+  readonly allocateMessage: Allocate = allocateBytes;
+  peer!: MemoryTransport;
+  #events: TransportEvents | null = null;
+  /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
+  readonly #inbox: Array<Uint8Array | null> = [];
+  #delivering = false;
+  #paused = false;
+  /** Bytes this end wrote that the peer has not read yet. */
+  #buffered = 0;
+  #ended = false;
+  #peerEnded = false;
+  #destroyed = false;
+
+  start(events: TransportEvents): void {
+    this.#events = events;
+    this.#scheduleDelivery();
+  }
+
+  get bufferedAmount(): number {
+    return this.#buffered;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** The bytes are copied: the writer's buffer is free at once, and the reader owns what it gets. */
+  write(bytes: Uint8Array, _more?: boolean, written?: (error?: Error | null) => void): void {
+    if (this.#destroyed || this.#ended) return written?.(new Error('the connection is closed'));
+    this.#buffered += bytes.length;
+    this.peer.#receive(bytes.slice()); // a socket copies too; a frame may be written to several peers (broadcast)
+    written?.();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#scheduleDelivery();
+  }
+
+  end(): void {
+    if (this.#ended || this.#destroyed) return;
+    this.#ended = true;
+    this.peer.#receive(null);
+    this.#closeIfDone();
+  }
+
+  destroy(): void {
+    this.#close();
+    this.peer.#close();
+  }
+
+  #receive(bytes: Uint8Array | null): void {
+    this.#inbox.push(bytes);
+    this.#scheduleDelivery();
+  }
+
+  #scheduleDelivery(): void {
+    if (this.#delivering || this.#paused || !this.#events || this.#inbox.length === 0) return;
+    this.#delivering = true;
+    defer(() => this.#deliver());
+  }
+
+  /** Hands the inbox to the protocol, chunk by chunk, until it pauses. */
+  #deliver(): void {
+    this.#delivering = false;
+    const events = this.#events as TransportEvents;
+    while (!this.#paused && !this.#destroyed && this.#inbox.length > 0) {
+      const bytes = this.#inbox.shift() as Uint8Array | null;
+      if (bytes === null) {
+        this.#peerEnded = true;
+        events.onTransportEnd();
+        this.#closeIfDone();
+        continue;
+      }
+      this.peer.#buffered -= bytes.length;
+      events.onTransportData(bytes);
+      this.peer.#events?.onTransportWritten();
+    }
+  }
+
+  #closeIfDone(): void {
+    if (this.#ended && this.#peerEnded) this.destroy();
+  }
+
+  #close(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#inbox.length = 0;
+    this.#buffered = 0;
+    defer(() => this.#events?.onTransportClose());
+  }
+}
+
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 // 5. Node transport
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -3298,7 +3409,7 @@ function lowerCaseHeaders(raw: NodeHeaders): Record<string, string> {
 }
 
 // ═══════════════════════════════════════════════════════════════════════════════════════════
-// 6. open / connect / listen / upgrade
+// 6. open / connect / pair / listen / upgrade
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 
 /** The URL as `ws.url` shows it: without the user name and password it may carry. */
@@ -3446,6 +3557,57 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
 async function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options: ClientOptions = {}): Promise<T> {
   const ws = await connect(url, options);
   return new Promise<T>((resolve, reject) => runHandler(ws, handler, CloseCode.POLICY_VIOLATION, resolve, reject));
+}
+
+/** Options of `pair`: those of a connection, for both ends. */
+interface PairOptions extends ConnectionOptions {
+  /** The subprotocol both ends report as negotiated; default ''. */
+  protocol?: string | undefined;
+  /** `ws.url` of the client (the server's is its path); default `ws://pair/`. */
+  url?: string | URL | undefined;
+}
+
+/**
+ * A client and a server WebSocket connected in memory: no sockets, no ports, but the real
+ * protocol between them (client frames masked, every frame parsed, limits, keepalive, the
+ * closing handshake, permessage-deflate when `compression` asks for it, which needs Node).
+ * For unit tests of handlers; it works in a browser too.
+ *
+ * @example
+ * const [client, server] = pair();
+ * void echoHandler(server);
+ * await client.send('hi'); // echoHandler's answer: await client.receive()
+ */
+function pair(options: PairOptions = {}): [client: WebSocket, server: WebSocket] {
+  resolveOptions(options); // bad options throw before anything is made
+  const settings = checkCompressionOptions(options.compression);
+  if (settings && !isNode) throw new TypeError('compression in pair() needs Node.js (zlib)');
+  const protocol = options.protocol ?? '';
+  if (protocol !== '') normalizeProtocols(protocol);
+  const target = parseUrl(options.url ?? 'ws://pair/');
+  const path = target.pathname + target.search;
+  // The negotiation a handshake would run (RFC 7692 §7.1), so both ends agree as they would over a socket.
+  const accepted = settings ? acceptDeflateOffer(formatDeflateOffer(settings), settings) : null;
+  const extensions = accepted?.response ?? '';
+  const compression = (client: boolean): ZlibCompression | null => {
+    if (!settings || !accepted) return null;
+    const agreed = client ? checkDeflateResponse(extensions, settings) : accepted.agreed;
+    return agreed ? new ZlibCompression(loadNode().zlib, agreed, client, settings) : null;
+  };
+  const clientEnd = new MemoryTransport();
+  const serverEnd = new MemoryTransport();
+  clientEnd.peer = serverEnd;
+  serverEnd.peer = clientEnd;
+  const request: RequestInfo = { method: 'GET', url: path, headers: {} };
+  const client = new WebSocket(new ProtocolLink(clientEnd, true, options, compression(true)), {
+    url: withoutCredentials(target),
+    request,
+    response: { status: 101, headers: {} },
+    protocol,
+    extensions,
+  }, options);
+  const server = new WebSocket(new ProtocolLink(serverEnd, false, options, compression(false)), { url: path, request, protocol, extensions }, options);
+  return [client, server];
 }
 
 /**
@@ -3913,6 +4075,7 @@ export {
   isOk,
   // clients and servers
   open,
+  pair,
   wrap,
   connect,
   listen,
@@ -3946,6 +4109,7 @@ export type {
   ClientOptions,
   ServerOptions,
   ReceiveOptions,
+  PairOptions,
   CompressionOptions,
   ClientTlsOptions,
   ServerTlsOptions,

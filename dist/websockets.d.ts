@@ -37,10 +37,11 @@
  *   3. Frame codec (RFC 6455 §5): pure functions over bytes; masking (a WebAssembly SIMD
  *      kernel, a word loop where there is none); the incremental FrameParser
  *   4. Connection core: the WebSocket (receive queue, message iterator, public API) over a
- *      Link; ProtocolLink, the RFC 6455 state machine, independent of the transport; broadcast
+ *      Link; ProtocolLink, the RFC 6455 state machine, independent of the transport;
+ *      broadcast; MemoryTransport, the in-memory byte stream of pair()
  *   5. Node transport: node:* loaded lazily, SocketTransport (writes batched per tick), zlib
  *      compression (RFC 7692 §7.2)
- *   6. open / connect / listen / upgrade
+ *   6. open / connect / pair / listen / upgrade
  *   7. Browser facade (wrap)
  *   8. Exports
  */
@@ -514,6 +515,25 @@ declare function connect(url: string | URL, options?: ClientOptions): Promise<We
  * })
  */
 declare function open<T>(url: string | URL, handler: (ws: WebSocket) => T | Promise<T>, options?: ClientOptions): Promise<T>;
+/** Options of `pair`: those of a connection, for both ends. */
+interface PairOptions extends ConnectionOptions {
+    /** The subprotocol both ends report as negotiated; default ''. */
+    protocol?: string | undefined;
+    /** `ws.url` of the client (the server's is its path); default `ws://pair/`. */
+    url?: string | URL | undefined;
+}
+/**
+ * A client and a server WebSocket connected in memory: no sockets, no ports, but the real
+ * protocol between them (client frames masked, every frame parsed, limits, keepalive, the
+ * closing handshake, permessage-deflate when `compression` asks for it, which needs Node).
+ * For unit tests of handlers; it works in a browser too.
+ *
+ * @example
+ * const [client, server] = pair();
+ * void echoHandler(server);
+ * await client.send('hi'); // echoHandler's answer: await client.receive()
+ */
+declare function pair(options?: PairOptions): [client: WebSocket, server: WebSocket];
 interface ServerControls {
     readonly host: string;
     readonly port: number;
@@ -587,5 +607,5 @@ interface NativeEvent {
  * await ws.send('hello')
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
-export { WebSocket, WebSocketError, isOk, open, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export { WebSocket, WebSocketError, isOk, open, pair, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -1930,6 +1930,92 @@ async function broadcast(sockets, message) {
   }
   await Promise.all(pending);
 }
+const allocateBytes = (size) => new Uint8Array(size);
+class MemoryTransport {
+  allocateFrame = allocateBytes;
+  allocateMessage = allocateBytes;
+  peer;
+  #events = null;
+  /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
+  #inbox = [];
+  #delivering = false;
+  #paused = false;
+  /** Bytes this end wrote that the peer has not read yet. */
+  #buffered = 0;
+  #ended = false;
+  #peerEnded = false;
+  #destroyed = false;
+  start(events) {
+    this.#events = events;
+    this.#scheduleDelivery();
+  }
+  get bufferedAmount() {
+    return this.#buffered;
+  }
+  get destroyed() {
+    return this.#destroyed;
+  }
+  /** The bytes are copied: the writer's buffer is free at once, and the reader owns what it gets. */
+  write(bytes, _more, written) {
+    if (this.#destroyed || this.#ended) return written?.(new Error("the connection is closed"));
+    this.#buffered += bytes.length;
+    this.peer.#receive(bytes.slice());
+    written?.();
+  }
+  pause() {
+    this.#paused = true;
+  }
+  resume() {
+    this.#paused = false;
+    this.#scheduleDelivery();
+  }
+  end() {
+    if (this.#ended || this.#destroyed) return;
+    this.#ended = true;
+    this.peer.#receive(null);
+    this.#closeIfDone();
+  }
+  destroy() {
+    this.#close();
+    this.peer.#close();
+  }
+  #receive(bytes) {
+    this.#inbox.push(bytes);
+    this.#scheduleDelivery();
+  }
+  #scheduleDelivery() {
+    if (this.#delivering || this.#paused || !this.#events || this.#inbox.length === 0) return;
+    this.#delivering = true;
+    defer(() => this.#deliver());
+  }
+  /** Hands the inbox to the protocol, chunk by chunk, until it pauses. */
+  #deliver() {
+    this.#delivering = false;
+    const events = this.#events;
+    while (!this.#paused && !this.#destroyed && this.#inbox.length > 0) {
+      const bytes = this.#inbox.shift();
+      if (bytes === null) {
+        this.#peerEnded = true;
+        events.onTransportEnd();
+        this.#closeIfDone();
+        continue;
+      }
+      this.peer.#buffered -= bytes.length;
+      events.onTransportData(bytes);
+      this.peer.#events?.onTransportWritten();
+    }
+  }
+  #closeIfDone() {
+    if (this.#ended && this.#peerEnded) this.destroy();
+  }
+  #close() {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#inbox.length = 0;
+    this.#buffered = 0;
+    defer(() => this.#events?.onTransportClose());
+  }
+}
 const nodeProcess = globalThis.process;
 const isNode = typeof nodeProcess?.versions?.node === "string";
 let nodeModules;
@@ -2360,6 +2446,36 @@ async function open(url, handler, options = {}) {
   const ws = await connect(url, options);
   return new Promise((resolve, reject) => runHandler(ws, handler, CloseCode.POLICY_VIOLATION, resolve, reject));
 }
+function pair(options = {}) {
+  resolveOptions(options);
+  const settings = checkCompressionOptions(options.compression);
+  if (settings && !isNode) throw new TypeError("compression in pair() needs Node.js (zlib)");
+  const protocol = options.protocol ?? "";
+  if (protocol !== "") normalizeProtocols(protocol);
+  const target = parseUrl(options.url ?? "ws://pair/");
+  const path = target.pathname + target.search;
+  const accepted = settings ? acceptDeflateOffer(formatDeflateOffer(settings), settings) : null;
+  const extensions = accepted?.response ?? "";
+  const compression = (client2) => {
+    if (!settings || !accepted) return null;
+    const agreed = client2 ? checkDeflateResponse(extensions, settings) : accepted.agreed;
+    return agreed ? new ZlibCompression(loadNode().zlib, agreed, client2, settings) : null;
+  };
+  const clientEnd = new MemoryTransport();
+  const serverEnd = new MemoryTransport();
+  clientEnd.peer = serverEnd;
+  serverEnd.peer = clientEnd;
+  const request = { method: "GET", url: path, headers: {} };
+  const client = new WebSocket(new ProtocolLink(clientEnd, true, options, compression(true)), {
+    url: withoutCredentials(target),
+    request,
+    response: { status: 101, headers: {} },
+    protocol,
+    extensions
+  }, options);
+  const server = new WebSocket(new ProtocolLink(serverEnd, false, options, compression(false)), { url: path, request, protocol, extensions }, options);
+  return [client, server];
+}
 function runHandler(ws, handler, failCode, returned, threw) {
   const failed = (error) => void ws.close(failCode).then(() => threw(error, ws));
   let result;
@@ -2668,6 +2784,7 @@ export {
   isUpgrade,
   listen,
   open,
+  pair,
   ping,
   pong,
   receive,

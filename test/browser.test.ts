@@ -44,7 +44,7 @@ const SCENARIO_MS = 120_000;
 /** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
 const needsChromium = chromiumMissing();
 /** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). */
-const BUNDLE_BUDGET = { minified: 48 * 1024, gzipped: 17 * 1024 };
+const BUNDLE_BUDGET = { minified: 48 * 1024, gzipped: 18 * 1024 };
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 
@@ -456,6 +456,33 @@ test('facade in Chromium: unawaited send()s then close() → the messages reach 
   } finally {
     await lastWordsServer.close();
   }
+});
+
+test('pair() in Chromium: the protocol in memory, no server; compression says it needs Node', { skip: needsChromium, timeout: 120_000 }, async () => {
+  const { cdp, sessionId } = await page();
+  const result = await cdp.evaluate<Record<string, unknown>>(sessionId, `(async () => {
+    const [client, server] = window.lib.pair({ protocol: 'in-page' });
+    const echoed = (async () => { for await (const message of server) await server.send(message); })();
+    await client.send('hello');
+    const text = await client.receive();
+    await client.send(new Uint8Array([1, 2, 3]));
+    const bytes = Array.from(await client.receive());
+    const rtt = await client.ping();
+    await client.close(1000, 'bye');
+    await echoed;
+    let compression = 'no error';
+    try { window.lib.pair({ compression: true }); } catch (error) { compression = error.name + ': ' + error.message; }
+    return { text, bytes, rtt: typeof rtt, protocol: server.protocol, closed: await server.closed, compression };
+  })()`, 25_000);
+  assert.deepEqual(result, {
+    text: 'hello',
+    bytes: [1, 2, 3],
+    rtt: 'number',
+    protocol: 'in-page',
+    closed: { code: 1000, reason: 'bye' },
+    compression: 'TypeError: compression in pair() needs Node.js (zlib)',
+  });
+  assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 
 test('the DevTools connection itself: our client against Chromium\'s server', { skip: needsChromium, timeout: 120_000 }, async () => {

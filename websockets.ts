@@ -1301,12 +1301,15 @@ function resolveOptions(options: ConnectionOptions): Limits {
 
 /** How a connection ended, if it has: the error receive() rejects with (module-private). */
 let endOf: (ws: WebSocket) => WebSocketError | null;
-/** Settles a receive() or an iterator's next() once the connection has ended and the queue is empty. */
-function settleEnded(waiter: Waiter, error: WebSocketError): void {
+/** Settles a receive() or an iterator's next() once the connection has ended and the queue is empty; `quiet`: an iteration ends without throwing. */
+function settleEnded(waiter: Waiter, error: WebSocketError, quiet: boolean): void {
   if (waiter.iterator) waiter.iterator.finished = true;
-  if (waiter.iterator && isOk(error)) waiter.resolve(DONE);
+  if (waiter.iterator && quiet) waiter.resolve(DONE);
   else waiter.reject(error);
 }
+
+/** Lets iteration end quietly on more endings than a normal close: those reconnect() will retry (module-private). */
+let endQuietlyOn: (ws: WebSocket, quiet: (error: WebSocketError) => boolean) => void;
 
 /** A connection's link (module-private), for `broadcast`. */
 let linkOf: (ws: WebSocket) => Link;
@@ -1388,9 +1391,12 @@ class WebSocket implements AsyncIterable<Data> {
   #gone = false;
   /** The set of its server's connections, which this one leaves once closed. */
   #tracker: Set<WebSocket> | null = null;
+  /** Endings other than a normal close on which iteration ends without throwing (see reconnect). */
+  #quietOn: ((error: WebSocketError) => boolean) | null = null;
 
   static {
     endOf = (ws) => ws.#error;
+    endQuietlyOn = (ws, quiet) => (ws.#quietOn = quiet);
     linkOf = (ws) => ws.#link;
     track = (ws, sockets) => {
       if (ws.#gone) return;
@@ -1504,7 +1510,7 @@ class WebSocket implements AsyncIterable<Data> {
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, iterator };
-      if (this.#error) return settleEnded(waiter, this.#error);
+      if (this.#error) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
       if (signal) this.#abortOn(signal, waiter);
       if (!this.#waiter) this.#waiter = waiter;
       else (this.#moreWaiters ??= []).push(waiter);
@@ -1641,7 +1647,12 @@ class WebSocket implements AsyncIterable<Data> {
 
   #onEnded(error: WebSocketError): void {
     this.#error ??= error;
-    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error);
+    const quiet = this.#endsQuietly(this.#error);
+    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet);
+  }
+
+  #endsQuietly(error: WebSocketError): boolean {
+    return isOk(error) || (this.#quietOn?.(error) ?? false);
   }
 
   #nextWaiter(): Waiter | null {
@@ -3610,6 +3621,177 @@ function pair(options: PairOptions = {}): [client: WebSocket, server: WebSocket]
   return [client, server];
 }
 
+/** Options of `reconnect`: those of `connect`, and how to retry. */
+interface ReconnectOptions extends ClientOptions {
+  /** The first retry's delay (ms), before jitter; default 500. */
+  delay?: number | undefined;
+  /** The longest delay (ms), before jitter; default 30,000. */
+  maxDelay?: number | undefined;
+  /** Each retry in a row waits this many times longer; default 1.6. */
+  factor?: number | undefined;
+  /** A connection that lived this long (ms) starts the delays over; default 10,000. */
+  resetAfter?: number | undefined;
+  /** Retries in a row (without a connection that lived `resetAfter`) before the iteration ends with the last error; 0: no limit (the default). */
+  maxRetries?: number | undefined;
+  /** Whether an ending is retried: return true or false, or undefined for the default (see the README's table). */
+  shouldReconnect?: ((error: unknown) => boolean | undefined) | undefined;
+  /** Told before each wait: the attempt about to be made (1 for the first retry), the delay and what ended the last try. */
+  onRetry?: ((retry: { attempt: number; delay: number; error: unknown }) => void) | undefined;
+  /** Stops everything at once: a waiting next() rejects with the signal's reason, the current socket closes with 1000. */
+  signal?: AbortSignal | undefined;
+}
+
+const RECONNECT_DEFAULTS = { delay: 500, maxDelay: 30_000, factor: 1.6, resetAfter: 10_000, maxRetries: 0 };
+
+/** Close codes after which reconnecting is pointless, or harmful: the peer said the client is at fault. */
+const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+
+/**
+ * The default of `shouldReconnect`. Retried: network errors and 1006; a normal close by the
+ * peer (1000, 1001, 1005: a server restarting says 1001); 1011–1014; a refused handshake with
+ * 5xx, 408 or 429. Final: protocol and policy errors (1002, 1003, 1007–1010), the
+ * application's own codes (3000–4999: the application knows what they mean), other refusals
+ * (4xx), and errors that are not WebSocketErrors (bad options, an aborted signal).
+ */
+function isRetriable(error: unknown): boolean {
+  if (!(error instanceof WebSocketError)) return false;
+  if (error.status !== undefined) return error.status >= 500 || error.status === 408 || error.status === 429;
+  return error.code < 3000 && !FINAL_CLOSE_CODES.has(error.code);
+}
+
+/** A refused handshake's Retry-After (RFC 9110 §10.2.3: seconds, or an HTTP date), in ms; 0 if none. */
+function retryAfter(error: unknown): number {
+  const value = error instanceof WebSocketError ? error.headers?.['retry-after'] : undefined;
+  if (!value) return 0;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/**
+ * A client that reconnects: an async iterable of connected WebSockets, a new one each time
+ * the last has ended, after a jittered exponential backoff. Iterating a socket it yields ends
+ * quietly on every ending it retries (so an inner `for await` just ends), and throws on one
+ * that ends the reconnecting; `break` closes the current socket with 1000 and stops.
+ *
+ * @example
+ * for await (const ws of reconnect('wss://example.com/feed', { protocols: ['v1'] })) {
+ *   for await (const message of ws) render(message);
+ * }
+ */
+function reconnect(url: string | URL, options: ReconnectOptions = {}): AsyncIterableIterator<WebSocket> {
+  return new Reconnector(parseUrl(url), options);
+}
+
+class Reconnector implements AsyncIterableIterator<WebSocket> {
+  readonly #url: URL;
+  readonly #options: ReconnectOptions;
+  readonly #settings: typeof RECONNECT_DEFAULTS;
+  /** Aborted by return() or by the user's signal: stops a handshake or a wait in progress. */
+  readonly #stop = new AbortController();
+  readonly #connectOptions: ClientOptions;
+  #current: WebSocket | null = null;
+  #connectedAt = 0;
+  /** Retries in a row (a connection that lives `resetAfter` starts over). */
+  #streak = 0;
+  #started = false;
+  #done = false;
+
+  constructor(url: URL, options: ReconnectOptions) {
+    this.#url = url;
+    this.#options = options;
+    const settings = { ...RECONNECT_DEFAULTS };
+    for (const key of Object.keys(RECONNECT_DEFAULTS) as Array<keyof typeof RECONNECT_DEFAULTS>) {
+      const value = options[key];
+      if (value === undefined) continue;
+      if (typeof value !== 'number' || !(value >= 0) || (key === 'factor' && value < 1)) throw new RangeError(`option ${key} must be a number ≥ ${key === 'factor' ? 1 : 0}, got ${String(value)}`);
+      settings[key] = value;
+    }
+    this.#settings = settings;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
+    options.signal?.addEventListener('abort', () => this.#end(), { once: true });
+    this.#connectOptions = { ...options, signal };
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<WebSocket> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<WebSocket>> {
+    if (this.#done) return { value: undefined, done: true };
+    let error: unknown = null;
+    if (this.#current) error = await this.#ended(this.#current);
+    else if (this.#started) return { value: undefined, done: true };
+    this.#started = true;
+    for (;;) {
+      if (error !== null) {
+        if (!this.#retries(error) || (this.#settings.maxRetries > 0 && this.#streak >= this.#settings.maxRetries)) {
+          this.#done = true;
+          throw error;
+        }
+        await this.#wait(error);
+      }
+      try {
+        const ws = await connect(this.#url, this.#connectOptions);
+        this.#current = ws;
+        this.#connectedAt = Date.now();
+        endQuietlyOn(ws, (ending) => this.#retries(ending));
+        return { value: ws, done: false };
+      } catch (caught) {
+        error = caught;
+      }
+    }
+  }
+
+  /** Ends the iteration (a \`break\`): the current socket closes with 1000. */
+  async return(): Promise<IteratorResult<WebSocket>> {
+    this.#end();
+    return { value: undefined, done: true };
+  }
+
+  /** Waits for the current socket's end (closing it if the caller left it open) and says what ended it. */
+  async #ended(ws: WebSocket): Promise<unknown> {
+    this.#current = null;
+    if (!endOf(ws)) await ws.close(CloseCode.NORMAL_CLOSURE).catch(ignoreValue);
+    else await ws.closed;
+    if (Date.now() - this.#connectedAt >= this.#settings.resetAfter) this.#streak = 0;
+    return endOf(ws) ?? new WebSocketError(ws.closeCode ?? CloseCode.ABNORMAL_CLOSURE, ws.closeReason ?? '');
+  }
+
+  #retries(error: unknown): boolean {
+    if (this.#stop.signal.aborted) return false;
+    return this.#options.shouldReconnect?.(error) ?? isRetriable(error);
+  }
+
+  /** The backoff of the n-th retry in a row: delay × factor^(n − 1), at most maxDelay, jittered to 50–100 %, and at least Retry-After. */
+  async #wait(error: unknown): Promise<void> {
+    const { delay, maxDelay, factor } = this.#settings;
+    const attempt = ++this.#streak;
+    const backoff = Math.min(maxDelay, delay * factor ** (attempt - 1));
+    const wait = Math.max(backoff * (0.5 + Math.random() / 2), retryAfter(error));
+    this.#options.onRetry?.({ attempt, delay: wait, error });
+    const signal = this.#connectOptions.signal as AbortSignal;
+    signal.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, wait);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #end(): void {
+    this.#done = true;
+    this.#stop.abort(this.#options.signal?.reason ?? new DOMException('reconnect() was stopped', 'AbortError'));
+    this.#current?.close(CloseCode.NORMAL_CLOSURE).catch(ignoreValue);
+    this.#current = null;
+  }
+}
+
 /**
  * Runs a connection's handler: when it returns, closes with 1000, then calls `returned` with
  * its value; when it throws, closes with `failCode`, then calls `threw` with the error.
@@ -4076,6 +4258,7 @@ export {
   // clients and servers
   open,
   pair,
+  reconnect,
   wrap,
   connect,
   listen,
@@ -4110,6 +4293,7 @@ export type {
   ServerOptions,
   ReceiveOptions,
   PairOptions,
+  ReconnectOptions,
   CompressionOptions,
   ClientTlsOptions,
   ServerTlsOptions,

@@ -37,6 +37,7 @@ __export(websockets_exports, {
   ping: () => ping,
   pong: () => pong,
   receive: () => receive,
+  reconnect: () => reconnect,
   send: () => send,
   upgrade: () => upgrade,
   wrap: () => wrap
@@ -771,11 +772,12 @@ function resolveOptions(options) {
   return resolved;
 }
 let endOf;
-function settleEnded(waiter, error) {
+function settleEnded(waiter, error, quiet2) {
   if (waiter.iterator) waiter.iterator.finished = true;
-  if (waiter.iterator && isOk(error)) waiter.resolve(DONE);
+  if (waiter.iterator && quiet2) waiter.resolve(DONE);
   else waiter.reject(error);
 }
+let endQuietlyOn;
 let linkOf;
 let track;
 let nextFor;
@@ -831,8 +833,11 @@ class WebSocket {
   #gone = false;
   /** The set of its server's connections, which this one leaves once closed. */
   #tracker = null;
+  /** Endings other than a normal close on which iteration ends without throwing (see reconnect). */
+  #quietOn = null;
   static {
     endOf = (ws) => ws.#error;
+    endQuietlyOn = (ws, quiet2) => ws.#quietOn = quiet2;
     linkOf = (ws) => ws.#link;
     track = (ws, sockets) => {
       if (ws.#gone) return;
@@ -930,7 +935,7 @@ class WebSocket {
     }
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, iterator };
-      if (this.#error) return settleEnded(waiter, this.#error);
+      if (this.#error) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
       if (signal) this.#abortOn(signal, waiter);
       if (!this.#waiter) this.#waiter = waiter;
       else (this.#moreWaiters ??= []).push(waiter);
@@ -1052,7 +1057,11 @@ class WebSocket {
   }
   #onEnded(error) {
     this.#error ??= error;
-    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error);
+    const quiet2 = this.#endsQuietly(this.#error);
+    for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet2);
+  }
+  #endsQuietly(error) {
+    return isOk(error) || (this.#quietOn?.(error) ?? false);
   }
   #nextWaiter() {
     const waiter = this.#waiter;
@@ -2519,6 +2528,123 @@ function pair(options = {}) {
   }, options);
   const server = new WebSocket(new ProtocolLink(serverEnd, false, options, compression(false)), { url: path, request, protocol, extensions }, options);
   return [client, server];
+}
+const RECONNECT_DEFAULTS = { delay: 500, maxDelay: 3e4, factor: 1.6, resetAfter: 1e4, maxRetries: 0 };
+const FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+function isRetriable(error) {
+  if (!(error instanceof WebSocketError)) return false;
+  if (error.status !== void 0) return error.status >= 500 || error.status === 408 || error.status === 429;
+  return error.code < 3e3 && !FINAL_CLOSE_CODES.has(error.code);
+}
+function retryAfter(error) {
+  const value = error instanceof WebSocketError ? error.headers?.["retry-after"] : void 0;
+  if (!value) return 0;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1e3 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+function reconnect(url, options = {}) {
+  return new Reconnector(parseUrl(url), options);
+}
+class Reconnector {
+  #url;
+  #options;
+  #settings;
+  /** Aborted by return() or by the user's signal: stops a handshake or a wait in progress. */
+  #stop = new AbortController();
+  #connectOptions;
+  #current = null;
+  #connectedAt = 0;
+  /** Retries in a row (a connection that lives `resetAfter` starts over). */
+  #streak = 0;
+  #started = false;
+  #done = false;
+  constructor(url, options) {
+    this.#url = url;
+    this.#options = options;
+    const settings = { ...RECONNECT_DEFAULTS };
+    for (const key of Object.keys(RECONNECT_DEFAULTS)) {
+      const value = options[key];
+      if (value === void 0) continue;
+      if (typeof value !== "number" || !(value >= 0) || key === "factor" && value < 1) throw new RangeError(`option ${key} must be a number \u2265 ${key === "factor" ? 1 : 0}, got ${String(value)}`);
+      settings[key] = value;
+    }
+    this.#settings = settings;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
+    options.signal?.addEventListener("abort", () => this.#end(), { once: true });
+    this.#connectOptions = { ...options, signal };
+  }
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+  async next() {
+    if (this.#done) return { value: void 0, done: true };
+    let error = null;
+    if (this.#current) error = await this.#ended(this.#current);
+    else if (this.#started) return { value: void 0, done: true };
+    this.#started = true;
+    for (; ; ) {
+      if (error !== null) {
+        if (!this.#retries(error) || this.#settings.maxRetries > 0 && this.#streak >= this.#settings.maxRetries) {
+          this.#done = true;
+          throw error;
+        }
+        await this.#wait(error);
+      }
+      try {
+        const ws = await connect(this.#url, this.#connectOptions);
+        this.#current = ws;
+        this.#connectedAt = Date.now();
+        endQuietlyOn(ws, (ending) => this.#retries(ending));
+        return { value: ws, done: false };
+      } catch (caught) {
+        error = caught;
+      }
+    }
+  }
+  /** Ends the iteration (a \`break\`): the current socket closes with 1000. */
+  async return() {
+    this.#end();
+    return { value: void 0, done: true };
+  }
+  /** Waits for the current socket's end (closing it if the caller left it open) and says what ended it. */
+  async #ended(ws) {
+    this.#current = null;
+    if (!endOf(ws)) await ws.close(CloseCode.NORMAL_CLOSURE).catch(ignoreValue);
+    else await ws.closed;
+    if (Date.now() - this.#connectedAt >= this.#settings.resetAfter) this.#streak = 0;
+    return endOf(ws) ?? new WebSocketError(ws.closeCode ?? CloseCode.ABNORMAL_CLOSURE, ws.closeReason ?? "");
+  }
+  #retries(error) {
+    if (this.#stop.signal.aborted) return false;
+    return this.#options.shouldReconnect?.(error) ?? isRetriable(error);
+  }
+  /** The backoff of the n-th retry in a row: delay × factor^(n − 1), at most maxDelay, jittered to 50–100 %, and at least Retry-After. */
+  async #wait(error) {
+    const { delay, maxDelay, factor } = this.#settings;
+    const attempt = ++this.#streak;
+    const backoff = Math.min(maxDelay, delay * factor ** (attempt - 1));
+    const wait = Math.max(backoff * (0.5 + Math.random() / 2), retryAfter(error));
+    this.#options.onRetry?.({ attempt, delay: wait, error });
+    const signal = this.#connectOptions.signal;
+    signal.throwIfAborted();
+    await new Promise((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const timer = setTimeout(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      }, wait);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+  #end() {
+    this.#done = true;
+    this.#stop.abort(this.#options.signal?.reason ?? new DOMException("reconnect() was stopped", "AbortError"));
+    this.#current?.close(CloseCode.NORMAL_CLOSURE).catch(ignoreValue);
+    this.#current = null;
+  }
 }
 function runHandler(ws, handler, failCode, returned, threw) {
   const failed = (error) => void ws.close(failCode).then(() => threw(error, ws));

@@ -534,6 +534,41 @@ interface PairOptions extends ConnectionOptions {
  * await client.send('hi'); // echoHandler's answer: await client.receive()
  */
 declare function pair(options?: PairOptions): [client: WebSocket, server: WebSocket];
+/** Options of `reconnect`: those of `connect`, and how to retry. */
+interface ReconnectOptions extends ClientOptions {
+    /** The first retry's delay (ms), before jitter; default 500. */
+    delay?: number | undefined;
+    /** The longest delay (ms), before jitter; default 30,000. */
+    maxDelay?: number | undefined;
+    /** Each retry in a row waits this many times longer; default 1.6. */
+    factor?: number | undefined;
+    /** A connection that lived this long (ms) starts the delays over; default 10,000. */
+    resetAfter?: number | undefined;
+    /** Retries in a row (without a connection that lived `resetAfter`) before the iteration ends with the last error; 0: no limit (the default). */
+    maxRetries?: number | undefined;
+    /** Whether an ending is retried: return true or false, or undefined for the default (see the README's table). */
+    shouldReconnect?: ((error: unknown) => boolean | undefined) | undefined;
+    /** Told before each wait: the attempt about to be made (1 for the first retry), the delay and what ended the last try. */
+    onRetry?: ((retry: {
+        attempt: number;
+        delay: number;
+        error: unknown;
+    }) => void) | undefined;
+    /** Stops everything at once: a waiting next() rejects with the signal's reason, the current socket closes with 1000. */
+    signal?: AbortSignal | undefined;
+}
+/**
+ * A client that reconnects: an async iterable of connected WebSockets, a new one each time
+ * the last has ended, after a jittered exponential backoff. Iterating a socket it yields ends
+ * quietly on every ending it retries (so an inner `for await` just ends), and throws on one
+ * that ends the reconnecting; `break` closes the current socket with 1000 and stops.
+ *
+ * @example
+ * for await (const ws of reconnect('wss://example.com/feed', { protocols: ['v1'] })) {
+ *   for await (const message of ws) render(message);
+ * }
+ */
+declare function reconnect(url: string | URL, options?: ReconnectOptions): AsyncIterableIterator<WebSocket>;
 interface ServerControls {
     readonly host: string;
     readonly port: number;
@@ -607,5 +642,5 @@ interface NativeEvent {
  * await ws.send('hello')
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
-export { WebSocket, WebSocketError, isOk, open, pair, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };

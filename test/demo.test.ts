@@ -201,7 +201,7 @@ test('the demo serves the page and the browser bundle, and refuses what it shoul
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
   const html = await page.text();
-  assert.match(html, /import \{ connect \} from '\/websockets\.browser\.js'/, 'the page uses the browser bundle');
+  assert.match(html, /import \{ reconnect \} from '\/websockets\.browser\.js'/, 'the page uses the browser bundle, and its reconnect()');
   assert.doesNotMatch(html, /(?:src|href)="(?:https?:)?\/\//, 'no external resources: it works offline');
 
   const bundle = await fetch(`${demo.url}/websockets.browser.js`);

@@ -1251,6 +1251,20 @@ interface Link {
   /** Stop and restart reading (backpressure from the receive queue). */
   pause(): void;
   resume(): void;
+  /** What the connection has carried so far. */
+  readonly stats: ConnectionStats;
+}
+
+/** What a connection has carried so far (`ws.stats`), for dashboards. */
+interface ConnectionStats {
+  /** Data messages received and sent; a fragmented message counts once. */
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  /** Bytes received and sent: on the wire, frame headers included (Node); the messages' own bytes through a browser's WebSocket. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** The round-trip time (ms) of the last ping answered, keepalive or `ping()`; undefined until one is (and always in a browser). */
+  readonly latency: number | undefined;
 }
 
 /** Connection details given at construction. */
@@ -1488,6 +1502,11 @@ class WebSocket implements AsyncIterable<Data> {
     return this.#link.bufferedAmount;
   }
 
+  /** Messages and bytes in and out so far, and the last ping's round-trip time. */
+  get stats(): ConnectionStats {
+    return this.#link.stats;
+  }
+
   /**
    * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
    * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
@@ -1676,6 +1695,24 @@ interface PendingPing {
 
 const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
+
+/** Connections made so far in this process: each gets the next number, for NODE_DEBUG=websockets. */
+let connectionCount = 0;
+
+const OPCODE_NAMES: Partial<Record<number, string>> = { 0: 'CONTINUATION', 1: 'TEXT', 2: 'BINARY', 8: 'CLOSE', 9: 'PING', 10: 'PONG' };
+
+/** The payload length a whole frame's header announces (RFC 6455 §5.2). */
+function payloadLength(frame: Uint8Array): number {
+  const length = frame[1]! & 0x7f;
+  if (length < 126) return length;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return length === 126 ? view.getUint16(2) : Number(view.getBigUint64(2));
+}
+
+/** A frame for the debug log: opcode, FIN and length, never the payload. */
+function describeFrame(opcode: number, fin: boolean, length: number): string {
+  return `${OPCODE_NAMES[opcode] ?? `opcode ${opcode}`}${fin ? '' : ' (not FIN)'} ${length} B`;
+}
 const NO_CLOSE_FRAME: CloseInfo = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: '' });
 /** A single-frame BINARY message larger than this, arriving in pieces, is collected into its final buffer as it comes (see payloadTarget). */
 const LARGE_FRAME = 16 * KiB;
@@ -1770,6 +1807,13 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #closeInfo: CloseInfo = NO_CLOSE_FRAME;
   #pendingReaction: (() => void) | null = null;
   #closeTimer: Timer | null = null;
+  // What ws.stats reports, and the id NODE_DEBUG=websockets names the connection by.
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #latency: number | undefined = undefined;
+  readonly #id = ++connectionCount;
   /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer: Timer | null = null;
   #awaitingPong = false;
@@ -1791,12 +1835,23 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   start(events: LinkEvents): void {
     this.#events = events;
+    if (DEBUG) debugLog(this.#id, `open (${this.#client ? 'client' : 'server'}${this.#compression ? ', permessage-deflate' : ''})`);
     this.#scheduleKeepalive();
     this.#transport.start(this);
   }
 
   get bufferedAmount(): number {
     return this.#transport.bufferedAmount;
+  }
+
+  get stats(): ConnectionStats {
+    return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: this.#latency };
+  }
+
+  /** Every write goes through here: counted for ws.stats. */
+  #write(bytes: Uint8Array, more?: boolean, written?: (error?: Error | null) => void): void {
+    this.#bytesOut += bytes.length;
+    this.#transport.write(bytes, more, written);
   }
 
   pause(): void {
@@ -1863,6 +1918,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   /** @internal TransportEvents: called by the transport. */
   onTransportData(chunk: Uint8Array): void {
+    this.#bytesIn += chunk.length;
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
@@ -1883,6 +1939,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   onFrameHeader(header: FrameHeader): void {
     const { opcode, length } = header;
     this.#heardSincePing = true;
+    if (DEBUG) debugLog(this.#id, `← ${describeFrame(opcode, header.fin, length)}${header.rsv1 ? ' rsv1' : ''}`);
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
     // RFC 7692 §6.1: RSV1 marks the first frame of a compressed message, and no other frame.
@@ -2115,6 +2172,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       message = this.#messageBuffer ?? ownedMessage(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
     }
     this.#resetMessage();
+    this.#messagesIn++;
     this.#events.message(message);
   }
 
@@ -2156,10 +2214,14 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const index = this.#pings?.findIndex((ping) => sameBytes(ping.payload, payload)) ?? -1;
     if (index < 0) return; // unsolicited pong (RFC 6455 §5.5.3): nothing to do
     const now = performance.now();
-    for (const ping of (this.#pings as PendingPing[]).splice(0, index + 1)) ping.resolve(now - ping.sentAt);
+    const answered = (this.#pings as PendingPing[]).splice(0, index + 1);
+    this.#latency = now - (answered[answered.length - 1] as PendingPing).sentAt;
+    if (DEBUG) debugLog(this.#id, `pong: round trip ${this.#latency.toFixed(1)} ms`);
+    for (const ping of answered) ping.resolve(now - ping.sentAt);
   }
 
   #onCloseFrame(info: CloseInfo): void {
+    if (DEBUG) debugLog(this.#id, `close frame received: ${info.code} ${JSON.stringify(info.reason)}`);
     this.#closeInfo = info;
     this.#parser.stop(); // RFC 6455 §5.5.1: nothing follows a close frame
     this.#setError(new WebSocketError(info.code, info.reason), info);
@@ -2206,6 +2268,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** @internal TransportEvents. */
   onTransportClose(cause?: Error): void {
     if (this.#state === State.CLOSED) return;
+    if (DEBUG) debugLog(this.#id, `connection closed: ${this.#closeInfo.code} ${JSON.stringify(this.#closeInfo.reason)}${cause ? ` (${cause.message})` : ''}`);
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
     const reason = cause ? cause.message : 'connection closed without a close frame';
@@ -2226,6 +2289,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
   #fail(error: WebSocketError): void {
+    if (DEBUG) debugLog(this.#id, `failed: ${error.message}`);
     this.#setError(error);
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
@@ -2244,7 +2308,9 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   send(message: Outgoing): Promise<void> {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     if (typeof message === 'string' && this.#sendsTextDirectly(message)) {
-      this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
+      const frame = buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame);
+      this.#write(frame);
+      this.#sent(Opcode.TEXT, true, DEBUG ? payloadLength(frame) : 0);
       return this.#backpressure();
     }
     if (isAsyncIterable(message)) return this.#sendQueue().enqueue(() => this.#sendAsyncFragments(message));
@@ -2266,7 +2332,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   sendFrame(frame: Uint8Array): Promise<void> | null {
     if (this.#client || this.#compression || this.#sending) return null;
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    this.#transport.write(frame);
+    this.#write(frame);
+    this.#sent(frame[0]! & 0x0f, true, DEBUG ? payloadLength(frame) : 0);
     return this.#backpressure();
   }
 
@@ -2428,7 +2495,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     const maskKey = this.#maskKey();
     const { allocateFrame } = this.#transport;
     if (payload.length <= COPY_THRESHOLD) {
-      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
+      this.#sent(opcode, fin, payload.length);
+      this.#write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
       return null;
     }
     // A large frame goes out as its header, then its payload: unmasked as it is, without a
@@ -2436,17 +2504,24 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     // than in one buffer as large as the message.
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
-    this.#transport.write(header, true);
+    this.#sent(opcode, fin, payload.length);
+    this.#write(header, true);
     if (!maskKey) {
-      return new Promise((resolve, reject) => this.#transport.write(payload, false, (error) => (error ? reject(this.#sendError()) : resolve())));
+      return new Promise((resolve, reject) => this.#write(payload, false, (error) => (error ? reject(this.#sendError()) : resolve())));
     }
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey); // `at` is a multiple of 4: the key starts over
-      this.#transport.write(piece, at + MASKED_PIECE < payload.length);
+      this.#write(piece, at + MASKED_PIECE < payload.length);
     }
     return null;
+  }
+
+  /** Counts a message whose last frame goes out; NODE_DEBUG=websockets logs every frame (never its payload). */
+  #sent(opcode: number, fin: boolean, length: number): void {
+    if (fin && !isControl(opcode)) this.#messagesOut++;
+    if (DEBUG) debugLog(this.#id, `→ ${describeFrame(opcode, fin, length)}`);
   }
 
   /** Resolves once `written` (the payloads the transport holds) is out and the buffer is at the high-water mark. */
@@ -2565,6 +2640,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   }
 
   #sendClose(code: number, reason: string): void {
+    if (DEBUG) debugLog(this.#id, `close frame sent: ${code} ${JSON.stringify(reason)}`);
     this.#closeSent = true;
     this.#writesEnd.abort(this.#sendError());
     this.#updateReading();
@@ -2997,6 +3073,8 @@ interface NodeBuffer {
 
 interface NodeProcess {
   readonly versions: { readonly node?: string | undefined };
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly pid?: number;
   getBuiltinModule?(id: string): unknown;
   nextTick(callback: () => void): void;
 }
@@ -3004,6 +3082,26 @@ interface NodeProcess {
 /** `process` where there is one (Node, Deno, Bun), undefined in a browser. */
 const nodeProcess: NodeProcess | undefined = (globalThis as { process?: NodeProcess }).process;
 const isNode = typeof nodeProcess?.versions?.node === 'string';
+
+/**
+ * NODE_DEBUG=websockets turns on the debug log, as NODE_DEBUG=http does Node's (util.debuglog:
+ * a comma-separated list of names, `*` as a wildcard): one line per handshake, frame (opcode,
+ * FIN, length, never the payload), pong with its round-trip time, close and failure, on stderr.
+ */
+const DEBUG = debugEnabled('websockets', nodeProcess?.env?.['NODE_DEBUG'] ?? '');
+
+/** Whether NODE_DEBUG's list names `section`, as util.debuglog reads it. */
+function debugEnabled(section: string, list: string): boolean {
+  return list.split(/[\s,]+/).some((name) => {
+    if (name === '') return false;
+    const pattern = name.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
+    return new RegExp(`^${pattern}$`, 'i').test(section);
+  });
+}
+
+function debugLog(id: number | string, text: string): void {
+  console.error(`WEBSOCKETS ${nodeProcess?.pid ?? ''}: [${id}] ${text}`);
+}
 
 interface NodeModules {
   http: NodeHttp;
@@ -3511,9 +3609,13 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       if (timer) clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
     };
-    request.on('error', (cause: Error) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
+    request.on('error', (cause: Error) => {
+      if (DEBUG) debugLog(`handshake ${target.href}`, `connection failed: ${cause.message}`);
+      fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
+    });
     request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
+      if (DEBUG) debugLog(`handshake ${target.href}`, `← HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
       fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
@@ -3536,9 +3638,11 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         // RFC 6455 §9.1: an extension the client did not offer fails the connection.
         agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
       } catch (error) {
+        if (DEBUG) debugLog(`handshake ${target.href}`, `← 101 refused by the client: ${(error as Error).message}`);
         socket.destroy();
         return reject(error);
       }
+      if (DEBUG) debugLog(`handshake ${target.href}`, `← 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
@@ -3550,6 +3654,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         remoteAddress: socket.remoteAddress,
       }, options));
     });
+    if (DEBUG) debugLog(`handshake ${target.href}`, `→ GET ${path}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
     request.end();
   });
 }
@@ -3957,6 +4062,7 @@ function reportError(options: ServerOptions, error: unknown, ws?: WebSocket): vo
 
 /** Answers a handshake with an HTTP refusal and closes the socket. */
 function refuse(socket: NodeSocket, refusal: Refusal): void {
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? '?'}`, `→ HTTP ${refusal.status}: refused`);
   if (socket.destroyed) return;
   socket.end(formatRefusal(refusal));
   startTimer(1_000, () => socket.destroy());
@@ -4000,6 +4106,7 @@ async function acceptUpgrade(
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
   const extensions = deflate?.response ?? '';
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? '?'}`, `→ 101 for ${requestInfo.url}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
@@ -4073,6 +4180,14 @@ class NativeLink implements Link {
   #error: WebSocketError | null = null;
   /** Ends a send(asyncIterable) still waiting for its iterable once the socket has closed. */
   readonly #closedEnd = new StepAbort();
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  get stats(): ConnectionStats {
+    return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: undefined };
+  }
 
   constructor(native: NativeWebSocket, options: ConnectionOptions) {
     this.#native = native;
@@ -4096,7 +4211,10 @@ class NativeLink implements Link {
     this.#events = events;
     const native = this.#native;
     native.addEventListener('message', ({ data }) => {
-      events.message(typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer));
+      const message = typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer);
+      this.#messagesIn++;
+      this.#bytesIn += messageBytes(message);
+      events.message(message);
     });
     native.addEventListener('close', ({ code, reason }) => this.#onClose(code, reason));
     // Node 22's WebSocket reports a failed connection with 'error' alone: no 'close', and
@@ -4142,7 +4260,10 @@ class NativeLink implements Link {
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, 'the connection is closing');
-      this.#native.send(nativePayload(payload));
+      const sent = nativePayload(payload);
+      this.#native.send(sent);
+      this.#messagesOut++;
+      this.#bytesOut += messageBytes(sent);
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
@@ -4178,6 +4299,11 @@ class NativeLink implements Link {
     const timer = this.#closeTimeout > 0 ? startTimer(this.#closeTimeout, closeNative) : null;
     this.#sequencer.enqueue(async () => closeNative()).finally(() => timer && clearTimeout(timer)).catch(() => {});
   }
+}
+
+/** The bytes of a message: a string's in UTF-8. */
+function messageBytes(message: string | ArrayBuffer | Uint8Array): number {
+  return typeof message === 'string' ? textEncoder.encode(message).length : message.byteLength;
 }
 
 /** A message as a native send() is typed to take it: a string, or its bytes as an ArrayBuffer (copied only if they are a part of a larger one). */
@@ -4297,6 +4423,7 @@ export type {
   CompressionOptions,
   ClientTlsOptions,
   ServerTlsOptions,
+  ConnectionStats,
   NativeWebSocket,
   Frame,
   FrameHeader,

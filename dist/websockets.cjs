@@ -914,6 +914,10 @@ class WebSocket {
   get bufferedAmount() {
     return this.#link.bufferedAmount;
   }
+  /** Messages and bytes in and out so far, and the last ping's round-trip time. */
+  get stats() {
+    return this.#link.stats;
+  }
   /**
    * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
    * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
@@ -1073,6 +1077,17 @@ class WebSocket {
 const State = { OPEN: 1, CLOSING: 2, CLOSED: 3 };
 const RESOLVED = Promise.resolve();
 const EMPTY = new Uint8Array(0);
+let connectionCount = 0;
+const OPCODE_NAMES = { 0: "CONTINUATION", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG" };
+function payloadLength(frame) {
+  const length = frame[1] & 127;
+  if (length < 126) return length;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return length === 126 ? view.getUint16(2) : Number(view.getBigUint64(2));
+}
+function describeFrame(opcode, fin, length) {
+  return `${OPCODE_NAMES[opcode] ?? `opcode ${opcode}`}${fin ? "" : " (not FIN)"} ${length} B`;
+}
 const NO_CLOSE_FRAME = Object.freeze({ code: CloseCode.ABNORMAL_CLOSURE, reason: "" });
 const LARGE_FRAME = 16 * KiB;
 const TEXT_JOIN_EVERY = 1024;
@@ -1151,6 +1166,13 @@ class ProtocolLink {
   #closeInfo = NO_CLOSE_FRAME;
   #pendingReaction = null;
   #closeTimer = null;
+  // What ws.stats reports, and the id NODE_DEBUG=websockets names the connection by.
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #latency = void 0;
+  #id = ++connectionCount;
   /** The next keepalive ping, or the pong deadline while `#awaitingPong`. */
   #keepaliveTimer = null;
   #awaitingPong = false;
@@ -1169,11 +1191,20 @@ class ProtocolLink {
   }
   start(events) {
     this.#events = events;
+    if (DEBUG) debugLog(this.#id, `open (${this.#client ? "client" : "server"}${this.#compression ? ", permessage-deflate" : ""})`);
     this.#scheduleKeepalive();
     this.#transport.start(this);
   }
   get bufferedAmount() {
     return this.#transport.bufferedAmount;
+  }
+  get stats() {
+    return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: this.#latency };
+  }
+  /** Every write goes through here: counted for ws.stats. */
+  #write(bytes, more, written) {
+    this.#bytesOut += bytes.length;
+    this.#transport.write(bytes, more, written);
   }
   pause() {
     this.#queueFull = true;
@@ -1232,6 +1263,7 @@ class ProtocolLink {
   // ── receiving ──────────────────────────────────────────────────────────────────────────
   /** @internal TransportEvents: called by the transport. */
   onTransportData(chunk) {
+    this.#bytesIn += chunk.length;
     if (this.#discardInput) return;
     try {
       this.#parser.push(chunk);
@@ -1249,6 +1281,7 @@ class ProtocolLink {
   onFrameHeader(header) {
     const { opcode, length } = header;
     this.#heardSincePing = true;
+    if (DEBUG) debugLog(this.#id, `\u2190 ${describeFrame(opcode, header.fin, length)}${header.rsv1 ? " rsv1" : ""}`);
     this.#frameOpcode = opcode;
     this.#frameFin = header.fin;
     if (header.rsv1 && (isControl(opcode) || opcode === Opcode.CONTINUATION)) throw protocolError("RSV1 set on a control or continuation frame");
@@ -1455,6 +1488,7 @@ class ProtocolLink {
       message = this.#messageBuffer ?? ownedMessage(this.#messageParts ?? [], this.#messageSize, this.#transport.allocateMessage);
     }
     this.#resetMessage();
+    this.#messagesIn++;
     this.#events.message(message);
   }
   #resetMessage() {
@@ -1492,9 +1526,13 @@ class ProtocolLink {
     const index = this.#pings?.findIndex((ping2) => sameBytes(ping2.payload, payload)) ?? -1;
     if (index < 0) return;
     const now = performance.now();
-    for (const ping2 of this.#pings.splice(0, index + 1)) ping2.resolve(now - ping2.sentAt);
+    const answered = this.#pings.splice(0, index + 1);
+    this.#latency = now - answered[answered.length - 1].sentAt;
+    if (DEBUG) debugLog(this.#id, `pong: round trip ${this.#latency.toFixed(1)} ms`);
+    for (const ping2 of answered) ping2.resolve(now - ping2.sentAt);
   }
   #onCloseFrame(info) {
+    if (DEBUG) debugLog(this.#id, `close frame received: ${info.code} ${JSON.stringify(info.reason)}`);
     this.#closeInfo = info;
     this.#parser.stop();
     this.#setError(new WebSocketError(info.code, info.reason), info);
@@ -1535,6 +1573,7 @@ class ProtocolLink {
   /** @internal TransportEvents. */
   onTransportClose(cause) {
     if (this.#state === State.CLOSED) return;
+    if (DEBUG) debugLog(this.#id, `connection closed: ${this.#closeInfo.code} ${JSON.stringify(this.#closeInfo.reason)}${cause ? ` (${cause.message})` : ""}`);
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
     const reason = cause ? cause.message : "connection closed without a close frame";
@@ -1553,6 +1592,7 @@ class ProtocolLink {
   }
   /** RFC 6455 §7.1.7: fail the connection: send a close frame with the error's code, stop reading. */
   #fail(error) {
+    if (DEBUG) debugLog(this.#id, `failed: ${error.message}`);
     this.#setError(error);
     this.#discardInput = true;
     if (this.#state === State.OPEN) this.#state = State.CLOSING;
@@ -1568,7 +1608,9 @@ class ProtocolLink {
   send(message) {
     if (!this.#canSend()) return Promise.reject(this.#sendError());
     if (typeof message === "string" && this.#sendsTextDirectly(message)) {
-      this.#transport.write(buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame));
+      const frame = buildTextFrame(message, this.#maskKey(), this.#transport.allocateFrame);
+      this.#write(frame);
+      this.#sent(Opcode.TEXT, true, DEBUG ? payloadLength(frame) : 0);
       return this.#backpressure();
     }
     if (isAsyncIterable(message)) return this.#sendQueue().enqueue(() => this.#sendAsyncFragments(message));
@@ -1588,7 +1630,8 @@ class ProtocolLink {
   sendFrame(frame) {
     if (this.#client || this.#compression || this.#sending) return null;
     if (!this.#canSend()) return Promise.reject(this.#sendError());
-    this.#transport.write(frame);
+    this.#write(frame);
+    this.#sent(frame[0] & 15, true, DEBUG ? payloadLength(frame) : 0);
     return this.#backpressure();
   }
   /** True while a message holds the send queue (an async iterable, a compression). */
@@ -1729,22 +1772,29 @@ class ProtocolLink {
     const maskKey = this.#maskKey();
     const { allocateFrame } = this.#transport;
     if (payload.length <= COPY_THRESHOLD) {
-      this.#transport.write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
+      this.#sent(opcode, fin, payload.length);
+      this.#write(buildFrame(fin, rsv1, opcode, payload, maskKey, allocateFrame));
       return null;
     }
     const header = allocateFrame(frameHeaderSize(payload.length, maskKey !== null));
     writeFrameHeader(header, fin, rsv1, opcode, payload.length, maskKey);
-    this.#transport.write(header, true);
+    this.#sent(opcode, fin, payload.length);
+    this.#write(header, true);
     if (!maskKey) {
-      return new Promise((resolve, reject) => this.#transport.write(payload, false, (error) => error ? reject(this.#sendError()) : resolve()));
+      return new Promise((resolve, reject) => this.#write(payload, false, (error) => error ? reject(this.#sendError()) : resolve()));
     }
     for (let at = 0; at < payload.length; at += MASKED_PIECE) {
       const source = payload.subarray(at, at + MASKED_PIECE);
       const piece = allocateFrame(source.length);
       copyMasked(source, piece, 0, maskKey);
-      this.#transport.write(piece, at + MASKED_PIECE < payload.length);
+      this.#write(piece, at + MASKED_PIECE < payload.length);
     }
     return null;
+  }
+  /** Counts a message whose last frame goes out; NODE_DEBUG=websockets logs every frame (never its payload). */
+  #sent(opcode, fin, length) {
+    if (fin && !isControl(opcode)) this.#messagesOut++;
+    if (DEBUG) debugLog(this.#id, `\u2192 ${describeFrame(opcode, fin, length)}`);
   }
   /** Resolves once `written` (the payloads the transport holds) is out and the buffer is at the high-water mark. */
   #afterWrites(written) {
@@ -1848,6 +1898,7 @@ class ProtocolLink {
     else sendClose();
   }
   #sendClose(code, reason) {
+    if (DEBUG) debugLog(this.#id, `close frame sent: ${code} ${JSON.stringify(reason)}`);
     this.#closeSent = true;
     this.#writesEnd.abort(this.#sendError());
     this.#updateReading();
@@ -2071,6 +2122,17 @@ class MemoryTransport {
 }
 const nodeProcess = globalThis.process;
 const isNode = typeof nodeProcess?.versions?.node === "string";
+const DEBUG = debugEnabled("websockets", nodeProcess?.env?.["NODE_DEBUG"] ?? "");
+function debugEnabled(section, list) {
+  return list.split(/[\s,]+/).some((name) => {
+    if (name === "") return false;
+    const pattern = name.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
+    return new RegExp(`^${pattern}$`, "i").test(section);
+  });
+}
+function debugLog(id, text) {
+  console.error(`WEBSOCKETS ${nodeProcess?.pid ?? ""}: [${id}] ${text}`);
+}
 let nodeModules;
 function loadNode() {
   return nodeModules ??= loadBuiltins();
@@ -2454,9 +2516,13 @@ async function connect(url, options = {}) {
       if (timer) clearTimeout(timer);
       options.signal?.removeEventListener("abort", onAbort);
     };
-    request.on("error", (cause) => fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause })));
+    request.on("error", (cause) => {
+      if (DEBUG) debugLog(`handshake ${target.href}`, `connection failed: ${cause.message}`);
+      fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
+    });
     request.on("response", (response) => {
       const status = response.statusCode ?? 0;
+      if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
       fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
@@ -2478,9 +2544,11 @@ async function connect(url, options = {}) {
         protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
         agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
       } catch (error) {
+        if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 101 refused by the client: ${error.message}`);
         socket.destroy();
         return reject(error);
       }
+      if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
@@ -2492,6 +2560,7 @@ async function connect(url, options = {}) {
         remoteAddress: socket.remoteAddress
       }, options));
     });
+    if (DEBUG) debugLog(`handshake ${target.href}`, `\u2192 GET ${path}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
     request.end();
   });
 }
@@ -2733,6 +2802,7 @@ function reportError(options, error, ws) {
   }
 }
 function refuse(socket, refusal) {
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? "?"}`, `\u2192 HTTP ${refusal.status}: refused`);
   if (socket.destroyed) return;
   socket.end(formatRefusal(refusal));
   startTimer(1e3, () => socket.destroy());
@@ -2764,6 +2834,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
   const extensions = deflate?.response ?? "";
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? "?"}`, `\u2192 101 for ${requestInfo.url}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
@@ -2801,6 +2872,13 @@ class NativeLink {
   #error = null;
   /** Ends a send(asyncIterable) still waiting for its iterable once the socket has closed. */
   #closedEnd = new StepAbort();
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  get stats() {
+    return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: void 0 };
+  }
   constructor(native, options) {
     this.#native = native;
     ({ highWaterMark: this.#highWaterMark, closeTimeout: this.#closeTimeout } = resolveOptions(options));
@@ -2820,7 +2898,10 @@ class NativeLink {
     this.#events = events;
     const native = this.#native;
     native.addEventListener("message", ({ data }) => {
-      events.message(typeof data === "string" ? data : new Uint8Array(data));
+      const message = typeof data === "string" ? data : new Uint8Array(data);
+      this.#messagesIn++;
+      this.#bytesIn += messageBytes(message);
+      events.message(message);
     });
     native.addEventListener("close", ({ code, reason }) => this.#onClose(code, reason));
     native.addEventListener("error", () => defer(() => {
@@ -2858,7 +2939,10 @@ class NativeLink {
       await this.#opened;
       if (this.#error) throw this.#error;
       if (this.#native.readyState !== NativeState.OPEN) throw new WebSocketError(CloseCode.NORMAL_CLOSURE, "the connection is closing");
-      this.#native.send(nativePayload(payload));
+      const sent = nativePayload(payload);
+      this.#native.send(sent);
+      this.#messagesOut++;
+      this.#bytesOut += messageBytes(sent);
       while (!this.#error && this.#native.bufferedAmount > this.#highWaterMark) await new Promise((resolve) => setTimeout(resolve, BUFFER_POLL_MS));
     });
   }
@@ -2891,6 +2975,9 @@ class NativeLink {
     this.#sequencer.enqueue(async () => closeNative()).finally(() => timer && clearTimeout(timer)).catch(() => {
     });
   }
+}
+function messageBytes(message) {
+  return typeof message === "string" ? textEncoder.encode(message).length : message.byteLength;
 }
 function nativePayload(message) {
   if (typeof message === "string" || message instanceof ArrayBuffer) return message;

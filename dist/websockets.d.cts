@@ -347,6 +347,19 @@ interface Link {
     /** Stop and restart reading (backpressure from the receive queue). */
     pause(): void;
     resume(): void;
+    /** What the connection has carried so far. */
+    readonly stats: ConnectionStats;
+}
+/** What a connection has carried so far (`ws.stats`), for dashboards. */
+interface ConnectionStats {
+    /** Data messages received and sent; a fragmented message counts once. */
+    readonly messagesIn: number;
+    readonly messagesOut: number;
+    /** Bytes received and sent: on the wire, frame headers included (Node); the messages' own bytes through a browser's WebSocket. */
+    readonly bytesIn: number;
+    readonly bytesOut: number;
+    /** The round-trip time (ms) of the last ping answered, keepalive or `ping()`; undefined until one is (and always in a browser). */
+    readonly latency: number | undefined;
 }
 /** Connection details given at construction. */
 interface ConnectionDetails {
@@ -396,6 +409,8 @@ declare class WebSocket implements AsyncIterable<Data> {
     get closeReason(): string | undefined;
     /** Bytes written but not yet handed to the operating system. */
     get bufferedAmount(): number;
+    /** Messages and bytes in and out so far, and the last ping's round-trip time. */
+    get stats(): ConnectionStats;
     /**
      * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
      * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
@@ -643,4 +658,4 @@ interface NativeEvent {
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
 export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -1277,6 +1277,13 @@ interface ConnectionDetails {
   remoteAddress?: string | undefined;
 }
 
+/** Closes for a stream's cancel or abort: with a `WebSocketError` reason's code and reason where they may be sent, else with `otherwise`. */
+function closeFor(ws: WebSocket, reason: unknown, otherwise: number): Promise<void> {
+  if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
+  const fits = textEncoder.encode(reason.reason).length <= 123; // RFC 6455 §5.5: a close reason fits in a control frame
+  return ws.close(reason.code, fits ? reason.reason : '');
+}
+
 /** Options of `receive()`. */
 interface ReceiveOptions {
   /** Gives up waiting: receive() rejects with the signal's reason, and no message is taken. */
@@ -1407,6 +1414,9 @@ class WebSocket implements AsyncIterable<Data> {
   #tracker: Set<WebSocket> | null = null;
   /** Endings other than a normal close on which iteration ends without throwing (see reconnect). */
   #quietOn: ((error: WebSocketError) => boolean) | null = null;
+  /** `readable` and `writable`, made on first use. */
+  #readable: ReadableStream<Data> | null = null;
+  #writable: WritableStream<Outgoing> | null = null;
 
   static {
     endOf = (ws) => ws.#error;
@@ -1505,6 +1515,38 @@ class WebSocket implements AsyncIterable<Data> {
   /** Messages and bytes in and out so far, and the last ping's round-trip time. */
   get stats(): ConnectionStats {
     return this.#link.stats;
+  }
+
+  /**
+   * The messages as a WHATWG `ReadableStream`: each read is a receive(), so a reader that stops
+   * reading is backpressure, as receive() is. It ends on a normal close and errors with the
+   * `WebSocketError` of any other; cancel(reason) closes the connection, with the code and
+   * reason of a `WebSocketError` given as the reason, else with 1000.
+   *
+   * @example
+   * await ws.readable.pipeThrough(new TransformStream({ transform: (m, c) => c.enqueue(String(m).toUpperCase()) })).pipeTo(ws.writable)
+   */
+  get readable(): ReadableStream<Data> {
+    return (this.#readable ??= new ReadableStream<Data>({
+      pull: (controller) => this.receive().then(
+        (message) => controller.enqueue(message),
+        (error: unknown) => (isOk(error) ? controller.close() : controller.error(error)),
+      ),
+      cancel: (reason: unknown) => closeFor(this, reason, CloseCode.NORMAL_CLOSURE),
+    }, { highWaterMark: 0 }));
+  }
+
+  /**
+   * A WHATWG `WritableStream` whose writes are send()s (a write resolves as send() does: at the
+   * high-water mark). close() runs the closing handshake with 1000; abort(reason) closes with
+   * the code and reason of a `WebSocketError` given as the reason, else with 1011.
+   */
+  get writable(): WritableStream<Outgoing> {
+    return (this.#writable ??= new WritableStream<Outgoing>({
+      write: (message) => this.send(message),
+      close: () => this.close(),
+      abort: (reason: unknown) => closeFor(this, reason, CloseCode.INTERNAL_ERROR),
+    }));
   }
 
   /**
@@ -3812,9 +3854,10 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
       settings[key] = value;
     }
     this.#settings = settings;
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
-    options.signal?.addEventListener('abort', () => this.#end(), { once: true });
-    this.#connectOptions = { ...options, signal };
+    // The user's signal ends everything through #stop, which also aborts a handshake in progress.
+    if (options.signal?.aborted) this.#end();
+    else options.signal?.addEventListener('abort', () => this.#end(), { once: true });
+    this.#connectOptions = { ...options, signal: this.#stop.signal };
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<WebSocket> {

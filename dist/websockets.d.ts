@@ -412,6 +412,22 @@ declare class WebSocket implements AsyncIterable<Data> {
     /** Messages and bytes in and out so far, and the last ping's round-trip time. */
     get stats(): ConnectionStats;
     /**
+     * The messages as a WHATWG `ReadableStream`: each read is a receive(), so a reader that stops
+     * reading is backpressure, as receive() is. It ends on a normal close and errors with the
+     * `WebSocketError` of any other; cancel(reason) closes the connection, with the code and
+     * reason of a `WebSocketError` given as the reason, else with 1000.
+     *
+     * @example
+     * await ws.readable.pipeThrough(new TransformStream({ transform: (m, c) => c.enqueue(String(m).toUpperCase()) })).pipeTo(ws.writable)
+     */
+    get readable(): ReadableStream<Data>;
+    /**
+     * A WHATWG `WritableStream` whose writes are send()s (a write resolves as send() does: at the
+     * high-water mark). close() runs the closing handshake with 1000; abort(reason) closes with
+     * the code and reason of a `WebSocketError` given as the reason, else with 1011.
+     */
+    get writable(): WritableStream<Outgoing>;
+    /**
      * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
      * pongs consumed on the way. Rejects with a `WebSocketError` once the connection has closed
      * and every message that arrived before has been received.

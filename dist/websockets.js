@@ -711,6 +711,11 @@ function encodeClosePayload(code, reasonBytes) {
   payload.set(reasonBytes, 2);
   return payload;
 }
+function closeFor(ws, reason, otherwise) {
+  if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
+  const fits = textEncoder.encode(reason.reason).length <= 123;
+  return ws.close(reason.code, fits ? reason.reason : "");
+}
 const QUEUE_COMPACT_AT = 64;
 const resolvedOptions = /* @__PURE__ */ new WeakMap();
 function resolveOptions(options) {
@@ -790,6 +795,9 @@ class WebSocket {
   #tracker = null;
   /** Endings other than a normal close on which iteration ends without throwing (see reconnect). */
   #quietOn = null;
+  /** `readable` and `writable`, made on first use. */
+  #readable = null;
+  #writable = null;
   static {
     endOf = (ws) => ws.#error;
     endQuietlyOn = (ws, quiet2) => ws.#quietOn = quiet2;
@@ -872,6 +880,36 @@ class WebSocket {
   /** Messages and bytes in and out so far, and the last ping's round-trip time. */
   get stats() {
     return this.#link.stats;
+  }
+  /**
+   * The messages as a WHATWG `ReadableStream`: each read is a receive(), so a reader that stops
+   * reading is backpressure, as receive() is. It ends on a normal close and errors with the
+   * `WebSocketError` of any other; cancel(reason) closes the connection, with the code and
+   * reason of a `WebSocketError` given as the reason, else with 1000.
+   *
+   * @example
+   * await ws.readable.pipeThrough(new TransformStream({ transform: (m, c) => c.enqueue(String(m).toUpperCase()) })).pipeTo(ws.writable)
+   */
+  get readable() {
+    return this.#readable ??= new ReadableStream({
+      pull: (controller) => this.receive().then(
+        (message) => controller.enqueue(message),
+        (error) => isOk(error) ? controller.close() : controller.error(error)
+      ),
+      cancel: (reason) => closeFor(this, reason, CloseCode.NORMAL_CLOSURE)
+    }, { highWaterMark: 0 });
+  }
+  /**
+   * A WHATWG `WritableStream` whose writes are send()s (a write resolves as send() does: at the
+   * high-water mark). close() runs the closing handshake with 1000; abort(reason) closes with
+   * the code and reason of a `WebSocketError` given as the reason, else with 1011.
+   */
+  get writable() {
+    return this.#writable ??= new WritableStream({
+      write: (message) => this.send(message),
+      close: () => this.close(),
+      abort: (reason) => closeFor(this, reason, CloseCode.INTERNAL_ERROR)
+    });
   }
   /**
    * The next data message: TEXT as a string, BINARY as a Uint8Array. Pings are answered and
@@ -2593,9 +2631,9 @@ class Reconnector {
       settings[key] = value;
     }
     this.#settings = settings;
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#stop.signal]) : this.#stop.signal;
-    options.signal?.addEventListener("abort", () => this.#end(), { once: true });
-    this.#connectOptions = { ...options, signal };
+    if (options.signal?.aborted) this.#end();
+    else options.signal?.addEventListener("abort", () => this.#end(), { once: true });
+    this.#connectOptions = { ...options, signal: this.#stop.signal };
   }
   [Symbol.asyncIterator]() {
     return this;

@@ -1253,6 +1253,8 @@ interface Link {
   resume(): void;
   /** What the connection has carried so far. */
   readonly stats: ConnectionStats;
+  /** Whether send() takes a message now: open, and no close requested or received. */
+  readonly accepting: boolean;
 }
 
 /** What a connection has carried so far (`ws.stats`), for dashboards. */
@@ -1888,6 +1890,10 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   get stats(): ConnectionStats {
     return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: this.#latency };
+  }
+
+  get accepting(): boolean {
+    return this.#canSend() && !this.#discardInput;
   }
 
   /** Every write goes through here: counted for ws.stats. */
@@ -2852,26 +2858,62 @@ function close(ws: WebSocket, code?: number, reason?: string): Promise<void> {
   return ws.close(code, reason);
 }
 
+/** Options of `broadcast`: the slow-consumer policy. */
+interface BroadcastOptions {
+  /**
+   * Most bytes that may wait in a socket's buffer (`bufferedAmount`) for it to get this
+   * message; a socket with more is slow, and `onLimit` says what happens to it. Setting it
+   * also means broadcast() does not wait for anyone's buffer to drain. 0 (the default): no
+   * limit, and broadcast() resolves when every socket is back at its high-water mark.
+   */
+  maxBuffered?: number | undefined;
+  /** For a slow socket: `'skip'` this message for it (the default), or `'close'` it with 1013 (try again later). */
+  onLimit?: 'skip' | 'close' | undefined;
+}
+
+/** What broadcast() did: how many sockets it handed the message to, and which slow ones it skipped or closed. */
+interface BroadcastResult {
+  readonly sent: number;
+  readonly skipped: readonly WebSocket[];
+  readonly closed: readonly WebSocket[];
+}
+
 /**
  * Sends one message to many sockets. Server frames are never masked, so the frame is built
  * once and the same bytes are written to every server-side socket; the others (clients,
  * compressed or browser sockets, or one busy sending a long message) get an ordinary
- * `send`. Resolves when every socket is back at its high-water mark or has closed: each
- * waits on its own, so one slow client holds up no other, and a closed one is skipped.
+ * `send`; closed ones are passed over. Without `maxBuffered` it resolves when every socket
+ * is back at its high-water mark or has closed, each waiting on its own. With it, a socket
+ * whose buffer holds more is skipped or closed with 1013 (`onLimit`), so a stalled client
+ * can neither hold up the room nor grow the server's memory, and it resolves at once.
  *
  * @example
- * await broadcast(room, JSON.stringify({ type: 'tick', time: Date.now() }))
+ * const { skipped } = await broadcast(room, JSON.stringify({ type: 'tick' }), { maxBuffered: 1024 * 1024 })
  */
-async function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<void> {
+async function broadcast(sockets: Iterable<WebSocket>, message: Chunk, options: BroadcastOptions = {}): Promise<BroadcastResult> {
+  const { maxBuffered = 0, onLimit = 'skip' } = options;
+  if (typeof maxBuffered !== 'number' || !(maxBuffered >= 0)) throw new RangeError(`maxBuffered must be a number ≥ 0, got ${String(maxBuffered)}`);
+  if (onLimit !== 'skip' && onLimit !== 'close') throw new TypeError(`onLimit must be 'skip' or 'close', got ${String(onLimit)}`);
   const [payload, opcode] = encodeChunk(message);
   let frame: Uint8Array | null = null;
   const pending: Array<Promise<void>> = [];
+  const skipped: WebSocket[] = [];
+  const closed: WebSocket[] = [];
   for (const ws of sockets) {
     const link = linkOf(ws);
+    if (!link.accepting) continue; // closed or closing: nothing to send it
+    if (maxBuffered > 0 && ws.bufferedAmount > maxBuffered) {
+      if (onLimit === 'close') {
+        ws.close(CloseCode.TRY_AGAIN_LATER, 'too slow: messages were waiting').catch(ignoreValue);
+        closed.push(ws);
+      } else skipped.push(ws);
+      continue;
+    }
     const sent = link instanceof ProtocolLink ? link.sendFrame((frame ??= encodeFrame({ opcode, payload }))) : null;
-    pending.push((sent ?? ws.send(message)).catch(() => {}));
+    pending.push((sent ?? ws.send(message)).catch(ignoreValue));
   }
-  await Promise.all(pending);
+  if (maxBuffered === 0) await Promise.all(pending);
+  return { sent: pending.length, skipped, closed };
 }
 
 // ── an in-memory transport, for pair() ───────────────────────────────────────────────────
@@ -4232,6 +4274,10 @@ class NativeLink implements Link {
     return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: undefined };
   }
 
+  get accepting(): boolean {
+    return !this.#error && !this.#closing;
+  }
+
   constructor(native: NativeWebSocket, options: ConnectionOptions) {
     this.#native = native;
     ({ highWaterMark: this.#highWaterMark, closeTimeout: this.#closeTimeout } = resolveOptions(options));
@@ -4462,6 +4508,8 @@ export type {
   ServerOptions,
   ReceiveOptions,
   PairOptions,
+  BroadcastOptions,
+  BroadcastResult,
   ReconnectOptions,
   CompressionOptions,
   ClientTlsOptions,

@@ -1239,6 +1239,9 @@ class ProtocolLink {
   get stats() {
     return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: this.#latency };
   }
+  get accepting() {
+    return this.#canSend() && !this.#discardInput;
+  }
   /** Every write goes through here: counted for ws.stats. */
   #write(bytes, more, written) {
     this.#bytesOut += bytes.length;
@@ -2060,17 +2063,30 @@ function pong(ws, data) {
 function close(ws, code, reason) {
   return ws.close(code, reason);
 }
-async function broadcast(sockets, message) {
+async function broadcast(sockets, message, options = {}) {
+  const { maxBuffered = 0, onLimit = "skip" } = options;
+  if (typeof maxBuffered !== "number" || !(maxBuffered >= 0)) throw new RangeError(`maxBuffered must be a number \u2265 0, got ${String(maxBuffered)}`);
+  if (onLimit !== "skip" && onLimit !== "close") throw new TypeError(`onLimit must be 'skip' or 'close', got ${String(onLimit)}`);
   const [payload, opcode] = encodeChunk(message);
   let frame = null;
   const pending = [];
+  const skipped = [];
+  const closed = [];
   for (const ws of sockets) {
     const link = linkOf(ws);
+    if (!link.accepting) continue;
+    if (maxBuffered > 0 && ws.bufferedAmount > maxBuffered) {
+      if (onLimit === "close") {
+        ws.close(CloseCode.TRY_AGAIN_LATER, "too slow: messages were waiting").catch(ignoreValue);
+        closed.push(ws);
+      } else skipped.push(ws);
+      continue;
+    }
     const sent = link instanceof ProtocolLink ? link.sendFrame(frame ??= encodeFrame({ opcode, payload })) : null;
-    pending.push((sent ?? ws.send(message)).catch(() => {
-    }));
+    pending.push((sent ?? ws.send(message)).catch(ignoreValue));
   }
-  await Promise.all(pending);
+  if (maxBuffered === 0) await Promise.all(pending);
+  return { sent: pending.length, skipped, closed };
 }
 const allocateBytes = (size) => new Uint8Array(size);
 class MemoryTransport {
@@ -2916,6 +2932,9 @@ class NativeLink {
   #bytesOut = 0;
   get stats() {
     return { messagesIn: this.#messagesIn, messagesOut: this.#messagesOut, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, latency: void 0 };
+  }
+  get accepting() {
+    return !this.#error && !this.#closing;
   }
   constructor(native, options) {
     this.#native = native;

@@ -349,6 +349,8 @@ interface Link {
     resume(): void;
     /** What the connection has carried so far. */
     readonly stats: ConnectionStats;
+    /** Whether send() takes a message now: open, and no close requested or received. */
+    readonly accepting: boolean;
 }
 /** What a connection has carried so far (`ws.stats`), for dashboards. */
 interface ConnectionStats {
@@ -487,17 +489,37 @@ declare function ping(ws: WebSocket, data?: Chunk): Promise<number>;
 declare function pong(ws: WebSocket, data?: Chunk): Promise<void>;
 /** `close(ws, code, reason)`: HTTP.jl-style alias of `ws.close(code, reason)`. */
 declare function close(ws: WebSocket, code?: number, reason?: string): Promise<void>;
+/** Options of `broadcast`: the slow-consumer policy. */
+interface BroadcastOptions {
+    /**
+     * Most bytes that may wait in a socket's buffer (`bufferedAmount`) for it to get this
+     * message; a socket with more is slow, and `onLimit` says what happens to it. Setting it
+     * also means broadcast() does not wait for anyone's buffer to drain. 0 (the default): no
+     * limit, and broadcast() resolves when every socket is back at its high-water mark.
+     */
+    maxBuffered?: number | undefined;
+    /** For a slow socket: `'skip'` this message for it (the default), or `'close'` it with 1013 (try again later). */
+    onLimit?: 'skip' | 'close' | undefined;
+}
+/** What broadcast() did: how many sockets it handed the message to, and which slow ones it skipped or closed. */
+interface BroadcastResult {
+    readonly sent: number;
+    readonly skipped: readonly WebSocket[];
+    readonly closed: readonly WebSocket[];
+}
 /**
  * Sends one message to many sockets. Server frames are never masked, so the frame is built
  * once and the same bytes are written to every server-side socket; the others (clients,
  * compressed or browser sockets, or one busy sending a long message) get an ordinary
- * `send`. Resolves when every socket is back at its high-water mark or has closed: each
- * waits on its own, so one slow client holds up no other, and a closed one is skipped.
+ * `send`; closed ones are passed over. Without `maxBuffered` it resolves when every socket
+ * is back at its high-water mark or has closed, each waiting on its own. With it, a socket
+ * whose buffer holds more is skipped or closed with 1013 (`onLimit`), so a stalled client
+ * can neither hold up the room nor grow the server's memory, and it resolves at once.
  *
  * @example
- * await broadcast(room, JSON.stringify({ type: 'tick', time: Date.now() }))
+ * const { skipped } = await broadcast(room, JSON.stringify({ type: 'tick' }), { maxBuffered: 1024 * 1024 })
  */
-declare function broadcast(sockets: Iterable<WebSocket>, message: Chunk): Promise<void>;
+declare function broadcast(sockets: Iterable<WebSocket>, message: Chunk, options?: BroadcastOptions): Promise<BroadcastResult>;
 /**
  * The socket of an upgraded HTTP request, as `upgrade()` takes it: what node:http's 'upgrade'
  * event gives (typed `stream.Duplex`, in fact a `net.Socket` or a `tls.TLSSocket`).
@@ -674,4 +696,4 @@ interface NativeEvent {
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
 export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, BroadcastOptions, BroadcastResult, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -56,7 +56,7 @@ test('a client that does not read holds up no other client', { timeout: 30_000 }
   await using r = await room(3, [{}, {}, { maxQueuedMessages: 1, maxQueuedBytes: 1 }]);
   const chunk = new Uint8Array(64 * 1024);
   const rounds = 200; // 12.5 MiB each: far beyond what the stalled client's buffers hold
-  const all: Array<Promise<void>> = [];
+  const all: Array<Promise<unknown>> = [];
   for (let i = 0; i < rounds; i++) {
     chunk[0] = i & 0xff;
     all.push(broadcast(r.members, chunk));
@@ -71,4 +71,58 @@ test('a client that does not read holds up no other client', { timeout: 30_000 }
   const slow = r.clients[2];
   for (let i = 0; i < rounds; i++) assert.equal((await slow.receive() as Uint8Array)[0], i & 0xff);
   await everything;
+});
+
+/** Reads `count` messages as they come, checking their order by the first byte. */
+async function readAll(client: WebSocket, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) assert.equal((await client.receive() as Uint8Array)[0], i & 0xff, `message ${i}`);
+}
+
+test('maxBuffered with skip: a stalled member is skipped once its buffer holds more, the others get everything, nobody waits', { timeout: 30_000 }, async () => {
+  await using r = await room(3, [{}, {}, { maxQueuedMessages: 1, maxQueuedBytes: 1 }]);
+  const rounds = 400; // 25 MiB each: far more than the stalled member's socket buffers absorb
+  const readers = Promise.all(r.clients.slice(0, 2).map((fast) => readAll(fast, rounds)));
+  const chunk = new Uint8Array(64 * 1024);
+  const maxBuffered = 1024 * 1024;
+  const stalled = r.members[2]!;
+  let skippedRounds = 0;
+  let mostBuffered = 0;
+  for (let i = 0; i < rounds; i++) {
+    chunk[0] = i & 0xff;
+    const result = await broadcast(r.members, chunk, { maxBuffered }); // resolves at once: nobody's drain is awaited
+    if (result.skipped.includes(stalled)) skippedRounds++;
+    assert.ok(!result.skipped.some((member) => member !== stalled), `round ${i}: a member that reads was skipped`);
+    assert.deepEqual(result.closed, []);
+    assert.equal(result.sent + result.skipped.length, 3);
+    mostBuffered = Math.max(mostBuffered, stalled.bufferedAmount);
+    await new Promise((resolve) => setImmediate(resolve)); // the readers' turn
+  }
+  await readers;
+  assert.ok(skippedRounds > 100, `the stalled member was skipped in only ${skippedRounds} of ${rounds} rounds`);
+  assert.ok(mostBuffered <= maxBuffered + chunk.length + 16, `the stalled member's buffer reached ${mostBuffered} bytes`);
+});
+
+test('maxBuffered with close: a stalled member is closed with 1013 and reported; the others carry on', { timeout: 30_000 }, async () => {
+  await using r = await room(3, [{}, {}, { maxQueuedMessages: 1, maxQueuedBytes: 1 }]);
+  const rounds = 400;
+  const readers = Promise.all(r.clients.slice(0, 2).map((fast) => readAll(fast, rounds)));
+  const chunk = new Uint8Array(64 * 1024);
+  const stalled = r.members[2]!;
+  const closedBy: WebSocket[][] = [];
+  for (let i = 0; i < rounds; i++) {
+    chunk[0] = i & 0xff;
+    const result = await broadcast(r.members, chunk, { maxBuffered: 1024 * 1024, onLimit: 'close' });
+    if (result.closed.length > 0) closedBy.push([...result.closed]);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await readers;
+  assert.deepEqual(closedBy, [[stalled]], 'closed once, then passed over');
+  const ending = await stalled.closed; // it does not read: its close answer may never come, and the close timeout ends it
+  assert.ok(ending.code === 1013 || ending.code === 1006, `the stalled member ended with ${ending.code}`);
+});
+
+test('bad broadcast options are errors', async () => {
+  await assert.rejects(broadcast([], 'x', { maxBuffered: -1 }), RangeError);
+  await assert.rejects(broadcast([], 'x', { onLimit: 'drop' as 'skip' }), TypeError);
+  assert.deepEqual(await broadcast([], 'x'), { sent: 0, skipped: [], closed: [] });
 });

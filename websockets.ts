@@ -268,6 +268,12 @@ interface ServerOptions extends ConnectionOptions {
   maxHeaderSize?: number | undefined;
   /** Most request headers; more gets 431. Default 100. */
   maxHeaders?: number | undefined;
+  /**
+   * Bind with SO_REUSEPORT (`listen` only): several processes (node:cluster workers, or any)
+   * listen on one port and the kernel spreads the connections. Node ≥ 22.12 or ≥ 23.1, on
+   * Linux, FreeBSD, DragonFly BSD, Solaris or AIX; elsewhere listen() rejects and says so.
+   */
+  reusePort?: boolean | undefined;
 }
 
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
@@ -3093,7 +3099,7 @@ interface NodeServerResponse {
 
 interface NodeHttpServer extends NodeEmitter {
   maxHeadersCount: number | null;
-  listen(port: number, host: string, callback: () => void): unknown;
+  listen(options: { port: number; host: string; reusePort?: boolean }, callback: () => void): unknown;
   address(): { port: number } | string | null;
   close(callback: () => void): unknown;
   closeAllConnections(): void;
@@ -3159,6 +3165,7 @@ interface NodeProcess {
   readonly versions: { readonly node?: string | undefined };
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly pid?: number;
+  readonly platform?: string;
   getBuiltinModule?(id: string): unknown;
   nextTick(callback: () => void): void;
 }
@@ -4053,6 +4060,7 @@ function trackConnections(options: ServerOptions): ConnectionTracker {
  */
 async function listen(host: string, port: number, handler: (ws: WebSocket) => unknown, options: ServerOptions = {}): Promise<Server> {
   if (!isNode) throw new Error('listen() needs Node.js: a browser cannot accept connections');
+  if (options.reusePort) checkReusePort();
   resolveOptions(options);
   checkCompressionOptions(options.compression);
   const node = loadNode();
@@ -4079,7 +4087,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(port, host, () => {
+    httpServer.listen({ port, host, ...(options.reusePort ? { reusePort: true } : {}) }, () => {
       httpServer.off('error', reject);
       resolve();
     });
@@ -4097,6 +4105,19 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     [ASYNC_DISPOSE]: closeServer,
   };
 }
+
+/** SO_REUSEPORT, as Node offers it (net.Server#listen's reusePort): never a silent fallback to an ordinary bind. */
+function checkReusePort(): void {
+  const version = nodeProcess?.versions.node ?? '';
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  if (!(major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12))) {
+    throw new Error(`reusePort needs Node.js 22.12 or 23.1 and newer; this is Node.js ${version}`);
+  }
+  const platform = nodeProcess?.platform ?? '';
+  if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(', ')}`);
+}
+
+const REUSE_PORT_PLATFORMS: ReadonlySet<string> = new Set(['linux', 'freebsd', 'dragonfly', 'sunos', 'aix']);
 
 async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker): Promise<void> {
   tracker.closing = true;

@@ -2788,6 +2788,7 @@ function trackConnections(options) {
 }
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
+  if (options.reusePort) checkReusePort();
   resolveOptions(options);
   checkCompressionOptions(options.compression);
   const node = loadNode();
@@ -2811,7 +2812,7 @@ async function listen(host, port, handler, options = {}) {
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   await new Promise((resolve, reject) => {
     httpServer.once("error", reject);
-    httpServer.listen(port, host, () => {
+    httpServer.listen({ port, host, ...options.reusePort ? { reusePort: true } : {} }, () => {
       httpServer.off("error", reject);
       resolve();
     });
@@ -2829,6 +2830,16 @@ async function listen(host, port, handler, options = {}) {
     [ASYNC_DISPOSE]: closeServer
   };
 }
+function checkReusePort() {
+  const version = nodeProcess?.versions.node ?? "";
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  if (!(major > 23 || major === 23 && minor >= 1 || major === 22 && minor >= 12)) {
+    throw new Error(`reusePort needs Node.js 22.12 or 23.1 and newer; this is Node.js ${version}`);
+  }
+  const platform = nodeProcess?.platform ?? "";
+  if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(", ")}`);
+}
+const REUSE_PORT_PLATFORMS = /* @__PURE__ */ new Set(["linux", "freebsd", "dragonfly", "sunos", "aix"]);
 async function shutdown(httpServer, tracker) {
   tracker.closing = true;
   const stopped = new Promise((resolve) => httpServer.close(() => resolve()));

@@ -220,6 +220,12 @@ interface ServerOptions extends ConnectionOptions {
     maxHeaderSize?: number | undefined;
     /** Most request headers; more gets 431. Default 100. */
     maxHeaders?: number | undefined;
+    /**
+     * Bind with SO_REUSEPORT (`listen` only): several processes (node:cluster workers, or any)
+     * listen on one port and the kernel spreads the connections. Node ≥ 22.12 or ≥ 23.1, on
+     * Linux, FreeBSD, DragonFly BSD, Solaris or AIX; elsewhere listen() rejects and says so.
+     */
+    reusePort?: boolean | undefined;
 }
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
 interface CloseInfo {

@@ -336,9 +336,29 @@ function isValidCloseCode(code: number): boolean {
 function checkCloseArguments(code: number, reason: string): void {
   if (!Number.isInteger(code)) throw new TypeError(`close code must be an integer, got ${String(code)}`);
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 §7.4)`);
-  const reasonBytes = textEncoder.encode(reason);
-  // RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
-  if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
+  const bytes = utf8Length(reason);
+  if (bytes > MAX_CLOSE_REASON) throw new RangeError(`close reason is ${bytes} bytes; at most ${MAX_CLOSE_REASON} fit in a close frame`);
+}
+
+/** RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them a close frame's code. */
+const MAX_CLOSE_REASON = 123;
+
+/** The UTF-8 length of `text`, without encoding it (a lone surrogate counts 3, as TextEncoder writes U+FFFD). */
+function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    if (unit < 0x800) {
+      bytes += 1;
+    } else if (unit >= 0xd800 && unit <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a surrogate pair: 4 bytes for its 2 units
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
 }
 
 const textEncoder = new TextEncoder();
@@ -1288,8 +1308,7 @@ interface ConnectionDetails {
 /** Closes for a stream's cancel or abort: with a `WebSocketError` reason's code and reason where they may be sent, else with `otherwise`. */
 function closeFor(ws: WebSocket, reason: unknown, otherwise: number): Promise<void> {
   if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
-  const fits = textEncoder.encode(reason.reason).length <= 123; // RFC 6455 §5.5: a close reason fits in a control frame
-  return ws.close(reason.code, fits ? reason.reason : '');
+  return ws.close(reason.code, utf8Length(reason.reason) <= MAX_CLOSE_REASON ? reason.reason : '');
 }
 
 /** Options of `receive()`. */
@@ -1317,15 +1336,22 @@ const resolvedOptions = new WeakMap<ConnectionOptions, Limits>();
 function resolveOptions(options: ConnectionOptions): Limits {
   let resolved = resolvedOptions.get(options);
   if (resolved) return resolved;
-  resolved = { ...DEFAULTS };
-  for (const key of Object.keys(DEFAULTS) as Array<keyof typeof DEFAULTS>) {
-    const value = options[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`option ${key} must be a number ≥ 0, got ${String(value)}`);
-    resolved[key] = value;
-  }
+  resolved = readNumbers(DEFAULTS, options);
   resolvedOptions.set(options, resolved);
   return resolved;
+}
+
+/** `defaults`, with each one `options` sets: a number ≥ its minimum (0 unless `minimum` says otherwise), or a RangeError. */
+function readNumbers<T extends Record<string, number>>(defaults: T, options: Partial<Record<keyof T, unknown>>, minimum: Partial<T> = {}): T {
+  const read = { ...defaults };
+  for (const key of Object.keys(defaults) as Array<keyof T & string>) {
+    const value = options[key];
+    if (value === undefined) continue;
+    const least = minimum[key] ?? 0;
+    if (typeof value !== 'number' || !(value >= least)) throw new RangeError(`option ${key} must be a number ≥ ${least}, got ${String(value)}`);
+    read[key] = value as T[keyof T & string];
+  }
+  return read;
 }
 
 /** How a connection ended, if it has: the error receive() rejects with (module-private). */
@@ -2924,8 +2950,6 @@ async function broadcast(sockets: Iterable<WebSocket>, message: Chunk, options: 
 
 // ── an in-memory transport, for pair() ───────────────────────────────────────────────────
 
-const allocateBytes: Allocate = (size) => new Uint8Array(size);
-
 /**
  * One end of an in-memory byte stream: what one end writes, the other receives, in order, a
  * macrotask later (as from a socket), through the same codec a socket would carry. Reading
@@ -2934,8 +2958,8 @@ const allocateBytes: Allocate = (size) => new Uint8Array(size);
  * once both ends have ended, or either is destroyed, both close.
  */
 class MemoryTransport implements Transport {
-  readonly allocateFrame: Allocate = allocateBytes;
-  readonly allocateMessage: Allocate = allocateBytes;
+  readonly allocateFrame: Allocate = allocateZeroed;
+  readonly allocateMessage: Allocate = allocateZeroed;
   peer!: MemoryTransport;
   #events: TransportEvents | null = null;
   /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
@@ -3895,14 +3919,7 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
   constructor(url: URL, options: ReconnectOptions) {
     this.#url = url;
     this.#options = options;
-    const settings = { ...RECONNECT_DEFAULTS };
-    for (const key of Object.keys(RECONNECT_DEFAULTS) as Array<keyof typeof RECONNECT_DEFAULTS>) {
-      const value = options[key];
-      if (value === undefined) continue;
-      if (typeof value !== 'number' || !(value >= 0) || (key === 'factor' && value < 1)) throw new RangeError(`option ${key} must be a number ≥ ${key === 'factor' ? 1 : 0}, got ${String(value)}`);
-      settings[key] = value;
-    }
-    this.#settings = settings;
+    this.#settings = readNumbers(RECONNECT_DEFAULTS, options, { factor: 1 });
     // The user's signal ends everything through #stop, which also aborts a handshake in progress.
     if (options.signal?.aborted) this.#end();
     else options.signal?.addEventListener('abort', () => this.#end(), { once: true });
@@ -4413,7 +4430,7 @@ class NativeLink implements Link {
 
 /** The bytes of a message: a string's in UTF-8. */
 function messageBytes(message: string | ArrayBuffer | Uint8Array): number {
-  return typeof message === 'string' ? textEncoder.encode(message).length : message.byteLength;
+  return typeof message === 'string' ? utf8Length(message) : message.byteLength;
 }
 
 /** A message as a native send() is typed to take it: a string, or its bytes as an ArrayBuffer (copied only if they are a part of a larger one). */

@@ -162,8 +162,25 @@ function isValidCloseCode(code) {
 function checkCloseArguments(code, reason) {
   if (!Number.isInteger(code)) throw new TypeError(`close code must be an integer, got ${String(code)}`);
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent (RFC 6455 \xA77.4)`);
-  const reasonBytes = textEncoder.encode(reason);
-  if (reasonBytes.length > 123) throw new RangeError(`close reason is ${reasonBytes.length} bytes; at most 123 fit in a close frame`);
+  const bytes = utf8Length(reason);
+  if (bytes > MAX_CLOSE_REASON) throw new RangeError(`close reason is ${bytes} bytes; at most ${MAX_CLOSE_REASON} fit in a close frame`);
+}
+const MAX_CLOSE_REASON = 123;
+function utf8Length(text) {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 128) continue;
+    if (unit < 2048) {
+      bytes += 1;
+    } else if (unit >= 55296 && unit <= 56319 && (text.charCodeAt(i + 1) & 64512) === 56320) {
+      bytes += 2;
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
 }
 const textEncoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -758,23 +775,27 @@ function encodeClosePayload(code, reasonBytes) {
 }
 function closeFor(ws, reason, otherwise) {
   if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
-  const fits = textEncoder.encode(reason.reason).length <= 123;
-  return ws.close(reason.code, fits ? reason.reason : "");
+  return ws.close(reason.code, utf8Length(reason.reason) <= MAX_CLOSE_REASON ? reason.reason : "");
 }
 const QUEUE_COMPACT_AT = 64;
 const resolvedOptions = /* @__PURE__ */ new WeakMap();
 function resolveOptions(options) {
   let resolved = resolvedOptions.get(options);
   if (resolved) return resolved;
-  resolved = { ...DEFAULTS };
-  for (const key of Object.keys(DEFAULTS)) {
-    const value = options[key];
-    if (value === void 0) continue;
-    if (typeof value !== "number" || !(value >= 0)) throw new RangeError(`option ${key} must be a number \u2265 0, got ${String(value)}`);
-    resolved[key] = value;
-  }
+  resolved = readNumbers(DEFAULTS, options);
   resolvedOptions.set(options, resolved);
   return resolved;
+}
+function readNumbers(defaults, options, minimum = {}) {
+  const read = { ...defaults };
+  for (const key of Object.keys(defaults)) {
+    const value = options[key];
+    if (value === void 0) continue;
+    const least = minimum[key] ?? 0;
+    if (typeof value !== "number" || !(value >= least)) throw new RangeError(`option ${key} must be a number \u2265 ${least}, got ${String(value)}`);
+    read[key] = value;
+  }
+  return read;
 }
 let endOf;
 function settleEnded(waiter, error, quiet2) {
@@ -2088,10 +2109,9 @@ async function broadcast(sockets, message, options = {}) {
   if (maxBuffered === 0) await Promise.all(pending);
   return { sent: pending.length, skipped, closed };
 }
-const allocateBytes = (size) => new Uint8Array(size);
 class MemoryTransport {
-  allocateFrame = allocateBytes;
-  allocateMessage = allocateBytes;
+  allocateFrame = allocateZeroed;
+  allocateMessage = allocateZeroed;
   peer;
   #events = null;
   /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
@@ -2684,14 +2704,7 @@ class Reconnector {
   constructor(url, options) {
     this.#url = url;
     this.#options = options;
-    const settings = { ...RECONNECT_DEFAULTS };
-    for (const key of Object.keys(RECONNECT_DEFAULTS)) {
-      const value = options[key];
-      if (value === void 0) continue;
-      if (typeof value !== "number" || !(value >= 0) || key === "factor" && value < 1) throw new RangeError(`option ${key} must be a number \u2265 ${key === "factor" ? 1 : 0}, got ${String(value)}`);
-      settings[key] = value;
-    }
-    this.#settings = settings;
+    this.#settings = readNumbers(RECONNECT_DEFAULTS, options, { factor: 1 });
     if (options.signal?.aborted) this.#end();
     else options.signal?.addEventListener("abort", () => this.#end(), { once: true });
     this.#connectOptions = { ...options, signal: this.#stop.signal };
@@ -3045,7 +3058,7 @@ class NativeLink {
   }
 }
 function messageBytes(message) {
-  return typeof message === "string" ? textEncoder.encode(message).length : message.byteLength;
+  return typeof message === "string" ? utf8Length(message) : message.byteLength;
 }
 function nativePayload(message) {
   if (typeof message === "string" || message instanceof ArrayBuffer) return message;

@@ -451,9 +451,17 @@ function truncateUtf8(text: string, limit: number): Uint8Array {
 /** For promise callbacks whose value does not matter. */
 function ignoreValue(): void {}
 
+/** The longest delay a timer takes: past it, Node and browsers fire after 1 ms instead. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** A delay as setTimeout can honour it: Infinity, or anything past about 24.8 days, becomes the longest one. */
+function timerDelay(ms: number): number {
+  return ms <= MAX_TIMER_MS ? ms : MAX_TIMER_MS; // NaN too: never a tight loop
+}
+
 /** A timer that never keeps a process alive by itself. */
 function startTimer(ms: number, callback: () => void): Timer {
-  const timer = setTimeout(callback, ms);
+  const timer = setTimeout(callback, timerDelay(ms));
   (timer as { unref?: () => void }).unref?.();
   return timer;
 }
@@ -1305,10 +1313,10 @@ interface ConnectionDetails {
   remoteAddress?: string | undefined;
 }
 
-/** Closes for a stream's cancel or abort: with a `WebSocketError` reason's code and reason where they may be sent, else with `otherwise`. */
+/** Closes for a stream's cancel or abort: with a `WebSocketError` reason's code (where it may be sent) and its reason, cut to what fits; else with `otherwise`. */
 function closeFor(ws: WebSocket, reason: unknown, otherwise: number): Promise<void> {
   if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
-  return ws.close(reason.code, utf8Length(reason.reason) <= MAX_CLOSE_REASON ? reason.reason : '');
+  return ws.close(reason.code, utf8Decoder.decode(truncateUtf8(reason.reason, MAX_CLOSE_REASON)));
 }
 
 /** Options of `receive()`. */
@@ -2962,7 +2970,7 @@ class MemoryTransport implements Transport {
   readonly allocateMessage: Allocate = allocateZeroed;
   peer!: MemoryTransport;
   #events: TransportEvents | null = null;
-  /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
+  /** What the peer wrote that this end has not read yet; a FIN is `null`. */
   readonly #inbox: Array<Uint8Array | null> = [];
   #delivering = false;
   #paused = false;
@@ -3186,7 +3194,7 @@ interface NodeBuffer {
 }
 
 interface NodeProcess {
-  readonly versions: { readonly node?: string | undefined };
+  readonly versions: { readonly node?: string | undefined; readonly bun?: string | undefined };
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly pid?: number;
   readonly platform?: string;
@@ -3212,6 +3220,11 @@ function debugEnabled(section: string, list: string): boolean {
     const pattern = name.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
     return new RegExp(`^${pattern}$`, 'i').test(section);
   });
+}
+
+/** A URL as the debug log shows it: no user name, password or query (where tokens travel). */
+function loggedUrl(url: URL): string {
+  return url.origin + url.pathname;
 }
 
 function debugLog(id: number | string, text: string): void {
@@ -3725,12 +3738,12 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
       options.signal?.removeEventListener('abort', onAbort);
     };
     request.on('error', (cause: Error) => {
-      if (DEBUG) debugLog(`handshake ${target.href}`, `connection failed: ${cause.message}`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
       fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
     });
     request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
-      if (DEBUG) debugLog(`handshake ${target.href}`, `← HTTP ${status}: refused`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
       fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
@@ -3753,11 +3766,11 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         // RFC 6455 §9.1: an extension the client did not offer fails the connection.
         agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
       } catch (error) {
-        if (DEBUG) debugLog(`handshake ${target.href}`, `← 101 refused by the client: ${(error as Error).message}`);
+        if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101 refused by the client: ${(error as Error).message}`);
         socket.destroy();
         return reject(error);
       }
-      if (DEBUG) debugLog(`handshake ${target.href}`, `← 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
@@ -3769,7 +3782,7 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         remoteAddress: socket.remoteAddress,
       }, options));
     });
-    if (DEBUG) debugLog(`handshake ${target.href}`, `→ GET ${path}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
+    if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `→ GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
     request.end();
   });
 }
@@ -3913,7 +3926,8 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
   #connectedAt = 0;
   /** Retries in a row (a connection that lives `resetAfter` starts over). */
   #streak = 0;
-  #started = false;
+  /** The last next() call, which the next one waits for. */
+  #previous: Promise<void> = RESOLVED;
   #done = false;
 
   constructor(url: URL, options: ReconnectOptions) {
@@ -3930,12 +3944,22 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
     return this;
   }
 
-  async next(): Promise<IteratorResult<WebSocket>> {
+  /** Calls made at once are served one after the other: each gets the connection after the previous call's. */
+  next(): Promise<IteratorResult<WebSocket>> {
+    const step = this.#previous.then(() => this.#step());
+    this.#previous = step.then(ignoreValue, ignoreValue);
+    return step;
+  }
+
+  async #step(): Promise<IteratorResult<WebSocket>> {
     if (this.#done) return { value: undefined, done: true };
-    let error: unknown = null;
-    if (this.#current) error = await this.#ended(this.#current);
-    else if (this.#started) return { value: undefined, done: true };
-    this.#started = true;
+    const error: unknown = this.#current ? await this.#ended(this.#current) : null;
+    return this.#connect(error);
+  }
+
+  /** Connects, after a backoff when `error` says what ended the last try; throws an ending that is not retried. */
+  async #connect(lastError: unknown): Promise<IteratorResult<WebSocket>> {
+    let error = lastError;
     for (;;) {
       if (error !== null) {
         if (!this.#retries(error) || (this.#settings.maxRetries > 0 && this.#streak >= this.#settings.maxRetries)) {
@@ -3956,7 +3980,7 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
     }
   }
 
-  /** Ends the iteration (a \`break\`): the current socket closes with 1000. */
+  /** Ends the iteration (a `break`): the current socket closes with 1000. */
   async return(): Promise<IteratorResult<WebSocket>> {
     this.#end();
     return { value: undefined, done: true };
@@ -3993,7 +4017,7 @@ class Reconnector implements AsyncIterableIterator<WebSocket> {
       const timer = setTimeout(() => {
         signal.removeEventListener('abort', onAbort);
         resolve();
-      }, wait);
+      }, timerDelay(wait));
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -4130,6 +4154,7 @@ function checkReusePort(): void {
   if (!(major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12))) {
     throw new Error(`reusePort needs Node.js 22.12 or 23.1 and newer; this is Node.js ${version}`);
   }
+  if (nodeProcess?.versions.bun) throw new Error('reusePort is not available on Bun: its node:http ignores the option');
   const platform = nodeProcess?.platform ?? '';
   if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(', ')}`);
 }
@@ -4229,7 +4254,7 @@ async function acceptUpgrade(
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
   const extensions = deflate?.response ?? '';
-  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? '?'}`, `→ 101 for ${requestInfo.url}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? '?'}`, `→ 101 for ${requestInfo.url.split('?')[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);

@@ -200,8 +200,12 @@ function truncateUtf8(text, limit) {
 }
 function ignoreValue() {
 }
+const MAX_TIMER_MS = 2147483647;
+function timerDelay(ms) {
+  return ms <= MAX_TIMER_MS ? ms : MAX_TIMER_MS;
+}
 function startTimer(ms, callback) {
-  const timer = setTimeout(callback, ms);
+  const timer = setTimeout(callback, timerDelay(ms));
   timer.unref?.();
   return timer;
 }
@@ -730,7 +734,7 @@ function encodeClosePayload(code, reasonBytes) {
 }
 function closeFor(ws, reason, otherwise) {
   if (!(reason instanceof WebSocketError) || !isValidCloseCode(reason.code)) return ws.close(otherwise);
-  return ws.close(reason.code, utf8Length(reason.reason) <= MAX_CLOSE_REASON ? reason.reason : "");
+  return ws.close(reason.code, utf8Decoder.decode(truncateUtf8(reason.reason, MAX_CLOSE_REASON)));
 }
 const QUEUE_COMPACT_AT = 64;
 const resolvedOptions = /* @__PURE__ */ new WeakMap();
@@ -2069,7 +2073,7 @@ class MemoryTransport {
   allocateMessage = allocateZeroed;
   peer;
   #events = null;
-  /** What the peer wrote that this end has not read yet; a FIN is \`null\`. */
+  /** What the peer wrote that this end has not read yet; a FIN is `null`. */
   #inbox = [];
   #delivering = false;
   #paused = false;
@@ -2158,6 +2162,9 @@ function debugEnabled(section, list) {
     const pattern = name.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*");
     return new RegExp(`^${pattern}$`, "i").test(section);
   });
+}
+function loggedUrl(url) {
+  return url.origin + url.pathname;
 }
 function debugLog(id, text) {
   console.error(`WEBSOCKETS ${nodeProcess?.pid ?? ""}: [${id}] ${text}`);
@@ -2546,12 +2553,12 @@ async function connect(url, options = {}) {
       options.signal?.removeEventListener("abort", onAbort);
     };
     request.on("error", (cause) => {
-      if (DEBUG) debugLog(`handshake ${target.href}`, `connection failed: ${cause.message}`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
       fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
     });
     request.on("response", (response) => {
       const status = response.statusCode ?? 0;
-      if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 HTTP ${status}: refused`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
       fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
@@ -2573,11 +2580,11 @@ async function connect(url, options = {}) {
         protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
         agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
       } catch (error) {
-        if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 101 refused by the client: ${error.message}`);
+        if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101 refused by the client: ${error.message}`);
         socket.destroy();
         return reject(error);
       }
-      if (DEBUG) debugLog(`handshake ${target.href}`, `\u2190 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
+      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
       const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
@@ -2589,7 +2596,7 @@ async function connect(url, options = {}) {
         remoteAddress: socket.remoteAddress
       }, options));
     });
-    if (DEBUG) debugLog(`handshake ${target.href}`, `\u2192 GET ${path}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
+    if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2192 GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
     request.end();
   });
 }
@@ -2654,7 +2661,8 @@ class Reconnector {
   #connectedAt = 0;
   /** Retries in a row (a connection that lives `resetAfter` starts over). */
   #streak = 0;
-  #started = false;
+  /** The last next() call, which the next one waits for. */
+  #previous = RESOLVED;
   #done = false;
   constructor(url, options) {
     this.#url = url;
@@ -2667,12 +2675,20 @@ class Reconnector {
   [Symbol.asyncIterator]() {
     return this;
   }
-  async next() {
+  /** Calls made at once are served one after the other: each gets the connection after the previous call's. */
+  next() {
+    const step = this.#previous.then(() => this.#step());
+    this.#previous = step.then(ignoreValue, ignoreValue);
+    return step;
+  }
+  async #step() {
     if (this.#done) return { value: void 0, done: true };
-    let error = null;
-    if (this.#current) error = await this.#ended(this.#current);
-    else if (this.#started) return { value: void 0, done: true };
-    this.#started = true;
+    const error = this.#current ? await this.#ended(this.#current) : null;
+    return this.#connect(error);
+  }
+  /** Connects, after a backoff when `error` says what ended the last try; throws an ending that is not retried. */
+  async #connect(lastError) {
+    let error = lastError;
     for (; ; ) {
       if (error !== null) {
         if (!this.#retries(error) || this.#settings.maxRetries > 0 && this.#streak >= this.#settings.maxRetries) {
@@ -2692,7 +2708,7 @@ class Reconnector {
       }
     }
   }
-  /** Ends the iteration (a \`break\`): the current socket closes with 1000. */
+  /** Ends the iteration (a `break`): the current socket closes with 1000. */
   async return() {
     this.#end();
     return { value: void 0, done: true };
@@ -2726,7 +2742,7 @@ class Reconnector {
       const timer = setTimeout(() => {
         signal.removeEventListener("abort", onAbort);
         resolve();
-      }, wait);
+      }, timerDelay(wait));
       signal.addEventListener("abort", onAbort, { once: true });
     });
   }
@@ -2804,6 +2820,7 @@ function checkReusePort() {
   if (!(major > 23 || major === 23 && minor >= 1 || major === 22 && minor >= 12)) {
     throw new Error(`reusePort needs Node.js 22.12 or 23.1 and newer; this is Node.js ${version}`);
   }
+  if (nodeProcess?.versions.bun) throw new Error("reusePort is not available on Bun: its node:http ignores the option");
   const platform = nodeProcess?.platform ?? "";
   if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(", ")}`);
 }
@@ -2867,7 +2884,7 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   const settings = checkCompressionOptions(options.compression);
   const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
   const extensions = deflate?.response ?? "";
-  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? "?"}`, `\u2192 101 for ${requestInfo.url}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? "?"}`, `\u2192 101 for ${requestInfo.url.split("?")[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
   const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
   const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);

@@ -65,7 +65,7 @@ async function childStderr(env: Record<string, string>): Promise<string> {
   const script = `
     import { listen, connect } from ${JSON.stringify(library)};
     const server = await listen('127.0.0.1', 0, async (ws) => { for await (const m of ws) await ws.send(m); }, { pingInterval: 0 });
-    const ws = await connect(server.url, { protocols: ['chat'], pingInterval: 0 });
+    const ws = await connect(server.url.replace('ws://', 'ws://user:secret-password@') + '/?token=secret-token', { protocols: ['chat'], pingInterval: 0 });
     await ws.send('the secret payload');
     await ws.receive();
     await ws.ping();
@@ -98,7 +98,7 @@ test('NODE_DEBUG=websockets logs handshakes, frames, pongs and closes, one line 
     /\[\d+\] close frame received: 4000 "bye"/,
     /\[\d+\] connection closed: 4000 "bye"/,
   ]) assert.match(log, expected);
-  assert.doesNotMatch(log, /secret/, 'payloads never reach the log');
+  assert.doesNotMatch(log, /secret/, 'payloads, credentials and query strings never reach the log');
 });
 
 test('without NODE_DEBUG (or with other sections) nothing is logged', { timeout: 30_000 }, async () => {

@@ -214,3 +214,35 @@ test('a connection that lived resetAfter starts the delays over; shorter ones ke
     await server.close();
   }
 });
+
+test('a Retry-After of years, or an Infinity delay, waits (at most a timer\u2019s 24.8 days), never a tight loop', { timeout: 20_000 }, async () => {
+  const refusing = await refusingServer('HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3000000\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  try {
+    for (const options of [{}, { delay: Infinity, maxDelay: Infinity }]) {
+      refusing.attempts.length = 0;
+      const controller = new AbortController();
+      const pending = reconnect(`ws://127.0.0.1:${refusing.port}/`, { ...FAST, ...options, signal: controller.signal }).next().catch(() => 'stopped');
+      await sleep(500);
+      controller.abort();
+      assert.equal(await pending, 'stopped');
+      assert.equal(refusing.attempts.length, 1, `${JSON.stringify(options)}: ${refusing.attempts.length} attempts in half a second`);
+    }
+  } finally {
+    await refusing.close();
+  }
+});
+
+test('next() called twice at once: the calls are served in turn, each with a connection of its own', { timeout: 20_000 }, async () => {
+  const server = await echoServer(0, 'one');
+  try {
+    const iterator = reconnect(server.url, FAST);
+    const [first, second] = await Promise.all([iterator.next(), iterator.next()]);
+    assert.equal(first.done, false);
+    assert.equal(second.done, false, 'the second call is not told the iteration ended');
+    assert.notEqual(first.value, second.value);
+    assert.equal((first.value as WebSocket).closeCode, 1000, 'the first connection was closed to make way for the second');
+    await iterator.return?.();
+  } finally {
+    await server.close();
+  }
+});

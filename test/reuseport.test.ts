@@ -68,3 +68,30 @@ test('Node 22: two servers with reusePort share one port, the kernel spreads con
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('Bun: its node:http ignores reusePort, so listen() refuses it there rather than bind without it', { timeout: 240_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'reuseport-bun-'));
+  try {
+    const script = join(dir, 'child.mjs');
+    const library = JSON.stringify(pathToFileURL(join(findRoot(), 'websockets.ts')).href);
+    await writeFile(script, `import { listen } from ${library};
+let outcome;
+try { await (await listen('127.0.0.1', 0, () => {}, { reusePort: true })).close(); outcome = 'bound'; } catch (error) { outcome = String(error.message); }
+console.log('RESULT ' + JSON.stringify({ bun: process.versions.bun, outcome }));
+`);
+    const child = spawn('npx', ['-y', 'bun@1', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => child.kill(), 220_000);
+    await new Promise<void>((resolve) => child.on('close', () => resolve()));
+    clearTimeout(timer);
+    const line = output.split('\n').find((text) => text.startsWith('RESULT '));
+    assert.ok(line, `no result from Bun:\n${output.slice(-2000)}`);
+    const result = JSON.parse(line.slice('RESULT '.length)) as { bun?: string; outcome: string };
+    assert.match(result.bun ?? '', /^1\./);
+    assert.match(result.outcome, /reusePort is not available on Bun/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

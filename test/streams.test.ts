@@ -47,6 +47,10 @@ test('another close errors the readable with its WebSocketError; cancel and abor
   const [c4, s4] = pair();
   await c4.writable.abort(new Error('the producer failed'));
   assert.equal((await s4.closed).code, 1011, 'an abort without a WebSocketError is an internal error');
+
+  const [c5, s5] = pair();
+  await c5.readable.cancel(new WebSocketError(4003, 'é'.repeat(100))); // 200 bytes: more than a close frame holds
+  assert.deepEqual(await s5.closed, { code: 4003, reason: 'é'.repeat(61) }, 'the reason is cut to 123 bytes, at a character boundary');
 });
 
 test('the readable pulls only when read: messages wait in the receive queue, in order, none lost', async () => {

@@ -2820,7 +2820,7 @@ function checkReusePort() {
   if (!(major > 23 || major === 23 && minor >= 1 || major === 22 && minor >= 12)) {
     throw new Error(`reusePort needs Node.js 22.12 or 23.1 and newer; this is Node.js ${version}`);
   }
-  if (nodeProcess?.versions.bun) throw new Error("reusePort is not available on Bun: its node:http ignores the option");
+  if (nodeProcess?.versions.bun) throw new Error("reusePort is not available on Bun: its HTTP server ignores the option");
   const platform = nodeProcess?.platform ?? "";
   if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(", ")}`);
 }

@@ -1254,14 +1254,28 @@ interface MessageCompression {
   readonly threshold: number;
   /** Deflates the next piece of a message; `final` ends it, without the 00 00 ff ff tail (§7.2.1). */
   compress(data: Uint8Array, final: boolean): Promise<Uint8Array>;
-  /** Inflates a whole message (§7.2.2), handing out the output as it comes; `onOutput` may throw to stop. */
-  decompress(parts: Uint8Array[], onOutput: (chunk: Uint8Array) => void): Promise<void>;
+  /**
+   * Inflates the next pieces of a message (§7.2.2), `end` with its end, handing out the output
+   * as it comes; `onOutput` may throw to stop, or return a promise to pause the output until it settles.
+   */
+  decompress(parts: Uint8Array[], end: boolean, onOutput: (chunk: Uint8Array) => Promise<void> | void): Promise<void>;
   /** Releases the zlib resources. */
   close(): void;
 }
 
+/** How the link reads a data message that starts: whole, piece by piece, or not yet (see `startMessage`). */
+type MessageMode = 'whole' | 'stream' | 'wait';
+
 /** What a link tells its WebSocket. */
 interface LinkEvents {
+  /**
+   * A data message starts (a link that reads frames asks; a native WebSocket cannot): 'stream'
+   * if a receiveStream() is first in line for it, 'wait' while one is still being read (then
+   * the link stops reading until `proceed()`), else 'whole'.
+   */
+  startMessage(): MessageMode;
+  /** A piece of the message being streamed; `last` once it ends (the piece may be empty). Bytes are a view, valid during the call. */
+  piece(data: Data, last: boolean): void;
   /** A complete data message arrived. */
   message(data: Data): void;
   /** The connection is ending: receive() reports this error once the queue is empty; `info` is the peer's close frame, if one came. */
@@ -1285,6 +1299,8 @@ interface Link {
   /** Stop and restart reading (backpressure from the receive queue). */
   pause(): void;
   resume(): void;
+  /** A message that waited for a stream to be read may start now (see `startMessage`). */
+  proceed(): void;
   /** What the connection has carried so far. */
   readonly stats: ConnectionStats;
   /** Whether send() takes a message now: open, and no close requested or received. */
@@ -1325,11 +1341,12 @@ interface ReceiveOptions {
   signal?: AbortSignal | undefined;
 }
 
-/** A receive() waiting for a message, or an iterator's next() (which gets an IteratorResult). */
+/** A receive() waiting for a message, an iterator's next() (which gets an IteratorResult), or a receiveStream(). */
 interface Waiter {
   resolve(value: Data | IteratorResult<Data>): void;
   reject(error: unknown): void;
   iterator: MessageIterator | null;
+  stream?: MessageStream;
 }
 
 /** The receive queue drops its consumed head once it is this long and at least half the array. */
@@ -1413,6 +1430,148 @@ class MessageIterator implements AsyncIterableIterator<Data> {
   }
 }
 
+/** What a `MessageStream` tells the WebSocket it reads from. */
+interface StreamOwner {
+  /** Buffered pieces were read or dropped: there may be room to read again. */
+  released(): void;
+  /** Read to its end, failed or abandoned; `rest`: the rest of its message is still to come (and is dropped). */
+  finished(stream: MessageStream, rest: boolean): void;
+}
+
+/** Hands a stream a piece of its message (module-private): the first binds it to the message. */
+let pushPiece: (stream: MessageStream, data: Data, last: boolean) => void;
+/** Ends a stream with an error, after the pieces it holds (module-private). */
+let failStream: (stream: MessageStream, error: unknown) => void;
+
+/**
+ * One message, piece by piece, from `ws.receiveStream()`: BINARY as `Uint8Array`s, TEXT as
+ * strings cut at character boundaries (validated as they come: invalid UTF-8 is 1007 at the
+ * first bad byte). Pieces are the ones read off the socket, even inside one large frame, and
+ * at most `maxQueuedBytes` (or `maxQueuedMessages` pieces) wait here: beyond that the socket
+ * stops being read until the application takes more, so a message of any size passes in
+ * bounded memory. An empty message is one empty piece, so the type is always known.
+ * `return()` (a `break`) abandons the message: the rest of it is read and dropped.
+ */
+class MessageStream implements AsyncIterableIterator<Data> {
+  readonly #owner: StreamOwner;
+  readonly #pieces: Data[] = [];
+  #bytes = 0;
+  #readers: Array<{ resolve(result: IteratorResult<Data>): void; reject(error: unknown): void }> = [];
+  /** The message has started arriving here, and has arrived in full. */
+  #bound = false;
+  #ended = false;
+  /** What the next read after the pieces throws, once; null if nothing failed. */
+  #error: { reason: unknown } | null = null;
+  /** Read to its end, failed or abandoned: nothing more is taken in. */
+  #finished = false;
+  /** Removes the signal's listener. */
+  #onFinish: (() => void) | null = null;
+
+  static {
+    pushPiece = (stream, data, last) => stream.#push(data, last);
+    failStream = (stream, error) => stream.#fail(error);
+  }
+
+  /** @internal Use `ws.receiveStream()`. */
+  constructor(owner: StreamOwner, signal?: AbortSignal) {
+    this.#owner = owner;
+    if (!signal) return;
+    const onAbort = () => this.#giveUp({ reason: signal.reason });
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.#onFinish = () => signal.removeEventListener('abort', onAbort);
+  }
+
+  /** Bytes of the pieces waiting to be read. */
+  get bufferedBytes(): number {
+    return this.#bytes;
+  }
+
+  /** Pieces waiting to be read. */
+  get bufferedPieces(): number {
+    return this.#pieces.length;
+  }
+
+  next(): Promise<IteratorResult<Data>> {
+    if (this.#pieces.length > 0) return Promise.resolve({ value: this.#take(), done: false });
+    if (this.#error) {
+      const { reason } = this.#error;
+      this.#error = null;
+      return Promise.reject(reason);
+    }
+    if (this.#finished) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => this.#readers.push({ resolve, reject }));
+  }
+
+  /** Abandons the message (a `break`): what is buffered and the rest of it are dropped. */
+  return(): Promise<IteratorResult<Data>> {
+    this.#giveUp(null);
+    return Promise.resolve(DONE);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Data> {
+    return this;
+  }
+
+  #take(): Data {
+    const piece = this.#pieces.shift() as Data;
+    this.#bytes -= piece.length;
+    if (this.#pieces.length === 0 && this.#ended) this.#finish();
+    this.#owner.released();
+    return piece;
+  }
+
+  #push(data: Data, last: boolean): void {
+    if (this.#finished) return;
+    const first = !this.#bound;
+    this.#bound = true;
+    if (last) this.#ended = true;
+    // Empty pieces are skipped, except for an empty message: its one piece tells its type.
+    if (data.length > 0 || (first && last)) {
+      const reader = this.#readers.shift();
+      if (reader) reader.resolve({ value: data, done: false });
+      else {
+        this.#pieces.push(data);
+        this.#bytes += data.length;
+      }
+    }
+    if (this.#ended && this.#pieces.length === 0) this.#finish();
+  }
+
+  #fail(reason: unknown): void {
+    if (this.#finished || this.#ended) return;
+    this.#error = { reason };
+    this.#finish();
+  }
+
+  /** Abandoned (`error` null) or aborted: nothing more is read or taken in. */
+  #giveUp(error: { reason: unknown } | null): void {
+    if (this.#finished && this.#pieces.length === 0) return;
+    this.#pieces.length = 0;
+    this.#bytes = 0;
+    this.#error = error;
+    this.#settleReaders();
+    if (!this.#finished) this.#finish();
+    this.#owner.released();
+  }
+
+  /** Waiting reads end: with the error, once, else done. */
+  #settleReaders(): void {
+    for (const reader of this.#readers.splice(0)) {
+      if (this.#error) {
+        reader.reject(this.#error.reason);
+        this.#error = null;
+      } else reader.resolve(DONE);
+    }
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    if (this.#pieces.length === 0) this.#settleReaders();
+    this.#onFinish?.();
+    this.#owner.finished(this, this.#bound && !this.#ended);
+  }
+}
+
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
  * it is not constructed directly.
@@ -1459,6 +1618,16 @@ class WebSocket implements AsyncIterable<Data> {
   /** `readable` and `writable`, made on first use. */
   #readable: ReadableStream<Data> | null = null;
   #writable: WritableStream<Outgoing> | null = null;
+  /** The receiveStream() being read: messages wait behind it until it is finished. */
+  #stream: MessageStream | null = null;
+  /** The rest of an abandoned stream's message is being dropped. */
+  #discarding = false;
+  /** The link waits to start a message until #stream is finished or someone asks (see #startMessage). */
+  #linkWaiting = false;
+  /** The last message went to a stream: the next waits at its start until someone asks for it. */
+  #streamsNext = false;
+  /** What streams tell this socket, made on first use. */
+  #streamOwner: StreamOwner | null = null;
 
   static {
     endOf = (ws) => ws.#error;
@@ -1485,6 +1654,14 @@ class WebSocket implements AsyncIterable<Data> {
 
     constructor(ws: WebSocket) {
       this.#ws = ws;
+    }
+
+    startMessage(): MessageMode {
+      return this.#ws.#startMessage();
+    }
+
+    piece(data: Data, last: boolean): void {
+      this.#ws.#piece(data, last);
     }
 
     message(data: Data): void {
@@ -1605,18 +1782,112 @@ class WebSocket implements AsyncIterable<Data> {
     return this.#wait(null, signal) as Promise<Data>;
   }
 
+  /**
+   * The next message as it arrives, piece by piece (see `MessageStream`), for messages too
+   * large to hold: a 1 GiB upload passes through in bounded memory. The next receive() (or
+   * stream) gets the message after it, once this one is read to its end or abandoned.
+   * `maxMessageSize` and `maxFragments` protect buffered messages and do not apply to a
+   * streamed one: count its bytes and close with 1009 to set a limit of your own. A message
+   * that had started arriving before the call, or that a native WebSocket delivers (the
+   * browser facade), comes whole, as one piece. `signal` abandons the stream.
+   *
+   * @example
+   * for await (const piece of ws.receiveStream()) await file.write(piece)
+   */
+  receiveStream(options?: ReceiveOptions): MessageStream {
+    const stream = new MessageStream((this.#streamOwner ??= this.#makeStreamOwner()), options?.signal);
+    if (options?.signal?.aborted) failStream(stream, options.signal.reason);
+    else if (!this.#stream && this.#hasQueued()) this.#giveTo({ resolve() {}, reject() {}, iterator: null, stream }, this.#dequeue());
+    else if (this.#error && !this.#hasQueued()) failStream(stream, this.#error);
+    else this.#line({ resolve() {}, reject: (error) => failStream(stream, error), iterator: null, stream });
+    return stream;
+  }
+
+  #makeStreamOwner(): StreamOwner {
+    return {
+      released: () => this.#resumeIfRoom(),
+      finished: (stream, rest) => this.#streamFinished(stream, rest),
+    };
+  }
+
+  /**
+   * A data message starts at the link: it goes to a stream first in line, or waits while a
+   * stream is being read. After a stream it also waits until someone asks for it, as a stream
+   * or whole: an application reading stream after stream may do some work in between.
+   */
+  #startMessage(): MessageMode {
+    if (this.#stream || (this.#streamsNext && !this.#waiter)) {
+      this.#linkWaiting = true;
+      return 'wait';
+    }
+    const stream = this.#waiter?.stream;
+    this.#streamsNext = stream !== undefined;
+    if (!stream) return 'whole';
+    this.#nextWaiter();
+    this.#stream = stream;
+    return 'stream';
+  }
+
+  /** The link waited for a stream or for someone to ask: it asks again, one macrotask later. */
+  #letLinkProceed(): void {
+    if (!this.#linkWaiting || this.#stream) return;
+    this.#linkWaiting = false;
+    defer(() => this.#link.proceed());
+  }
+
+  #piece(data: Data, last: boolean): void {
+    if (this.#discarding) {
+      if (last) this.#discarding = false;
+      return;
+    }
+    // A copy, so that each piece owns its buffer (the link's bytes are a view of what it read).
+    if (this.#stream) pushPiece(this.#stream, typeof data === 'string' ? data : data.slice(), last);
+    this.#pauseIfFull();
+  }
+
+  #streamFinished(stream: MessageStream, rest: boolean): void {
+    if (this.#stream !== stream) {
+      // Still in line: it leaves it.
+      for (const waiter of this.#waiters()) if (waiter.stream === stream) this.#removeWaiter(waiter);
+      return;
+    }
+    this.#stream = null;
+    this.#discarding = rest;
+    // Messages that waited behind the stream go to those who asked since, in order.
+    while (!this.#stream && this.#waiter && this.#hasQueued()) this.#giveTo(this.#nextWaiter() as Waiter, this.#dequeue());
+    if (!this.#stream && this.#error && !this.#hasQueued()) this.#onEnded(this.#error);
+    this.#resumeIfRoom();
+    this.#letLinkProceed();
+  }
+
+  #hasQueued(): boolean {
+    return this.#queue !== null && this.#queueHead < this.#queue.length;
+  }
+
+  /** Hands a message to a waiter: a stream gets it as one piece, and is read before anything else. */
+  #giveTo(waiter: Waiter, message: Data): void {
+    if (!waiter.stream) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    this.#stream = waiter.stream;
+    pushPiece(waiter.stream, message, true);
+  }
+
+  #line(waiter: Waiter): void {
+    if (!this.#waiter) this.#waiter = waiter;
+    else (this.#moreWaiters ??= []).push(waiter);
+    this.#letLinkProceed();
+  }
+
   /** receive(), or an iterator's next() when `iterator` is given. */
   #wait(iterator: MessageIterator | null, signal?: AbortSignal): Promise<Data | IteratorResult<Data>> {
-    if (this.#queue && this.#queueHead < this.#queue.length) {
+    if (!this.#stream && this.#hasQueued()) {
       const message = this.#dequeue();
       return Promise.resolve(iterator ? { value: message, done: false } : message);
     }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, iterator };
-      if (this.#error) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
+      if (this.#error && !this.#hasQueued()) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
       if (signal) this.#abortOn(signal, waiter);
-      if (!this.#waiter) this.#waiter = waiter;
-      else (this.#moreWaiters ??= []).push(waiter);
+      this.#line(waiter);
     });
   }
 
@@ -1723,33 +1994,43 @@ class WebSocket implements AsyncIterable<Data> {
       queue.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
-    if (this.#readingPaused && !this.#queueIsFull(2)) {
-      this.#readingPaused = false;
-      this.#link.resume();
-    }
+    this.#resumeIfRoom();
     return message;
   }
 
-  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
+  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). What a stream holds counts too. */
   #queueIsFull(divisor = 1): boolean {
-    const count = (this.#queue?.length ?? 0) - this.#queueHead;
-    return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
+    const count = (this.#queue?.length ?? 0) - this.#queueHead + (this.#stream?.bufferedPieces ?? 0);
+    const bytes = this.#queuedBytes + (this.#stream?.bufferedBytes ?? 0);
+    return count * divisor >= this.#maxQueuedMessages || bytes * divisor >= this.#maxQueuedBytes;
+  }
+
+  #resumeIfRoom(): void {
+    if (!this.#readingPaused || this.#queueIsFull(2)) return;
+    this.#readingPaused = false;
+    this.#link.resume();
+  }
+
+  /** Backpressure: stop reading until the application catches up. */
+  #pauseIfFull(): void {
+    if (this.#readingPaused || !this.#queueIsFull()) return;
+    this.#readingPaused = true;
+    this.#link.pause();
   }
 
   #deliver(message: Data): void {
-    const waiter = this.#nextWaiter();
-    if (waiter) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    const waiter = this.#stream ? null : this.#nextWaiter();
+    if (waiter) return this.#giveTo(waiter, message);
     (this.#queue ??= []).push(message);
     this.#queuedBytes += message.length;
-    // Backpressure: stop reading until the application catches up.
-    if (!this.#readingPaused && this.#queueIsFull()) {
-      this.#readingPaused = true;
-      this.#link.pause();
-    }
+    this.#pauseIfFull();
   }
 
   #onEnded(error: WebSocketError): void {
     this.#error ??= error;
+    // A message cut short by the end is never passed off as whole.
+    if (this.#stream) failStream(this.#stream, new WebSocketError(error.code, `the connection ended before the message did${error.reason ? ` (${error.reason})` : ''}`, { cause: error }));
+    if (this.#stream && this.#hasQueued()) return; // the rest waits behind the stream, and ends after it
     const quiet = this.#endsQuietly(this.#error);
     for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet);
   }
@@ -1862,6 +2143,16 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   #dropData = false;
   /** The data message being read is dropped (see #dropData). */
   #messageDropped = false;
+  /** The data message being read goes to a receiveStream() piece by piece (#streamPiece). */
+  #messageStreamed = false;
+  /** A message's first frame that waits for a stream to be read (LinkEvents.startMessage), and whether it already ended (empty). */
+  #waitingHeader: FrameHeader | null = null;
+  #waitingFrameEnded = false;
+  /** A streamed compressed message: compressed pieces waiting for the inflater, and whether its end is among them. */
+  #inflateInput: Uint8Array[] | null = null;
+  #inflateEnd = false;
+  /** The inflater of a streamed message, waiting for room in the receive buffer. */
+  #onRoom: (() => void) | null = null;
 
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer: SendSequencer | null = null;
@@ -1962,13 +2253,17 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
    * inflated (the parser holds what comes behind it, so that stays bounded too) and while the
    * receive queue is full (TCP backpressure) — except once closing: then the peer's close
    * frame must get through, so reading goes on, and data messages that start while the queue
-   * is full are read and dropped instead of queued (#dropData). While reading is paused the
+   * is full are read and dropped instead of queued (#dropData). Reading also stops while a
+   * message waits for a stream to be read (#waitingHeader). While reading is paused the
    * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
    */
   #updateReading(): void {
     if (this.#state === State.CLOSED) return;
     const closing = this.#closing;
-    const paused = this.#inflating || (this.#queueFull && !closing);
+    if (this.#onRoom && (!this.#queueFull || closing)) this.#wakeInflater();
+    // Closing: a message that waits for a stream to be read is dropped, so the close frame gets through.
+    if (this.#waitingHeader && closing) defer(() => this.proceed());
+    const paused = this.#inflating || (this.#waitingHeader !== null && !closing) || (this.#queueFull && !closing);
     if (paused === this.#readingPaused) return;
     this.#readingPaused = paused;
     if (paused) {
@@ -2044,9 +2339,51 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       // Sticky: with context takeover, a message after a dropped one could not be inflated.
       if (this.#queueFull && this.#closing) this.#dropData = true;
       this.#messageDropped = this.#dropData;
+      if (!this.#messageDropped && !this.#chooseMode()) {
+        this.#waitingHeader = header;
+        this.#parser.hold();
+        this.#updateReading();
+        return;
+      }
     }
+    this.#checkFrame(header);
+  }
+
+  /** Asks how the message that starts is read; false: it waits for a stream to be read (see proceed). */
+  #chooseMode(): boolean {
+    const mode = this.#events.startMessage();
+    this.#messageStreamed = mode === 'stream';
+    return mode !== 'wait';
+  }
+
+  /**
+   * A message that waited for a stream to be read starts now (LinkEvents.startMessage asks
+   * again), or is dropped if the connection is closing. The input held meanwhile is parsed.
+   */
+  proceed(): void {
+    const header = this.#waitingHeader;
+    if (!header || this.#state === State.CLOSED) return;
+    if (this.#closing) this.#messageDropped = this.#dropData = true;
+    else if (!this.#chooseMode()) return;
+    this.#waitingHeader = null;
+    const ended = this.#waitingFrameEnded;
+    this.#waitingFrameEnded = false;
+    try {
+      this.#checkFrame(header);
+      if (ended) this.onFrameEnd();
+      this.#updateReading();
+      this.#parser.release();
+    } catch (caught) {
+      this.#onParseError(caught);
+    }
+  }
+
+  /** The limits of a data frame, checked from its header before a byte of its payload is buffered. */
+  #checkFrame(header: FrameHeader): void {
+    const { opcode, length } = header;
     this.#largeFrame = 0;
-    if (this.#messageDropped) return;
+    // A streamed message holds little at a time: its size is the application's to limit.
+    if (this.#messageDropped || this.#messageStreamed) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
@@ -2068,6 +2405,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       (this.#controlParts ??= []).push(bytes);
     } else if (this.#messageDropped) {
       // read and dropped (closing, queue full)
+    } else if (this.#messageStreamed) {
+      this.#streamPiece(bytes);
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
     } else if (this.#streamsText(complete)) {
@@ -2077,12 +2416,6 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     }
   }
 
-  /**
-   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
-   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
-   * fragments) are copied together, so the memory a message holds follows the bytes received,
-   * not the number of pieces.
-   */
   /**
    * Whether this piece of an uncompressed TEXT message is decoded now: always, except when
    * the whole message is this one piece (one frame, in one chunk), which is decoded once at
@@ -2103,6 +2436,12 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     return parts;
   }
 
+  /**
+   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
+   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
+   * fragments) are copied together, so the memory a message holds follows the bytes received,
+   * not the number of pieces.
+   */
   #collectPart(bytes: Uint8Array): void {
     const parts = this.#messageParts;
     if (!parts) {
@@ -2181,6 +2520,10 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   /** @internal FrameSink: called by the parser. */
   onFrameEnd(): void {
+    if (this.#waitingHeader) {
+      this.#waitingFrameEnded = true; // an empty first frame: it ends once the message starts
+      return;
+    }
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
       const payload = concatBytes(this.#controlParts ?? []);
@@ -2193,8 +2536,88 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
 
   #onMessageEnd(): void {
     if (this.#messageDropped) this.#resetMessage();
+    else if (this.#messageStreamed && this.#messageCompressed) this.#inflatePiece(null, true);
+    else if (this.#messageStreamed) this.#endStream();
     else if (this.#messageCompressed) this.#inflateMessage();
     else this.#finishMessage();
+  }
+
+  // ── streamed messages (receiveStream) ──────────────────────────────────────────────────
+
+  /** A piece of a streamed message goes out as it comes: decoded (TEXT), inflated, or copied (BINARY). */
+  #streamPiece(bytes: Uint8Array): void {
+    // Closing, and the application is not reading: the rest can only be dropped (as #dropData).
+    if (this.#queueFull && this.#closing) this.#messageDropped = this.#dropData = true;
+    else if (this.#messageCompressed) this.#inflatePiece(bytes, false);
+    else this.#emitPiece(bytes, false);
+  }
+
+  /** TEXT is decoded as it comes, validating it (1007 at the first bad byte). */
+  #emitPiece(bytes: Uint8Array, last: boolean): void {
+    if (this.#messageOpcode !== Opcode.TEXT) return this.#events.piece(bytes, last);
+    this.#textDecoder ??= new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    this.#events.piece(this.#decodeText(bytes, !last), last);
+  }
+
+  #endStream(): void {
+    this.#emitPiece(EMPTY, true);
+    this.#messagesIn++;
+    this.#resetMessage();
+  }
+
+  /**
+   * Inflates a streamed compressed message as it arrives, one run at a time: what arrives
+   * during a run (the parser is held, so little does) waits in #inflateInput for the next.
+   * While the receive buffer is full the inflater waits for room (see #inflateOutput), so a
+   * bomb inflates no faster than the application reads.
+   */
+  #inflatePiece(bytes: Uint8Array | null, end: boolean): void {
+    if (bytes) (this.#inflateInput ??= []).push(bytes);
+    if (end) this.#inflateEnd = true;
+    if (this.#inflating) return;
+    this.#parser.hold();
+    this.#inflating = true;
+    this.#updateReading();
+    this.#runInflate();
+  }
+
+  #runInflate(): void {
+    const input = this.#inflateInput ?? [];
+    const end = this.#inflateEnd;
+    this.#inflateInput = null;
+    this.#inflateEnd = false;
+    (this.#compression as MessageCompression).decompress(input, end, (chunk) => this.#inflateOutput(chunk)).then(
+      () => {
+        if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
+        if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
+        try {
+          if (end) this.#endStream();
+          this.#endInflating();
+          this.#parser.release();
+        } catch (caught) {
+          this.#onParseError(caught);
+        }
+      },
+      (error: unknown) => this.#onInflateError(error),
+    );
+  }
+
+  /** Output of a streamed message's inflater; a promise while it must wait for room. */
+  #inflateOutput(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#messageDropped) return undefined;
+    if (this.#queueFull && this.#closing) {
+      this.#messageDropped = this.#dropData = true;
+      return undefined;
+    }
+    this.#emitPiece(chunk, false);
+    if (!this.#queueFull || this.#closing) return undefined;
+    return new Promise((resolve) => (this.#onRoom = resolve));
+  }
+
+  #wakeInflater(): void {
+    const wake = this.#onRoom;
+    this.#onRoom = null;
+    wake?.();
   }
 
   /**
@@ -2218,7 +2641,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
       else this.#collectPart(chunk);
     };
-    (this.#compression as MessageCompression).decompress(compressed, onOutput).then(
+    (this.#compression as MessageCompression).decompress(compressed, true, onOutput).then(
       () => {
         this.#endInflating();
         // Nothing is delivered once the connection has ended, even a message inflated in full.
@@ -2230,12 +2653,14 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
           this.#onParseError(caught);
         }
       },
-      (error: unknown) => {
-        this.#endInflating(); // reading goes on, so that the closing handshake can complete
-        if (this.#discardInput) return;
-        this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error }));
-      },
+      (error: unknown) => this.#onInflateError(error),
     );
+  }
+
+  #onInflateError(error: unknown): void {
+    this.#endInflating(); // reading goes on, so that the closing handshake can complete
+    if (this.#discardInput) return;
+    this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, 'invalid compressed data', { cause: error }));
   }
 
   #endInflating(): void {
@@ -2274,6 +2699,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#messageFragments = 0;
     this.#messageCompressed = false;
     this.#messageDropped = false;
+    this.#messageStreamed = false;
+    this.#textDecoder = null;
   }
 
   #onControlFrame(opcode: number, payload: Uint8Array): void {
@@ -2359,6 +2786,7 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     if (DEBUG) debugLog(this.#id, `connection closed: ${this.#closeInfo.code} ${JSON.stringify(this.#closeInfo.reason)}${cause ? ` (${cause.message})` : ''}`);
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
+    this.#wakeInflater();
     const reason = cause ? cause.message : 'connection closed without a close frame';
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
@@ -3176,6 +3604,7 @@ interface ZlibStream extends NodeEmitter {
   flush(kind: number, callback: (error?: Error | null) => void): void;
   close(): void;
   readonly readableEnded: boolean;
+  readonly readableLength: number;
 }
 
 interface NodeZlib {
@@ -3278,6 +3707,8 @@ interface Turn {
   held: boolean;
   /** Its place in the line while it waits for a slot. */
   wake: (() => void) | null;
+  /** The task is over: it takes no slot again. */
+  ended: boolean;
 }
 
 /**
@@ -3300,13 +3731,21 @@ class Limiter {
   }
 
   async run<T>(task: (turn: Turn) => Promise<T>): Promise<T> {
-    const turn: Turn = { held: false, wake: null };
+    const turn: Turn = { held: false, wake: null, ended: false };
     await this.#acquire(turn);
     try {
       return await task(turn);
     } finally {
+      turn.ended = true;
       this.#release(turn);
     }
+  }
+
+  /** Frees the slot while the task waits for `until`, and resolves once it has one again (unless it ended meanwhile). */
+  async lendTurn(turn: Turn, until: Promise<void>): Promise<void> {
+    this.#release(turn);
+    await until;
+    if (!turn.ended) await this.#acquire(turn);
   }
 
   /** Lets the first waiting task run, and resolves once `turn` has a slot again. */
@@ -3370,6 +3809,7 @@ function endsWithDeflateTail(bytes: Uint8Array): boolean {
 function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOutput: (chunk: Uint8Array) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let failed = false;
+    let flushed = false;
     const cleanup = () => {
       stream.off('data', onData);
       stream.off('error', fail);
@@ -3381,12 +3821,20 @@ function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOut
       stream.close();
       reject(error);
     };
+    // Done once the flush completed and its output was handed out: a paused stream (see
+    // decompress) may still hold some when the flush completes.
+    const finishIfDrained = () => {
+      if (!flushed || failed || stream.readableLength > 0) return;
+      cleanup();
+      resolve();
+    };
     const onData = (chunk: Uint8Array) => {
       try {
         onOutput(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       } catch (error) {
-        fail(error);
+        return fail(error);
       }
+      finishIfDrained();
     };
     stream.on('data', onData);
     stream.on('error', fail);
@@ -3395,9 +3843,8 @@ function flushZlib(stream: ZlibStream, input: Uint8Array[], flush: number, onOut
     // then the output is incomplete, and must never pass for a whole message.
     stream.flush(flush, (error?: Error | null) => {
       if (error) return fail(error);
-      if (failed) return;
-      cleanup();
-      resolve();
+      flushed = true;
+      finishIfDrained();
     });
   });
 }
@@ -3457,27 +3904,35 @@ class ZlibCompression implements MessageCompression {
    * connections wait for zlib, and lets them go first: one peer's bombs cannot hold zlib for
    * everyone (zlib honours the pause: it stops once its readable buffer is full).
    */
-  decompress(parts: Uint8Array[], onOutput: (chunk: Uint8Array) => void): Promise<void> {
+  decompress(parts: Uint8Array[], end: boolean, onOutput: (chunk: Uint8Array) => Promise<void> | void): Promise<void> {
     return zlibLimiter.run(async (turn) => {
       const inflater = (this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions)));
       let sliceOutput = 0;
       const output = (chunk: Uint8Array) => {
-        onOutput(chunk);
+        const room = onOutput(chunk);
+        if (room) {
+          // The application reads slower than zlib inflates: zlib waits, and lends its slot.
+          inflater.pause();
+          void zlibLimiter.lendTurn(turn, room).then(() => inflater.resume());
+          return;
+        }
         sliceOutput += chunk.length;
         if (sliceOutput < INFLATE_SLICE || !zlibLimiter.contended) return;
         sliceOutput = 0;
         inflater.pause();
         void zlibLimiter.yieldTurn(turn).then(() => inflater.resume());
       };
-      try {
-        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, output);
-      } catch (error) {
-        this.#inflater = null;
-        throw error;
-      }
       // RFC 7692 §7.2.3.4: a block with BFINAL set ends the deflate stream (zlib ignores what
       // follows it); the next message starts a new one.
-      if (inflater.readableEnded || this.#resetInflater) this.#closeInflater();
+      if (!inflater.readableEnded) {
+        try {
+          await flushZlib(inflater, end ? [...parts, DEFLATE_TAIL] : parts, this.#zlib.constants.Z_SYNC_FLUSH, output);
+        } catch (error) {
+          this.#inflater = null;
+          throw error;
+        }
+      }
+      if (end && (inflater.readableEnded || this.#resetInflater)) this.#closeInflater();
     });
   }
 
@@ -4363,7 +4818,7 @@ class NativeLink implements Link {
     this.#events = events;
     const native = this.#native;
     native.addEventListener('message', ({ data }) => {
-      const message = typeof data === 'string' ? data : new Uint8Array(data as ArrayBuffer);
+      const message = typeof data === 'string' ? data : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data as ArrayBuffer);
       this.#messagesIn++;
       this.#bytesIn += messageBytes(message);
       events.message(message);
@@ -4395,10 +4850,17 @@ class NativeLink implements Link {
     return this.#native.bufferedAmount;
   }
 
-  /** A native WebSocket cannot stop reading: the receive queue is not bounded in a browser. */
-  pause(): void {}
+  /** A plain WebSocket cannot stop reading (its receive queue is unbounded); one over a WebSocketStream can. */
+  pause(): void {
+    if (this.#native instanceof StreamSocket) this.#native.pause();
+  }
 
-  resume(): void {}
+  resume(): void {
+    if (this.#native instanceof StreamSocket) this.#native.resume();
+  }
+
+  /** Never waits: a native WebSocket hands over whole messages. */
+  proceed(): void {}
 
   /**
    * A browser cannot send fragments: an iterable is joined into one message. Resolves when
@@ -4453,6 +4915,116 @@ class NativeLink implements Link {
   }
 }
 
+/** The part of a WHATWG `WebSocketStream` (Chromium's) the facade uses. */
+interface NativeWebSocketStream {
+  readonly url: string;
+  readonly opened: Promise<{
+    readonly readable: ReadableStream<unknown>;
+    readonly writable: WritableStream<string | ArrayBuffer>;
+    readonly protocol: string;
+    readonly extensions: string;
+  }>;
+  readonly closed: Promise<{ readonly closeCode?: number; readonly reason?: string }>;
+  close(info?: { closeCode?: number; reason?: string }): void;
+}
+
+type NativeListener = (event: NativeEvent) => void;
+
+/**
+ * A `WebSocketStream` behind the `WebSocket` interface the facade's link speaks, with the one
+ * thing a plain WebSocket lacks: it stops reading (pause) while the receive queue is full, so
+ * the browser stops reading the socket and TCP slows the server down. `bufferedAmount` counts
+ * the bytes of writes not yet done.
+ */
+class StreamSocket implements NativeWebSocket {
+  readonly url: string;
+  protocol = '';
+  extensions = '';
+  readyState: number = NativeState.CONNECTING;
+  bufferedAmount = 0;
+  binaryType = 'arraybuffer';
+  readonly #stream: NativeWebSocketStream;
+  readonly #listeners = new Map<string, NativeListener[]>();
+  #writer: WritableStreamDefaultWriter<string | ArrayBuffer> | null = null;
+  #reader: ReadableStreamDefaultReader<unknown> | null = null;
+  #paused = false;
+  #reading = false;
+
+  constructor(stream: NativeWebSocketStream) {
+    this.#stream = stream;
+    this.url = stream.url;
+    stream.opened.then(({ readable, writable, protocol, extensions }) => {
+      if (this.readyState !== NativeState.CONNECTING) return;
+      this.protocol = protocol;
+      this.extensions = extensions;
+      this.readyState = NativeState.OPEN;
+      this.#writer = writable.getWriter();
+      this.#reader = readable.getReader();
+      this.#emit('open', {});
+      void this.#read();
+    }, () => this.#emit('error', {}));
+    // An unclean end rejects `closed`: no close frame came (1006).
+    stream.closed.then(({ closeCode, reason }) => this.#onClosed(closeCode, reason), () => this.#onClosed(CloseCode.ABNORMAL_CLOSURE, ''));
+  }
+
+  addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: NativeListener): void {
+    const listeners = this.#listeners.get(type);
+    if (listeners) listeners.push(listener);
+    else this.#listeners.set(type, [listener]);
+  }
+
+  send(data: string | ArrayBuffer): void {
+    const writer = this.#writer;
+    if (!writer) return;
+    const bytes = messageBytes(data);
+    this.bufferedAmount += bytes;
+    writer.write(data).then(() => (this.bufferedAmount -= bytes), () => {}); // a failed write ends the stream: `closed` says how
+  }
+
+  close(code?: number, reason?: string): void {
+    if (this.readyState >= NativeState.CLOSING) return;
+    this.readyState = NativeState.CLOSING;
+    this.#stream.close({ ...(code === undefined ? {} : { closeCode: code }), ...(reason === undefined ? {} : { reason }) });
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    if (!this.#reading) void this.#read();
+  }
+
+  /** Reads messages one at a time while not paused: an unread stream is the browser's backpressure. */
+  async #read(): Promise<void> {
+    const reader = this.#reader;
+    if (!reader) return;
+    this.#reading = true;
+    try {
+      while (!this.#paused) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#emit('message', { data: value });
+      }
+    } catch {
+      // the stream errored: `closed` reports the end
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  #onClosed(code: number | undefined, reason: string | undefined): void {
+    if (this.readyState === NativeState.CLOSED) return;
+    this.readyState = NativeState.CLOSED;
+    this.#emit('close', { code: code ?? CloseCode.ABNORMAL_CLOSURE, reason: reason ?? '' });
+  }
+
+  #emit(type: string, event: NativeEvent): void {
+    for (const listener of this.#listeners.get(type) ?? []) listener(event);
+  }
+}
+
 /** The bytes of a message: a string's in UTF-8. */
 function messageBytes(message: string | ArrayBuffer | Uint8Array): number {
   return typeof message === 'string' ? utf8Length(message) : message.byteLength;
@@ -4495,10 +5067,14 @@ function wrap(native: NativeWebSocket, options: ConnectionOptions = {}): WebSock
 function connectNative(target: URL, protocols: string[], options: ClientOptions): Promise<WebSocket> {
   if (options.headers) return Promise.reject(new TypeError('headers cannot be set in a browser: its WebSocket API has no way to send them'));
   if (options.tls) return Promise.reject(new TypeError('tls options are Node-only: a browser uses its own certificate store'));
-  const NativeConstructor = (globalThis as { WebSocket?: new (url: string, protocols: string[]) => NativeWebSocket }).WebSocket;
-  if (!NativeConstructor) return Promise.reject(new Error('this runtime has neither Node built-ins nor a WebSocket'));
+  const { WebSocket: NativeConstructor, WebSocketStream: StreamConstructor } = globalThis as {
+    WebSocket?: new (url: string, protocols: string[]) => NativeWebSocket;
+    WebSocketStream?: new (url: string, options: { protocols: string[] }) => NativeWebSocketStream;
+  };
+  if (!NativeConstructor && !StreamConstructor) return Promise.reject(new Error('this runtime has neither Node built-ins nor a WebSocket'));
   options.signal?.throwIfAborted();
-  const native = new NativeConstructor(target.href, protocols);
+  // WebSocketStream (Chromium) can stop reading: the receive queue is bounded there too.
+  const native = StreamConstructor ? new StreamSocket(new StreamConstructor(target.href, { protocols })) : new (NativeConstructor as NonNullable<typeof NativeConstructor>)(target.href, protocols);
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error: unknown) => {
@@ -4570,6 +5146,7 @@ export type {
   ClientOptions,
   ServerOptions,
   ReceiveOptions,
+  MessageStream,
   PairOptions,
   BroadcastOptions,
   BroadcastResult,

@@ -832,6 +832,113 @@ class MessageIterator {
     return this;
   }
 }
+let pushPiece;
+let failStream;
+class MessageStream {
+  #owner;
+  #pieces = [];
+  #bytes = 0;
+  #readers = [];
+  /** The message has started arriving here, and has arrived in full. */
+  #bound = false;
+  #ended = false;
+  /** What the next read after the pieces throws, once; null if nothing failed. */
+  #error = null;
+  /** Read to its end, failed or abandoned: nothing more is taken in. */
+  #finished = false;
+  /** Removes the signal's listener. */
+  #onFinish = null;
+  static {
+    pushPiece = (stream, data, last) => stream.#push(data, last);
+    failStream = (stream, error) => stream.#fail(error);
+  }
+  /** @internal Use `ws.receiveStream()`. */
+  constructor(owner, signal) {
+    this.#owner = owner;
+    if (!signal) return;
+    const onAbort = () => this.#giveUp({ reason: signal.reason });
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.#onFinish = () => signal.removeEventListener("abort", onAbort);
+  }
+  /** Bytes of the pieces waiting to be read. */
+  get bufferedBytes() {
+    return this.#bytes;
+  }
+  /** Pieces waiting to be read. */
+  get bufferedPieces() {
+    return this.#pieces.length;
+  }
+  next() {
+    if (this.#pieces.length > 0) return Promise.resolve({ value: this.#take(), done: false });
+    if (this.#error) {
+      const { reason } = this.#error;
+      this.#error = null;
+      return Promise.reject(reason);
+    }
+    if (this.#finished) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => this.#readers.push({ resolve, reject }));
+  }
+  /** Abandons the message (a `break`): what is buffered and the rest of it are dropped. */
+  return() {
+    this.#giveUp(null);
+    return Promise.resolve(DONE);
+  }
+  [Symbol.asyncIterator]() {
+    return this;
+  }
+  #take() {
+    const piece = this.#pieces.shift();
+    this.#bytes -= piece.length;
+    if (this.#pieces.length === 0 && this.#ended) this.#finish();
+    this.#owner.released();
+    return piece;
+  }
+  #push(data, last) {
+    if (this.#finished) return;
+    const first = !this.#bound;
+    this.#bound = true;
+    if (last) this.#ended = true;
+    if (data.length > 0 || first && last) {
+      const reader = this.#readers.shift();
+      if (reader) reader.resolve({ value: data, done: false });
+      else {
+        this.#pieces.push(data);
+        this.#bytes += data.length;
+      }
+    }
+    if (this.#ended && this.#pieces.length === 0) this.#finish();
+  }
+  #fail(reason) {
+    if (this.#finished || this.#ended) return;
+    this.#error = { reason };
+    this.#finish();
+  }
+  /** Abandoned (`error` null) or aborted: nothing more is read or taken in. */
+  #giveUp(error) {
+    if (this.#finished && this.#pieces.length === 0) return;
+    this.#pieces.length = 0;
+    this.#bytes = 0;
+    this.#error = error;
+    this.#settleReaders();
+    if (!this.#finished) this.#finish();
+    this.#owner.released();
+  }
+  /** Waiting reads end: with the error, once, else done. */
+  #settleReaders() {
+    for (const reader of this.#readers.splice(0)) {
+      if (this.#error) {
+        reader.reject(this.#error.reason);
+        this.#error = null;
+      } else reader.resolve(DONE);
+    }
+  }
+  #finish() {
+    this.#finished = true;
+    if (this.#pieces.length === 0) this.#settleReaders();
+    this.#onFinish?.();
+    this.#owner.finished(this, this.#bound && !this.#ended);
+  }
+}
 class WebSocket {
   /** The URL on the client; the request target on the server. */
   url;
@@ -868,6 +975,16 @@ class WebSocket {
   /** `readable` and `writable`, made on first use. */
   #readable = null;
   #writable = null;
+  /** The receiveStream() being read: messages wait behind it until it is finished. */
+  #stream = null;
+  /** The rest of an abandoned stream's message is being dropped. */
+  #discarding = false;
+  /** The link waits to start a message until #stream is finished or someone asks (see #startMessage). */
+  #linkWaiting = false;
+  /** The last message went to a stream: the next waits at its start until someone asks for it. */
+  #streamsNext = false;
+  /** What streams tell this socket, made on first use. */
+  #streamOwner = null;
   static {
     endOf = (ws) => ws.#error;
     endQuietlyOn = (ws, quiet2) => ws.#quietOn = quiet2;
@@ -891,6 +1008,12 @@ class WebSocket {
     #ws;
     constructor(ws) {
       this.#ws = ws;
+    }
+    startMessage() {
+      return this.#ws.#startMessage();
+    }
+    piece(data, last) {
+      this.#ws.#piece(data, last);
     }
     message(data) {
       this.#ws.#deliver(data);
@@ -994,18 +1117,103 @@ class WebSocket {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return this.#wait(null, signal);
   }
+  /**
+   * The next message as it arrives, piece by piece (see `MessageStream`), for messages too
+   * large to hold: a 1 GiB upload passes through in bounded memory. The next receive() (or
+   * stream) gets the message after it, once this one is read to its end or abandoned.
+   * `maxMessageSize` and `maxFragments` protect buffered messages and do not apply to a
+   * streamed one: count its bytes and close with 1009 to set a limit of your own. A message
+   * that had started arriving before the call, or that a native WebSocket delivers (the
+   * browser facade), comes whole, as one piece. `signal` abandons the stream.
+   *
+   * @example
+   * for await (const piece of ws.receiveStream()) await file.write(piece)
+   */
+  receiveStream(options) {
+    const stream = new MessageStream(this.#streamOwner ??= this.#makeStreamOwner(), options?.signal);
+    if (options?.signal?.aborted) failStream(stream, options.signal.reason);
+    else if (!this.#stream && this.#hasQueued()) this.#giveTo({ resolve() {
+    }, reject() {
+    }, iterator: null, stream }, this.#dequeue());
+    else if (this.#error && !this.#hasQueued()) failStream(stream, this.#error);
+    else this.#line({ resolve() {
+    }, reject: (error) => failStream(stream, error), iterator: null, stream });
+    return stream;
+  }
+  #makeStreamOwner() {
+    return {
+      released: () => this.#resumeIfRoom(),
+      finished: (stream, rest) => this.#streamFinished(stream, rest)
+    };
+  }
+  /**
+   * A data message starts at the link: it goes to a stream first in line, or waits while a
+   * stream is being read. After a stream it also waits until someone asks for it, as a stream
+   * or whole: an application reading stream after stream may do some work in between.
+   */
+  #startMessage() {
+    if (this.#stream || this.#streamsNext && !this.#waiter) {
+      this.#linkWaiting = true;
+      return "wait";
+    }
+    const stream = this.#waiter?.stream;
+    this.#streamsNext = stream !== void 0;
+    if (!stream) return "whole";
+    this.#nextWaiter();
+    this.#stream = stream;
+    return "stream";
+  }
+  /** The link waited for a stream or for someone to ask: it asks again, one macrotask later. */
+  #letLinkProceed() {
+    if (!this.#linkWaiting || this.#stream) return;
+    this.#linkWaiting = false;
+    defer(() => this.#link.proceed());
+  }
+  #piece(data, last) {
+    if (this.#discarding) {
+      if (last) this.#discarding = false;
+      return;
+    }
+    if (this.#stream) pushPiece(this.#stream, typeof data === "string" ? data : data.slice(), last);
+    this.#pauseIfFull();
+  }
+  #streamFinished(stream, rest) {
+    if (this.#stream !== stream) {
+      for (const waiter of this.#waiters()) if (waiter.stream === stream) this.#removeWaiter(waiter);
+      return;
+    }
+    this.#stream = null;
+    this.#discarding = rest;
+    while (!this.#stream && this.#waiter && this.#hasQueued()) this.#giveTo(this.#nextWaiter(), this.#dequeue());
+    if (!this.#stream && this.#error && !this.#hasQueued()) this.#onEnded(this.#error);
+    this.#resumeIfRoom();
+    this.#letLinkProceed();
+  }
+  #hasQueued() {
+    return this.#queue !== null && this.#queueHead < this.#queue.length;
+  }
+  /** Hands a message to a waiter: a stream gets it as one piece, and is read before anything else. */
+  #giveTo(waiter, message) {
+    if (!waiter.stream) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    this.#stream = waiter.stream;
+    pushPiece(waiter.stream, message, true);
+  }
+  #line(waiter) {
+    if (!this.#waiter) this.#waiter = waiter;
+    else (this.#moreWaiters ??= []).push(waiter);
+    this.#letLinkProceed();
+  }
   /** receive(), or an iterator's next() when `iterator` is given. */
   #wait(iterator, signal) {
-    if (this.#queue && this.#queueHead < this.#queue.length) {
+    if (!this.#stream && this.#hasQueued()) {
       const message = this.#dequeue();
       return Promise.resolve(iterator ? { value: message, done: false } : message);
     }
     return new Promise((resolve, reject) => {
       const waiter = { resolve, reject, iterator };
-      if (this.#error) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
+      if (this.#error && !this.#hasQueued()) return settleEnded(waiter, this.#error, this.#endsQuietly(this.#error));
       if (signal) this.#abortOn(signal, waiter);
-      if (!this.#waiter) this.#waiter = waiter;
-      else (this.#moreWaiters ??= []).push(waiter);
+      this.#line(waiter);
     });
   }
   /** An aborted receive() leaves the line without taking a message, and rejects with the signal's reason. */
@@ -1101,29 +1309,37 @@ class WebSocket {
       queue.splice(0, this.#queueHead);
       this.#queueHead = 0;
     }
-    if (this.#readingPaused && !this.#queueIsFull(2)) {
-      this.#readingPaused = false;
-      this.#link.resume();
-    }
+    this.#resumeIfRoom();
     return message;
   }
-  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). */
+  /** Full at the limits; with `divisor` 2, at half of them (where reading resumes). What a stream holds counts too. */
   #queueIsFull(divisor = 1) {
-    const count = (this.#queue?.length ?? 0) - this.#queueHead;
-    return count * divisor >= this.#maxQueuedMessages || this.#queuedBytes * divisor >= this.#maxQueuedBytes;
+    const count = (this.#queue?.length ?? 0) - this.#queueHead + (this.#stream?.bufferedPieces ?? 0);
+    const bytes = this.#queuedBytes + (this.#stream?.bufferedBytes ?? 0);
+    return count * divisor >= this.#maxQueuedMessages || bytes * divisor >= this.#maxQueuedBytes;
+  }
+  #resumeIfRoom() {
+    if (!this.#readingPaused || this.#queueIsFull(2)) return;
+    this.#readingPaused = false;
+    this.#link.resume();
+  }
+  /** Backpressure: stop reading until the application catches up. */
+  #pauseIfFull() {
+    if (this.#readingPaused || !this.#queueIsFull()) return;
+    this.#readingPaused = true;
+    this.#link.pause();
   }
   #deliver(message) {
-    const waiter = this.#nextWaiter();
-    if (waiter) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
+    const waiter = this.#stream ? null : this.#nextWaiter();
+    if (waiter) return this.#giveTo(waiter, message);
     (this.#queue ??= []).push(message);
     this.#queuedBytes += message.length;
-    if (!this.#readingPaused && this.#queueIsFull()) {
-      this.#readingPaused = true;
-      this.#link.pause();
-    }
+    this.#pauseIfFull();
   }
   #onEnded(error) {
     this.#error ??= error;
+    if (this.#stream) failStream(this.#stream, new WebSocketError(error.code, `the connection ended before the message did${error.reason ? ` (${error.reason})` : ""}`, { cause: error }));
+    if (this.#stream && this.#hasQueued()) return;
     const quiet2 = this.#endsQuietly(this.#error);
     for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet2);
   }
@@ -1202,6 +1418,16 @@ class ProtocolLink {
   #dropData = false;
   /** The data message being read is dropped (see #dropData). */
   #messageDropped = false;
+  /** The data message being read goes to a receiveStream() piece by piece (#streamPiece). */
+  #messageStreamed = false;
+  /** A message's first frame that waits for a stream to be read (LinkEvents.startMessage), and whether it already ended (empty). */
+  #waitingHeader = null;
+  #waitingFrameEnded = false;
+  /** A streamed compressed message: compressed pieces waiting for the inflater, and whether its end is among them. */
+  #inflateInput = null;
+  #inflateEnd = false;
+  /** The inflater of a streamed message, waiting for room in the receive buffer. */
+  #onRoom = null;
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer = null;
   #drainWaiters = null;
@@ -1289,13 +1515,16 @@ class ProtocolLink {
    * inflated (the parser holds what comes behind it, so that stays bounded too) and while the
    * receive queue is full (TCP backpressure) — except once closing: then the peer's close
    * frame must get through, so reading goes on, and data messages that start while the queue
-   * is full are read and dropped instead of queued (#dropData). While reading is paused the
+   * is full are read and dropped instead of queued (#dropData). Reading also stops while a
+   * message waits for a stream to be read (#waitingHeader). While reading is paused the
    * keepalive's pong deadline is suspended: a pong we are not reading cannot arrive.
    */
   #updateReading() {
     if (this.#state === State.CLOSED) return;
     const closing = this.#closing;
-    const paused = this.#inflating || this.#queueFull && !closing;
+    if (this.#onRoom && (!this.#queueFull || closing)) this.#wakeInflater();
+    if (this.#waitingHeader && closing) defer(() => this.proceed());
+    const paused = this.#inflating || this.#waitingHeader !== null && !closing || this.#queueFull && !closing;
     if (paused === this.#readingPaused) return;
     this.#readingPaused = paused;
     if (paused) {
@@ -1360,9 +1589,47 @@ class ProtocolLink {
       this.#messageCompressed = header.rsv1;
       if (this.#queueFull && this.#closing) this.#dropData = true;
       this.#messageDropped = this.#dropData;
+      if (!this.#messageDropped && !this.#chooseMode()) {
+        this.#waitingHeader = header;
+        this.#parser.hold();
+        this.#updateReading();
+        return;
+      }
     }
+    this.#checkFrame(header);
+  }
+  /** Asks how the message that starts is read; false: it waits for a stream to be read (see proceed). */
+  #chooseMode() {
+    const mode = this.#events.startMessage();
+    this.#messageStreamed = mode === "stream";
+    return mode !== "wait";
+  }
+  /**
+   * A message that waited for a stream to be read starts now (LinkEvents.startMessage asks
+   * again), or is dropped if the connection is closing. The input held meanwhile is parsed.
+   */
+  proceed() {
+    const header = this.#waitingHeader;
+    if (!header || this.#state === State.CLOSED) return;
+    if (this.#closing) this.#messageDropped = this.#dropData = true;
+    else if (!this.#chooseMode()) return;
+    this.#waitingHeader = null;
+    const ended = this.#waitingFrameEnded;
+    this.#waitingFrameEnded = false;
+    try {
+      this.#checkFrame(header);
+      if (ended) this.onFrameEnd();
+      this.#updateReading();
+      this.#parser.release();
+    } catch (caught) {
+      this.#onParseError(caught);
+    }
+  }
+  /** The limits of a data frame, checked from its header before a byte of its payload is buffered. */
+  #checkFrame(header) {
+    const { opcode, length } = header;
     this.#largeFrame = 0;
-    if (this.#messageDropped) return;
+    if (this.#messageDropped || this.#messageStreamed) return;
     const { maxMessageSize, maxFragments } = this.#options;
     this.#messageFragments++;
     if (maxFragments > 0 && this.#messageFragments > maxFragments) {
@@ -1380,6 +1647,8 @@ class ProtocolLink {
     if (isControl(this.#frameOpcode)) {
       (this.#controlParts ??= []).push(bytes);
     } else if (this.#messageDropped) {
+    } else if (this.#messageStreamed) {
+      this.#streamPiece(bytes);
     } else if (this.#largeFrame > 0) {
       this.#collectLargeFrame(bytes);
     } else if (this.#streamsText(complete)) {
@@ -1388,12 +1657,6 @@ class ProtocolLink {
       this.#collectPart(bytes);
     }
   }
-  /**
-   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
-   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
-   * fragments) are copied together, so the memory a message holds follows the bytes received,
-   * not the number of pieces.
-   */
   /**
    * Whether this piece of an uncompressed TEXT message is decoded now: always, except when
    * the whole message is this one piece (one frame, in one chunk), which is decoded once at
@@ -1412,6 +1675,12 @@ class ProtocolLink {
     this.#smallRun = 0;
     return parts;
   }
+  /**
+   * Keeps a piece of the message being reassembled. The first piece stays a view, as does any
+   * piece of SMALL_PART bytes or more; later small pieces (a peer's thousands of one-byte
+   * fragments) are copied together, so the memory a message holds follows the bytes received,
+   * not the number of pieces.
+   */
   #collectPart(bytes) {
     const parts = this.#messageParts;
     if (!parts) {
@@ -1480,6 +1749,10 @@ class ProtocolLink {
   }
   /** @internal FrameSink: called by the parser. */
   onFrameEnd() {
+    if (this.#waitingHeader) {
+      this.#waitingFrameEnded = true;
+      return;
+    }
     const opcode = this.#frameOpcode;
     if (isControl(opcode)) {
       const payload = concatBytes(this.#controlParts ?? []);
@@ -1491,8 +1764,79 @@ class ProtocolLink {
   }
   #onMessageEnd() {
     if (this.#messageDropped) this.#resetMessage();
+    else if (this.#messageStreamed && this.#messageCompressed) this.#inflatePiece(null, true);
+    else if (this.#messageStreamed) this.#endStream();
     else if (this.#messageCompressed) this.#inflateMessage();
     else this.#finishMessage();
+  }
+  // ── streamed messages (receiveStream) ──────────────────────────────────────────────────
+  /** A piece of a streamed message goes out as it comes: decoded (TEXT), inflated, or copied (BINARY). */
+  #streamPiece(bytes) {
+    if (this.#queueFull && this.#closing) this.#messageDropped = this.#dropData = true;
+    else if (this.#messageCompressed) this.#inflatePiece(bytes, false);
+    else this.#emitPiece(bytes, false);
+  }
+  /** TEXT is decoded as it comes, validating it (1007 at the first bad byte). */
+  #emitPiece(bytes, last) {
+    if (this.#messageOpcode !== Opcode.TEXT) return this.#events.piece(bytes, last);
+    this.#textDecoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    this.#events.piece(this.#decodeText(bytes, !last), last);
+  }
+  #endStream() {
+    this.#emitPiece(EMPTY, true);
+    this.#messagesIn++;
+    this.#resetMessage();
+  }
+  /**
+   * Inflates a streamed compressed message as it arrives, one run at a time: what arrives
+   * during a run (the parser is held, so little does) waits in #inflateInput for the next.
+   * While the receive buffer is full the inflater waits for room (see #inflateOutput), so a
+   * bomb inflates no faster than the application reads.
+   */
+  #inflatePiece(bytes, end) {
+    if (bytes) (this.#inflateInput ??= []).push(bytes);
+    if (end) this.#inflateEnd = true;
+    if (this.#inflating) return;
+    this.#parser.hold();
+    this.#inflating = true;
+    this.#updateReading();
+    this.#runInflate();
+  }
+  #runInflate() {
+    const input = this.#inflateInput ?? [];
+    const end = this.#inflateEnd;
+    this.#inflateInput = null;
+    this.#inflateEnd = false;
+    this.#compression.decompress(input, end, (chunk) => this.#inflateOutput(chunk)).then(
+      () => {
+        if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
+        if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
+        try {
+          if (end) this.#endStream();
+          this.#endInflating();
+          this.#parser.release();
+        } catch (caught) {
+          this.#onParseError(caught);
+        }
+      },
+      (error) => this.#onInflateError(error)
+    );
+  }
+  /** Output of a streamed message's inflater; a promise while it must wait for room. */
+  #inflateOutput(chunk) {
+    if (this.#messageDropped) return void 0;
+    if (this.#queueFull && this.#closing) {
+      this.#messageDropped = this.#dropData = true;
+      return void 0;
+    }
+    this.#emitPiece(chunk, false);
+    if (!this.#queueFull || this.#closing) return void 0;
+    return new Promise((resolve) => this.#onRoom = resolve);
+  }
+  #wakeInflater() {
+    const wake = this.#onRoom;
+    this.#onRoom = null;
+    wake?.();
   }
   /**
    * Inflates a compressed message (RFC 7692 §7.2.2). The parser holds everything behind it
@@ -1515,7 +1859,7 @@ class ProtocolLink {
       if (this.#messageOpcode === Opcode.TEXT) this.#decodeTextPiece(chunk);
       else this.#collectPart(chunk);
     };
-    this.#compression.decompress(compressed, onOutput).then(
+    this.#compression.decompress(compressed, true, onOutput).then(
       () => {
         this.#endInflating();
         if (this.#discardInput || this.#state === State.CLOSED) return;
@@ -1526,12 +1870,13 @@ class ProtocolLink {
           this.#onParseError(caught);
         }
       },
-      (error) => {
-        this.#endInflating();
-        if (this.#discardInput) return;
-        this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error }));
-      }
+      (error) => this.#onInflateError(error)
     );
+  }
+  #onInflateError(error) {
+    this.#endInflating();
+    if (this.#discardInput) return;
+    this.#onParseError(error instanceof WebSocketError ? error : new WebSocketError(CloseCode.INVALID_PAYLOAD, "invalid compressed data", { cause: error }));
   }
   #endInflating() {
     this.#inflating = false;
@@ -1567,6 +1912,8 @@ class ProtocolLink {
     this.#messageFragments = 0;
     this.#messageCompressed = false;
     this.#messageDropped = false;
+    this.#messageStreamed = false;
+    this.#textDecoder = null;
   }
   #onControlFrame(opcode, payload) {
     if (opcode === Opcode.PING) {
@@ -1642,6 +1989,7 @@ class ProtocolLink {
     if (DEBUG) debugLog(this.#id, `connection closed: ${this.#closeInfo.code} ${JSON.stringify(this.#closeInfo.reason)}${cause ? ` (${cause.message})` : ""}`);
     this.#state = State.CLOSED;
     this.#pendingReaction = null;
+    this.#wakeInflater();
     const reason = cause ? cause.message : "connection closed without a close frame";
     this.#setError(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, reason, { cause }));
     this.#clearTimers();
@@ -2248,13 +2596,20 @@ class Limiter {
     return this.#waiting.length > 0;
   }
   async run(task) {
-    const turn = { held: false, wake: null };
+    const turn = { held: false, wake: null, ended: false };
     await this.#acquire(turn);
     try {
       return await task(turn);
     } finally {
+      turn.ended = true;
       this.#release(turn);
     }
+  }
+  /** Frees the slot while the task waits for `until`, and resolves once it has one again (unless it ended meanwhile). */
+  async lendTurn(turn, until) {
+    this.#release(turn);
+    await until;
+    if (!turn.ended) await this.#acquire(turn);
   }
   /** Lets the first waiting task run, and resolves once `turn` has a slot again. */
   yieldTurn(turn) {
@@ -2300,6 +2655,7 @@ function endsWithDeflateTail(bytes) {
 function flushZlib(stream, input, flush, onOutput) {
   return new Promise((resolve, reject) => {
     let failed = false;
+    let flushed = false;
     const cleanup = () => {
       stream.off("data", onData);
       stream.off("error", fail);
@@ -2311,21 +2667,26 @@ function flushZlib(stream, input, flush, onOutput) {
       stream.close();
       reject(error);
     };
+    const finishIfDrained = () => {
+      if (!flushed || failed || stream.readableLength > 0) return;
+      cleanup();
+      resolve();
+    };
     const onData = (chunk) => {
       try {
         onOutput(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       } catch (error) {
-        fail(error);
+        return fail(error);
       }
+      finishIfDrained();
     };
     stream.on("data", onData);
     stream.on("error", fail);
     for (const part of input) stream.write(part);
     stream.flush(flush, (error) => {
       if (error) return fail(error);
-      if (failed) return;
-      cleanup();
-      resolve();
+      flushed = true;
+      finishIfDrained();
     });
   });
 }
@@ -2376,25 +2737,32 @@ class ZlibCompression {
    * connections wait for zlib, and lets them go first: one peer's bombs cannot hold zlib for
    * everyone (zlib honours the pause: it stops once its readable buffer is full).
    */
-  decompress(parts, onOutput) {
+  decompress(parts, end, onOutput) {
     return zlibLimiter.run(async (turn) => {
       const inflater = this.#inflater ??= quiet(this.#zlib.createInflateRaw(this.#inflateOptions));
       let sliceOutput = 0;
       const output = (chunk) => {
-        onOutput(chunk);
+        const room = onOutput(chunk);
+        if (room) {
+          inflater.pause();
+          void zlibLimiter.lendTurn(turn, room).then(() => inflater.resume());
+          return;
+        }
         sliceOutput += chunk.length;
         if (sliceOutput < INFLATE_SLICE || !zlibLimiter.contended) return;
         sliceOutput = 0;
         inflater.pause();
         void zlibLimiter.yieldTurn(turn).then(() => inflater.resume());
       };
-      try {
-        await flushZlib(inflater, [...parts, DEFLATE_TAIL], this.#zlib.constants.Z_SYNC_FLUSH, output);
-      } catch (error) {
-        this.#inflater = null;
-        throw error;
+      if (!inflater.readableEnded) {
+        try {
+          await flushZlib(inflater, end ? [...parts, DEFLATE_TAIL] : parts, this.#zlib.constants.Z_SYNC_FLUSH, output);
+        } catch (error) {
+          this.#inflater = null;
+          throw error;
+        }
       }
-      if (inflater.readableEnded || this.#resetInflater) this.#closeInflater();
+      if (end && (inflater.readableEnded || this.#resetInflater)) this.#closeInflater();
     });
   }
   close() {
@@ -2996,7 +3364,7 @@ class NativeLink {
     this.#events = events;
     const native = this.#native;
     native.addEventListener("message", ({ data }) => {
-      const message = typeof data === "string" ? data : new Uint8Array(data);
+      const message = typeof data === "string" ? data : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
       this.#messagesIn++;
       this.#bytesIn += messageBytes(message);
       events.message(message);
@@ -3020,10 +3388,15 @@ class NativeLink {
   get bufferedAmount() {
     return this.#native.bufferedAmount;
   }
-  /** A native WebSocket cannot stop reading: the receive queue is not bounded in a browser. */
+  /** A plain WebSocket cannot stop reading (its receive queue is unbounded); one over a WebSocketStream can. */
   pause() {
+    if (this.#native instanceof StreamSocket) this.#native.pause();
   }
   resume() {
+    if (this.#native instanceof StreamSocket) this.#native.resume();
+  }
+  /** Never waits: a native WebSocket hands over whole messages. */
+  proceed() {
   }
   /**
    * A browser cannot send fragments: an iterable is joined into one message. Resolves when
@@ -3074,6 +3447,84 @@ class NativeLink {
     });
   }
 }
+class StreamSocket {
+  url;
+  protocol = "";
+  extensions = "";
+  readyState = NativeState.CONNECTING;
+  bufferedAmount = 0;
+  binaryType = "arraybuffer";
+  #stream;
+  #listeners = /* @__PURE__ */ new Map();
+  #writer = null;
+  #reader = null;
+  #paused = false;
+  #reading = false;
+  constructor(stream) {
+    this.#stream = stream;
+    this.url = stream.url;
+    stream.opened.then(({ readable, writable, protocol, extensions }) => {
+      if (this.readyState !== NativeState.CONNECTING) return;
+      this.protocol = protocol;
+      this.extensions = extensions;
+      this.readyState = NativeState.OPEN;
+      this.#writer = writable.getWriter();
+      this.#reader = readable.getReader();
+      this.#emit("open", {});
+      void this.#read();
+    }, () => this.#emit("error", {}));
+    stream.closed.then(({ closeCode, reason }) => this.#onClosed(closeCode, reason), () => this.#onClosed(CloseCode.ABNORMAL_CLOSURE, ""));
+  }
+  addEventListener(type, listener) {
+    const listeners = this.#listeners.get(type);
+    if (listeners) listeners.push(listener);
+    else this.#listeners.set(type, [listener]);
+  }
+  send(data) {
+    const writer = this.#writer;
+    if (!writer) return;
+    const bytes = messageBytes(data);
+    this.bufferedAmount += bytes;
+    writer.write(data).then(() => this.bufferedAmount -= bytes, () => {
+    });
+  }
+  close(code, reason) {
+    if (this.readyState >= NativeState.CLOSING) return;
+    this.readyState = NativeState.CLOSING;
+    this.#stream.close({ ...code === void 0 ? {} : { closeCode: code }, ...reason === void 0 ? {} : { reason } });
+  }
+  pause() {
+    this.#paused = true;
+  }
+  resume() {
+    this.#paused = false;
+    if (!this.#reading) void this.#read();
+  }
+  /** Reads messages one at a time while not paused: an unread stream is the browser's backpressure. */
+  async #read() {
+    const reader = this.#reader;
+    if (!reader) return;
+    this.#reading = true;
+    try {
+      while (!this.#paused) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#emit("message", { data: value });
+      }
+    } catch {
+    } finally {
+      this.#reading = false;
+    }
+  }
+  #onClosed(code, reason) {
+    if (this.readyState === NativeState.CLOSED) return;
+    this.readyState = NativeState.CLOSED;
+    this.#emit("close", { code: code ?? CloseCode.ABNORMAL_CLOSURE, reason: reason ?? "" });
+  }
+  #emit(type, event) {
+    for (const listener of this.#listeners.get(type) ?? []) listener(event);
+  }
+}
 function messageBytes(message) {
   return typeof message === "string" ? utf8Length(message) : message.byteLength;
 }
@@ -3097,10 +3548,10 @@ function wrap(native, options = {}) {
 function connectNative(target, protocols, options) {
   if (options.headers) return Promise.reject(new TypeError("headers cannot be set in a browser: its WebSocket API has no way to send them"));
   if (options.tls) return Promise.reject(new TypeError("tls options are Node-only: a browser uses its own certificate store"));
-  const NativeConstructor = globalThis.WebSocket;
-  if (!NativeConstructor) return Promise.reject(new Error("this runtime has neither Node built-ins nor a WebSocket"));
+  const { WebSocket: NativeConstructor, WebSocketStream: StreamConstructor } = globalThis;
+  if (!NativeConstructor && !StreamConstructor) return Promise.reject(new Error("this runtime has neither Node built-ins nor a WebSocket"));
   options.signal?.throwIfAborted();
-  const native = new NativeConstructor(target.href, protocols);
+  const native = StreamConstructor ? new StreamSocket(new StreamConstructor(target.href, { protocols })) : new NativeConstructor(target.href, protocols);
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error) => {

@@ -329,8 +329,18 @@ declare class FrameParser {
     release(): void;
     push(chunk: Uint8Array): void;
 }
+/** How the link reads a data message that starts: whole, piece by piece, or not yet (see `startMessage`). */
+type MessageMode = 'whole' | 'stream' | 'wait';
 /** What a link tells its WebSocket. */
 interface LinkEvents {
+    /**
+     * A data message starts (a link that reads frames asks; a native WebSocket cannot): 'stream'
+     * if a receiveStream() is first in line for it, 'wait' while one is still being read (then
+     * the link stops reading until `proceed()`), else 'whole'.
+     */
+    startMessage(): MessageMode;
+    /** A piece of the message being streamed; `last` once it ends (the piece may be empty). Bytes are a view, valid during the call. */
+    piece(data: Data, last: boolean): void;
     /** A complete data message arrived. */
     message(data: Data): void;
     /** The connection is ending: receive() reports this error once the queue is empty; `info` is the peer's close frame, if one came. */
@@ -353,6 +363,8 @@ interface Link {
     /** Stop and restart reading (backpressure from the receive queue). */
     pause(): void;
     resume(): void;
+    /** A message that waited for a stream to be read may start now (see `startMessage`). */
+    proceed(): void;
     /** What the connection has carried so far. */
     readonly stats: ConnectionStats;
     /** Whether send() takes a message now: open, and no close requested or received. */
@@ -382,6 +394,35 @@ interface ConnectionDetails {
 interface ReceiveOptions {
     /** Gives up waiting: receive() rejects with the signal's reason, and no message is taken. */
     signal?: AbortSignal | undefined;
+}
+/** What a `MessageStream` tells the WebSocket it reads from. */
+interface StreamOwner {
+    /** Buffered pieces were read or dropped: there may be room to read again. */
+    released(): void;
+    /** Read to its end, failed or abandoned; `rest`: the rest of its message is still to come (and is dropped). */
+    finished(stream: MessageStream, rest: boolean): void;
+}
+/**
+ * One message, piece by piece, from `ws.receiveStream()`: BINARY as `Uint8Array`s, TEXT as
+ * strings cut at character boundaries (validated as they come: invalid UTF-8 is 1007 at the
+ * first bad byte). Pieces are the ones read off the socket, even inside one large frame, and
+ * at most `maxQueuedBytes` (or `maxQueuedMessages` pieces) wait here: beyond that the socket
+ * stops being read until the application takes more, so a message of any size passes in
+ * bounded memory. An empty message is one empty piece, so the type is always known.
+ * `return()` (a `break`) abandons the message: the rest of it is read and dropped.
+ */
+declare class MessageStream implements AsyncIterableIterator<Data> {
+    #private;
+    /** @internal Use `ws.receiveStream()`. */
+    constructor(owner: StreamOwner, signal?: AbortSignal);
+    /** Bytes of the pieces waiting to be read. */
+    get bufferedBytes(): number;
+    /** Pieces waiting to be read. */
+    get bufferedPieces(): number;
+    next(): Promise<IteratorResult<Data>>;
+    /** Abandons the message (a `break`): what is buffered and the rest of it are dropped. */
+    return(): Promise<IteratorResult<Data>>;
+    [Symbol.asyncIterator](): AsyncIterableIterator<Data>;
 }
 /**
  * One WebSocket connection. Get one from `open`, `connect`, `listen`, `upgrade` or `wrap`;
@@ -444,6 +485,19 @@ declare class WebSocket implements AsyncIterable<Data> {
      * const message = await ws.receive()
      */
     receive(options?: ReceiveOptions): Promise<Data>;
+    /**
+     * The next message as it arrives, piece by piece (see `MessageStream`), for messages too
+     * large to hold: a 1 GiB upload passes through in bounded memory. The next receive() (or
+     * stream) gets the message after it, once this one is read to its end or abandoned.
+     * `maxMessageSize` and `maxFragments` protect buffered messages and do not apply to a
+     * streamed one: count its bytes and close with 1009 to set a limit of your own. A message
+     * that had started arriving before the call, or that a native WebSocket delivers (the
+     * browser facade), comes whole, as one piece. `signal` abandons the stream.
+     *
+     * @example
+     * for await (const piece of ws.receiveStream()) await file.write(piece)
+     */
+    receiveStream(options?: ReceiveOptions): MessageStream;
     /**
      * Iterates over messages; ends on a normal close (1000, 1001, 1005) and throws on any other.
      *
@@ -702,4 +756,4 @@ interface NativeEvent {
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
 export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
-export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, PairOptions, BroadcastOptions, BroadcastResult, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };
+export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, MessageStream, PairOptions, BroadcastOptions, BroadcastResult, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -37,6 +37,7 @@ import { PROTOCOL, runAbnormalClose, runClientScenario, runEdgeScenario, scenari
 import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
+import { sleep } from './support.ts';
 import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, withTimeout } from './chromium.ts';
 import type { Browser } from './chromium.ts';
 
@@ -44,7 +45,7 @@ const SCENARIO_MS = 120_000;
 /** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
 const needsChromium = chromiumMissing();
 /** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). */
-const BUNDLE_BUDGET = { minified: 56 * 1024, gzipped: 20 * 1024 };
+const BUNDLE_BUDGET = { minified: 64 * 1024, gzipped: 23 * 1024 };
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 
@@ -244,16 +245,109 @@ test('shared client scenario in Node (our RFC 6455 client)', { timeout: SCENARIO
   assert.deepEqual(serverErrors, []);
 });
 
-test('shared client scenario in headless Chromium (the facade over the native WebSocket)', { skip: needsChromium, timeout: SCENARIO_MS }, async (t) => {
+/**
+ * Runs `call` in the page with the global WebSocketStream hidden while `connect` runs, so the
+ * facade takes the plain WebSocket, as in browsers without WebSocketStream (Firefox, Safari).
+ */
+function withoutWebSocketStream(call: string): string {
+  return `(async () => {
+    const saved = window.WebSocketStream;
+    window.WebSocketStream = undefined;
+    try { return await ${call}; } finally { window.WebSocketStream = saved; }
+  })()`;
+}
+
+for (const native of ['WebSocketStream', 'WebSocket'] as const) {
+  test(`shared client scenario in headless Chromium (the facade over the native ${native})`, { skip: needsChromium, timeout: SCENARIO_MS }, async (t) => {
+    const { cdp, sessionId } = await page();
+    if (native === 'WebSocketStream') assert.equal(await cdp.evaluate<string>(sessionId, 'typeof window.WebSocketStream'), 'function', 'Chromium has WebSocketStream');
+    const call = expression('window.client.runClientScenario', scenarioServer.url);
+    const result = await cdp.evaluate<Result>(sessionId, native === 'WebSocket' ? withoutWebSocketStream(call) : call, SCENARIO_MS - 5_000);
+    t.diagnostic(`${result.runtime}: ${result.ms} ms; 16 MiB echo ${result.large[1]?.ms} ms`);
+    assertScenario(result, { ownClient: false });
+    assert.match(result.runtime, /Chrome\//);
+    // The isomorphism: the same module, the same answers, in Node and in the browser.
+    assert.ok(nodeResult, 'the Node run of the scenario must have passed first');
+    assert.deepEqual(portablePart(result), portablePart(nodeResult));
+    assert.deepEqual(serverErrors, []);
+    assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
+  });
+}
+
+test('receive backpressure in Chromium: over WebSocketStream a page that does not read stops the server; over WebSocket it cannot', { skip: needsChromium, timeout: 120_000 }, async (t) => {
+  const MESSAGES = 2_000; // of 64 KiB: 125 MiB at most, what the plain WebSocket takes in
+  const flood = { sent: 0, stop: false };
+  const floodServer = await listen('127.0.0.1', 0, async (ws) => {
+    flood.sent = 0;
+    flood.stop = false;
+    const message = new Uint8Array(64 * 1024);
+    while (!flood.stop && flood.sent < MESSAGES) {
+      message[0] = flood.sent & 0xff;
+      await ws.send(message); // resolves while the page's side takes the bytes in
+      flood.sent++;
+    }
+    await ws.send('end');
+    await ws.closed;
+  });
+  /** Connects the page, lets the server send for a while unread, then reads everything. */
+  const measure = async (connectCall: string): Promise<{ stalledAt: number; later: number; sent: number; received: number; inOrder: boolean }> => {
+    const { cdp, sessionId } = await page();
+    assert.equal(await cdp.evaluate<string>(sessionId, `(async () => { window.floodWs = await ${connectCall}; return 'connected'; })()`, 15_000), 'connected');
+    await sleep(1_500);
+    const stalledAt = flood.sent;
+    await sleep(1_000);
+    const later = flood.sent;
+    flood.stop = true;
+    const read = await cdp.evaluate<{ received: number; inOrder: boolean }>(sessionId, `(async () => {
+      const ws = window.floodWs;
+      let received = 0, inOrder = true;
+      for (;;) {
+        const message = await ws.receive();
+        if (typeof message === 'string') break;
+        if (message[0] !== (received & 0xff)) inOrder = false;
+        received++;
+      }
+      await ws.close();
+      return { received, inOrder };
+    })()`, 60_000);
+    return { stalledAt, later, sent: flood.sent, ...read };
+  };
+  try {
+    const url = JSON.stringify(floodServer.url);
+    const options = '{ maxQueuedMessages: 16, maxQueuedBytes: 1048576 }';
+    const bounded = await measure(`window.lib.connect(${url}, ${options})`);
+    const unbounded = await measure(withoutWebSocketStream(`window.lib.connect(${url}, ${options})`));
+    t.diagnostic(`WebSocketStream: the server's send() stopped at ${bounded.stalledAt} messages (${(bounded.stalledAt / 16).toFixed(1)} MiB); plain WebSocket: ${unbounded.later} sent unread`);
+    assert.equal(bounded.later, bounded.stalledAt, 'over WebSocketStream the server stays stopped while the page does not read');
+    assert.ok(bounded.stalledAt < MESSAGES / 4, `the page took in ${bounded.stalledAt} messages unread`);
+    assert.equal(bounded.received, bounded.sent, 'then every message sent arrives');
+    assert.ok(bounded.inOrder);
+    assert.ok(unbounded.later > bounded.stalledAt * 2, `without WebSocketStream the browser reads on regardless (${unbounded.later} sent)`);
+    assert.equal(unbounded.received, unbounded.sent);
+    assert.ok(unbounded.inOrder);
+    const { cdp } = await page();
+    assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
+  } finally {
+    await floodServer.close();
+  }
+});
+
+test('receiveStream() in Chromium: each message whole, as one piece (a native WebSocket hands over whole messages)', { skip: needsChromium, timeout: 120_000 }, async () => {
   const { cdp, sessionId } = await page();
-  const result = await cdp.evaluate<Result>(sessionId, expression('window.client.runClientScenario', scenarioServer.url), SCENARIO_MS - 5_000);
-  t.diagnostic(`${result.runtime}: ${result.ms} ms; 16 MiB echo ${result.large[1]?.ms} ms`);
-  assertScenario(result, { ownClient: false });
-  assert.match(result.runtime, /Chrome\//);
-  // The isomorphism: the same module, the same answers, in Node and in the browser.
-  assert.ok(nodeResult, 'the Node run of the scenario must have passed first');
-  assert.deepEqual(portablePart(result), portablePart(nodeResult));
-  assert.deepEqual(serverErrors, []);
+  const pieces = await cdp.evaluate<string[]>(sessionId, `(async (url) => {
+    const [client, server] = window.lib.pair();
+    await client.send(['stre', 'amed']);
+    const inMemory = [];
+    for await (const piece of server.receiveStream()) inMemory.push(piece);
+    const ws = await window.lib.connect(url, { protocols: [${JSON.stringify(PROTOCOL)}] });
+    await ws.send('echo me');
+    const overNative = [];
+    for await (const piece of ws.receiveStream()) overNative.push(piece);
+    await ws.close();
+    await client.close();
+    return [...inMemory, '|', ...overNative];
+  })(${JSON.stringify(scenarioServer.url)})`, 25_000);
+  assert.deepEqual(pieces, ['stre', 'amed', '|', 'echo me']);
   assert.deepEqual(cdp.pageExceptions(), [], 'uncaught exceptions in the page');
 });
 

@@ -59,6 +59,8 @@ export interface FanoutStats {
 
 interface Room {
   deliver: (payload: string) => void;
+  /** The subscription's listener: unsubscribing names it, so that a subscribe sent before the unsubscribe's reply is not undone by it. */
+  listener: (message: string) => void;
   /** The last number seen from each origin, to see gaps and repeats. */
   last: Map<string, number>;
   /** Messages lost in this room, for the log. */
@@ -133,15 +135,17 @@ export class RedisFanout {
   /** Starts receiving a room's messages from other processes. */
   async subscribe(room: string, deliver: (payload: string) => void): Promise<void> {
     if (this.#rooms.has(room)) throw new Error(`already subscribed to ${room}`);
-    const state: Room = { deliver, last: new Map(), lost: 0 };
+    const state: Room = { deliver, listener: (message: string) => this.#receive(room, state, message), last: new Map(), lost: 0 };
     this.#rooms.set(room, state);
-    await this.#subscriber.subscribe(roomChannel(room), (message: string) => this.#receive(room, state, message));
+    await this.#subscriber.subscribe(roomChannel(room), state.listener);
   }
 
   /** Stops receiving a room's messages (its last local member left). */
   async unsubscribe(room: string): Promise<void> {
-    if (!this.#rooms.delete(room)) return;
-    await this.#subscriber.unsubscribe(roomChannel(room));
+    const state = this.#rooms.get(room);
+    if (!state) return;
+    this.#rooms.delete(room);
+    await this.#subscriber.unsubscribe(roomChannel(room), state.listener);
   }
 
   /** Sends a message to the room's members on other processes (the local ones are served by the caller). */

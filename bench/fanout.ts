@@ -19,14 +19,13 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { broadcast, connect, listen } from '../websockets.ts';
 import type { WebSocket } from '../websockets.ts';
 import { RedisFanout } from '../examples/redis-fanout.ts';
+import { freePort } from '../test/support.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOM = 'bench';
@@ -176,14 +175,6 @@ class Proc {
     this.child.kill('SIGTERM');
     return new Promise((resolve) => this.child.once('exit', () => resolve()));
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function runVariant(servers: number, redisUrl: string | null, count: number): Promise<ClientsResult> {

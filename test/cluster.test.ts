@@ -26,8 +26,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createClient } from 'redis';
 import { connect, reconnect } from '../websockets.ts';
@@ -35,6 +33,7 @@ import type { WebSocket } from '../websockets.ts';
 import { encodeEnvelope, roomChannel } from '../examples/redis-fanout.ts';
 import { findRoot, withTimeout } from './chromium.ts';
 import { peerMissing, REDIS_SERVER } from './peers.ts';
+import { freePort } from './support.ts';
 
 const CLUSTER_CHAT = join(findRoot(), 'build', 'examples', 'cluster-chat.js');
 const skip = peerMissing(REDIS_SERVER);
@@ -102,14 +101,6 @@ class Child {
       throw error;
     }
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function startRedis(port: number): Promise<Child> {

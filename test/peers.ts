@@ -38,3 +38,10 @@ export const PYTHON_WEBSOCKETS: SystemPeer = {
   install: 'apt-get install -y python3-websockets',
   present: () => spawnSync('/usr/bin/python3', ['-c', 'import websockets'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
 };
+
+/** Debian's redis-server, the pub/sub engine of the cluster chat (examples/cluster-chat.ts). */
+export const REDIS_SERVER: SystemPeer = {
+  name: 'redis-server',
+  install: 'apt-get install -y redis-server',
+  present: () => spawnSync('redis-server', ['--version'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
+};

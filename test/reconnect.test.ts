@@ -5,19 +5,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { listen, reconnect, WebSocketError } from '../websockets.ts';
 import type { ReconnectOptions, Server, WebSocket } from '../websockets.ts';
-import { sleep, within } from './support.ts';
+import { freePort, sleep, within } from './support.ts';
 
 /** Fast retries for tests: 20 ms, then 40, 80, at most 80 (before the 50–100 % jitter). */
 const FAST: ReconnectOptions = { delay: 20, factor: 2, maxDelay: 80, pingInterval: 0, handshakeTimeout: 2_000 };
-
-/** A port nobody listens on (bound, then let go). */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** An echo server on `port` that says which instance it is in its first message. */
 function echoServer(port: number, name: string): Promise<Server> {

@@ -641,3 +641,12 @@ export async function withTestServer(
     await (settings.closeWithin === undefined ? server.close() : within(server.close(), settings.closeWithin));
   }
 }
+
+/** A port nobody listens on (bound, then let go). */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}

@@ -230,6 +230,20 @@ interface ClientOptions extends ConnectionOptions {
   signal?: AbortSignal | undefined;
   /** TLS options for `wss://` (Node only). */
   tls?: ClientTlsOptions | undefined;
+  /**
+   * The proxy to go through (Node only): an `http:`, `https:`, `socks5:` or `socks5h:` URL, with
+   * credentials if it needs them; `false` for none. Default: the environment's (`https_proxy`,
+   * `http_proxy`, `all_proxy`, `no_proxy`), never for loopback.
+   */
+  proxy?: string | URL | false | undefined;
+  /** TLS options for an `https:` proxy (Node only). */
+  proxyTls?: ClientTlsOptions | undefined;
+  /** A unix domain socket to connect to instead of the URL's host (Node only); the URL gives the Host header and the request target. */
+  socketPath?: string | undefined;
+  /** Follow a 301, 302, 303, 307 or 308 answer to the handshake (Node only). Default false, as browsers never do. */
+  followRedirects?: boolean | undefined;
+  /** Most redirects followed. Default 10. */
+  maxRedirects?: number | undefined;
 }
 
 /** The handshake request: method, request target and headers (names in lower case). */
@@ -1373,7 +1387,7 @@ function readNumbers<T extends Record<string, number>>(defaults: T, options: Par
     const value = options[key];
     if (value === undefined) continue;
     const least = minimum[key] ?? 0;
-    if (typeof value !== 'number' || !(value >= least)) throw new RangeError(`option ${key} must be a number ≥ ${least}, got ${String(value)}`);
+    if (typeof value !== 'number' || !(value >= least)) throw new RangeError(`option ${key} must be a number ≥ ${least}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
     read[key] = value as T[keyof T & string];
   }
   return read;
@@ -1622,10 +1636,9 @@ class WebSocket implements AsyncIterable<Data> {
   #stream: MessageStream | null = null;
   /** The rest of an abandoned stream's message is being dropped. */
   #discarding = false;
-  /** The link waits to start a message until #stream is finished or someone asks (see #startMessage). */
+  /** The link waits to start a message until #stream is finished, and one macrotask more (#settling; see #startMessage). */
   #linkWaiting = false;
-  /** The last message went to a stream: the next waits at its start until someone asks for it. */
-  #streamsNext = false;
+  #settling = false;
   /** What streams tell this socket, made on first use. */
   #streamOwner: StreamOwner | null = null;
 
@@ -1810,29 +1823,17 @@ class WebSocket implements AsyncIterable<Data> {
     };
   }
 
-  /**
-   * A data message starts at the link: it goes to a stream first in line, or waits while a
-   * stream is being read. After a stream it also waits until someone asks for it, as a stream
-   * or whole: an application reading stream after stream may do some work in between.
-   */
+  /** A data message starts at the link: it goes to a stream first in line, or waits while a stream is being read. */
   #startMessage(): MessageMode {
-    if (this.#stream || (this.#streamsNext && !this.#waiter)) {
+    if (this.#stream || this.#settling) {
       this.#linkWaiting = true;
       return 'wait';
     }
     const stream = this.#waiter?.stream;
-    this.#streamsNext = stream !== undefined;
     if (!stream) return 'whole';
     this.#nextWaiter();
     this.#stream = stream;
     return 'stream';
-  }
-
-  /** The link waited for a stream or for someone to ask: it asks again, one macrotask later. */
-  #letLinkProceed(): void {
-    if (!this.#linkWaiting || this.#stream) return;
-    this.#linkWaiting = false;
-    defer(() => this.#link.proceed());
   }
 
   #piece(data: Data, last: boolean): void {
@@ -1848,7 +1849,8 @@ class WebSocket implements AsyncIterable<Data> {
   #streamFinished(stream: MessageStream, rest: boolean): void {
     if (this.#stream !== stream) {
       // Still in line: it leaves it.
-      for (const waiter of this.#waiters()) if (waiter.stream === stream) this.#removeWaiter(waiter);
+      const waiter = this.#waiter?.stream === stream ? this.#waiter : this.#moreWaiters?.find((other) => other.stream === stream);
+      if (waiter) this.#removeWaiter(waiter);
       return;
     }
     this.#stream = null;
@@ -1857,7 +1859,15 @@ class WebSocket implements AsyncIterable<Data> {
     while (!this.#stream && this.#waiter && this.#hasQueued()) this.#giveTo(this.#nextWaiter() as Waiter, this.#dequeue());
     if (!this.#stream && this.#error && !this.#hasQueued()) this.#onEnded(this.#error);
     this.#resumeIfRoom();
-    this.#letLinkProceed();
+    // The next message waits one macrotask more: an application that reads stream after
+    // stream asks for the next one by then (the stream may end inside the link's own call).
+    this.#settling = true;
+    defer(() => {
+      this.#settling = false;
+      if (this.#stream || !this.#linkWaiting) return;
+      this.#linkWaiting = false;
+      this.#link.proceed();
+    });
   }
 
   #hasQueued(): boolean {
@@ -1868,13 +1878,14 @@ class WebSocket implements AsyncIterable<Data> {
   #giveTo(waiter: Waiter, message: Data): void {
     if (!waiter.stream) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
     this.#stream = waiter.stream;
-    pushPiece(waiter.stream, message, true);
+    // A piece owns its buffer (a queued message may be a view of the chunk it came in).
+    const owned = typeof message === 'string' || message.byteLength === message.buffer.byteLength ? message : message.slice();
+    pushPiece(waiter.stream, owned, true);
   }
 
   #line(waiter: Waiter): void {
     if (!this.#waiter) this.#waiter = waiter;
     else (this.#moreWaiters ??= []).push(waiter);
-    this.#letLinkProceed();
   }
 
   /** receive(), or an iterator's next() when `iterator` is given. */
@@ -2029,7 +2040,9 @@ class WebSocket implements AsyncIterable<Data> {
   #onEnded(error: WebSocketError): void {
     this.#error ??= error;
     // A message cut short by the end is never passed off as whole.
-    if (this.#stream) failStream(this.#stream, new WebSocketError(error.code, `the connection ended before the message did${error.reason ? ` (${error.reason})` : ''}`, { cause: error }));
+    // A normal close cut the message short: for the message, an abnormal end (1006, not isOk()).
+    const cut = isOk(error) ? CloseCode.ABNORMAL_CLOSURE : error.code;
+    if (this.#stream) failStream(this.#stream, new WebSocketError(cut, `the connection ended (${error.code}${error.reason ? ` ${error.reason}` : ''}) before the message did`, { cause: error }));
     if (this.#stream && this.#hasQueued()) return; // the rest waits behind the stream, and ends after it
     const quiet = this.#endsQuietly(this.#error);
     for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet);
@@ -2151,7 +2164,8 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   /** A streamed compressed message: compressed pieces waiting for the inflater, and whether its end is among them. */
   #inflateInput: Uint8Array[] | null = null;
   #inflateEnd = false;
-  /** The inflater of a streamed message, waiting for room in the receive buffer. */
+  /** The inflater of a streamed message, waiting for room in the receive buffer: the promise, and what resolves it. */
+  #room: Promise<void> | null = null;
   #onRoom: (() => void) | null = null;
 
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
@@ -2363,8 +2377,11 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
   proceed(): void {
     const header = this.#waitingHeader;
     if (!header || this.#state === State.CLOSED) return;
-    if (this.#closing) this.#messageDropped = this.#dropData = true;
-    else if (!this.#chooseMode()) return;
+    if (this.#closing) {
+      // Closing: it is read whole into the receive queue while that has room, else dropped (as #dropData).
+      this.#messageStreamed = false;
+      if (this.#queueFull) this.#messageDropped = this.#dropData = true;
+    } else if (!this.#chooseMode()) return;
     this.#waitingHeader = null;
     const ended = this.#waitingFrameEnded;
     this.#waitingFrameEnded = false;
@@ -2587,19 +2604,23 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#inflateInput = null;
     this.#inflateEnd = false;
     (this.#compression as MessageCompression).decompress(input, end, (chunk) => this.#inflateOutput(chunk)).then(
-      () => {
-        if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
-        if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
-        try {
-          if (end) this.#endStream();
-          this.#endInflating();
-          this.#parser.release();
-        } catch (caught) {
-          this.#onParseError(caught);
-        }
-      },
+      // A run can end with the buffer full (its last output filled it): nothing more is
+      // inflated, nor parsed, until there is room, or zlib would hold a slot for a reader.
+      () => (this.#room ?? RESOLVED).then(() => this.#afterInflateRun(end)),
       (error: unknown) => this.#onInflateError(error),
     );
+  }
+
+  #afterInflateRun(end: boolean): void {
+    if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
+    if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
+    try {
+      if (end) this.#endStream();
+      this.#endInflating();
+      this.#parser.release();
+    } catch (caught) {
+      this.#onParseError(caught);
+    }
   }
 
   /** Output of a streamed message's inflater; a promise while it must wait for room. */
@@ -2611,12 +2632,13 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     }
     this.#emitPiece(chunk, false);
     if (!this.#queueFull || this.#closing) return undefined;
-    return new Promise((resolve) => (this.#onRoom = resolve));
+    return (this.#room = new Promise((resolve) => (this.#onRoom = resolve)));
   }
 
   #wakeInflater(): void {
     const wake = this.#onRoom;
     this.#onRoom = null;
+    this.#room = null;
     wake?.();
   }
 
@@ -3530,6 +3552,7 @@ interface UpgradeSocket {
 /** A `net.Socket` or `tls.TLSSocket`. */
 interface NodeSocket extends UpgradeSocket, NodeEmitter {
   setNoDelay?(noDelay?: boolean): unknown;
+  unshift(chunk: Uint8Array): void;
   readonly remoteAddress?: string | undefined;
 }
 
@@ -3559,7 +3582,7 @@ interface NodeServerResponse {
 
 interface NodeHttpServer extends NodeEmitter {
   maxHeadersCount: number | null;
-  listen(options: { port: number; host: string; reusePort?: boolean }, callback: () => void): unknown;
+  listen(options: { port: number; host: string; reusePort?: boolean } | { path: string }, callback: () => void): unknown;
   address(): { port: number } | string | null;
   close(callback: () => void): unknown;
   closeAllConnections(): void;
@@ -3660,12 +3683,23 @@ function debugLog(id: number | string, text: string): void {
   console.error(`WEBSOCKETS ${nodeProcess?.pid ?? ''}: [${id}] ${text}`);
 }
 
+interface NodeDns {
+  lookup(host: string, options: object, callback: (error: Error | null, address: string) => void): void;
+}
+
+interface NodeFs {
+  lstatSync(path: string, options: { throwIfNoEntry: false }): { isSocket(): boolean } | undefined;
+  unlinkSync(path: string): void;
+}
+
 interface NodeModules {
   http: NodeHttp;
   https: NodeHttps;
   net: NodeNet;
   tls: NodeTls;
   zlib: NodeZlib;
+  dns: NodeDns;
+  fs: NodeFs;
   sha1Base64(text: string): string;
   /** `Buffer.allocUnsafe`: no zero-filling, and a Buffer is written to a socket without conversion. */
   allocateFrame: Allocate;
@@ -3694,6 +3728,8 @@ function loadBuiltins(): NodeModules {
     net: load('net') as NodeNet,
     tls: load('tls') as NodeTls,
     zlib: load('zlib') as NodeZlib,
+    dns: load('dns') as NodeDns,
+    fs: load('fs') as NodeFs,
     sha1Base64: (text) => crypto.createHash('sha1').update(text).digest('base64'),
     allocateFrame: (size) => Buffer.allocUnsafe(size),
     allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
@@ -3931,6 +3967,9 @@ class ZlibCompression implements MessageCompression {
           this.#inflater = null;
           throw error;
         }
+        // A pause above can outlast the run (its last output paused the stream, and the run
+        // ended before the slot came back): the next run must find the stream flowing.
+        inflater.resume();
       }
       if (end && (inflater.readableEnded || this.#resetInflater)) this.#closeInflater();
     });
@@ -4100,6 +4139,406 @@ function lowerCaseHeaders(raw: NodeHeaders): Record<string, string> {
   return headers;
 }
 
+// ── dialers: how a client reaches the server ────────────────────────────────────────────
+//
+// Getting a byte stream to the server, before any WebSocket byte, is one function per way:
+// TCP, a unix socket, an HTTP CONNECT tunnel, a SOCKS5 tunnel; for wss: TLS then runs over
+// whichever of them. The handshake and the connection run unchanged over what they return.
+
+/** Where the client goes: a host and port, or a unix socket; `secure`: TLS over it, for `servername`. */
+interface DialTarget {
+  host: string;
+  port: number;
+  socketPath: string | null;
+  secure: boolean;
+}
+
+/** A proxy, parsed: `http:`, `https:`, `socks5:` (we resolve the name) or `socks5h:` (the proxy does). */
+interface Proxy {
+  url: URL;
+  /** For messages: the URL without its credentials. */
+  shown: string;
+  /** The user name and password, decoded. */
+  login: [string, string] | null;
+}
+
+/** Proxy URL schemes and their default ports. */
+const PROXY_PORTS: Readonly<Record<string, number>> = { 'http:': 80, 'https:': 443, 'socks5:': 1080, 'socks5h:': 1080 };
+
+/** The longest answer a proxy may give to CONNECT before its blank line. */
+const MAX_PROXY_ANSWER = 16 * KiB;
+
+/** Reaches `target` (through `proxy` if any), with TLS for wss:; `signal` stops it and destroys what it opened. */
+async function dial(node: NodeModules, target: DialTarget, proxy: Proxy | null, tls: ClientTlsOptions | undefined, proxyTls: ClientTlsOptions | undefined, signal: AbortSignal): Promise<NodeSocket> {
+  const stream = target.socketPath !== null
+    ? await connected(node.net.connect({ path: target.socketPath }), 'connect', signal)
+    : proxy
+      ? await dialProxy(node, target, proxy, proxyTls, signal)
+      : await connected(node.net.connect({ host: target.host, port: target.port }), 'connect', signal);
+  return target.secure ? startTls(node, stream, target.host, tls, signal) : stream;
+}
+
+/** TLS over a connected stream; SNI names the host unless it is an IP address (RFC 6066 §3). */
+function startTls(node: NodeModules, socket: NodeSocket, host: string, tls: ClientTlsOptions | undefined, signal: AbortSignal): Promise<NodeSocket> {
+  const servername = node.net.isIP(host) ? undefined : host;
+  return connected(node.tls.connect({ servername, ...tls, socket }), 'secureConnect', signal, socket);
+}
+
+/**
+ * Resolves with `socket` once it emits `event`; rejects on its error, its close or the
+ * abort, destroying it (and `under`, the stream it runs over).
+ */
+function connected(socket: NodeSocket, event: string, signal: AbortSignal, under?: NodeSocket): Promise<NodeSocket> {
+  return new Promise((resolve, reject) => {
+    const fail = (error: unknown) => {
+      cleanup();
+      socket.destroy();
+      under?.destroy();
+      reject(error);
+    };
+    const onError = (error: unknown) => fail(error);
+    const onClose = () => fail(new Error('the connection closed'));
+    const onAbort = () => fail(signal.reason);
+    const onDone = () => {
+      cleanup();
+      resolve(socket);
+    };
+    const cleanup = () => {
+      socket.off(event, onDone);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+    };
+    if (signal.aborted) return fail(signal.reason);
+    socket.on(event, onDone);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Reads `socket` until `complete(bytes)` says how many of the bytes so far make the answer
+ * (0: not yet); what follows is put back for whoever reads next. Fails past `limit` bytes.
+ */
+function readAnswer(socket: NodeSocket, signal: AbortSignal, what: string, complete: (bytes: Uint8Array) => number, limit = MAX_PROXY_ANSWER): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    let bytes: Uint8Array = new Uint8Array(0);
+    const finish = (error: unknown, answer?: Uint8Array) => {
+      socket.pause();
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+      if (error === null) return resolve(answer as Uint8Array);
+      socket.destroy();
+      reject(error);
+    };
+    const onData = (chunk: Uint8Array) => {
+      bytes = concatBytes([bytes, chunk]);
+      let size: number;
+      try {
+        size = complete(bytes);
+      } catch (error) {
+        return finish(error);
+      }
+      if (size > 0) {
+        finish(null, bytes.subarray(0, size)); // paused first: what is put back waits for the next reader
+        if (size < bytes.length) socket.unshift(bytes.subarray(size));
+        return;
+      }
+      if (bytes.length > limit) finish(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what}: answer longer than ${limit} bytes`));
+    };
+    const onError = (cause: unknown) => finish(cause);
+    const onClose = () => finish(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what}: the connection closed before the answer`));
+    const onAbort = () => finish(signal.reason);
+    if (signal.aborted) return onAbort();
+    if (socket.destroyed) return onClose();
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.resume();
+  });
+}
+
+/** `host:port` as a request target, an IPv6 address in brackets. */
+function authority(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+/** The user name and password of a URL, decoded; null if it has none. A bad %-escape is a TypeError that does not show them. */
+function credentials(url: URL, what: string): [string, string] | null {
+  if (!url.username && !url.password) return null;
+  try {
+    return [decodeURIComponent(url.username), decodeURIComponent(url.password)];
+  } catch {
+    throw new TypeError(`the user name or password in ${what} is not valid percent-encoding (write % as %25)`);
+  }
+}
+
+/** Through a proxy: TCP (TLS for https:) to it, then a tunnel to the target. */
+async function dialProxy(node: NodeModules, target: DialTarget, proxy: Proxy, proxyTls: ClientTlsOptions | undefined, signal: AbortSignal): Promise<NodeSocket> {
+  const { url } = proxy;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port) || (PROXY_PORTS[url.protocol] as number);
+  let socket: NodeSocket;
+  try {
+    socket = await connected(node.net.connect({ host, port }), 'connect', signal);
+    if (url.protocol === 'https:') socket = await startTls(node, socket, host, proxyTls, signal);
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `could not reach the proxy ${proxy.shown}: ${(cause as Error).message}`, { cause });
+  }
+  // Between the tunnel's steps (a name lookup, say) nothing reads: an error then is seen by
+  // the next step (the socket is destroyed), and any failure destroys the socket.
+  const quiet = () => {};
+  socket.on('error', quiet);
+  try {
+    return url.protocol === 'http:' || url.protocol === 'https:' ? await httpTunnel(socket, target, proxy, signal) : await socks5Tunnel(node, socket, target, proxy, signal);
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  } finally {
+    socket.off('error', quiet);
+  }
+}
+
+/** An HTTP CONNECT tunnel (RFC 9110 §9.3.6): any 2xx opens it; anything else is the proxy's refusal, with its status and headers. */
+async function httpTunnel(socket: NodeSocket, target: DialTarget, proxy: Proxy, signal: AbortSignal): Promise<NodeSocket> {
+  const to = authority(target.host, target.port);
+  const { login } = proxy;
+  const lines = [`CONNECT ${to} HTTP/1.1`, `Host: ${to}`];
+  if (login) lines.push(`Proxy-Authorization: Basic ${base64(textEncoder.encode(`${login[0]}:${login[1]}`))}`);
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  const what = `the proxy ${proxy.shown}`;
+  const answer = await readAnswer(socket, signal, what, (bytes) => {
+    const end = indexOfBlankLine(bytes);
+    return end < 0 ? 0 : end + 4;
+  });
+  const [statusLine = '', ...headerLines] = latin1(answer).split('\r\n');
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+  if (status >= 200 && status < 300) return socket;
+  socket.destroy();
+  const headers: Record<string, string> = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const said = status ? `HTTP ${statusLine.slice(9).trim()}` : `not HTTP: ${JSON.stringify(statusLine.slice(0, 40))}`;
+  throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} refused the tunnel to ${to}: ${said}`, { status, headers });
+}
+
+/** Where the header block of an HTTP answer ends (the index of its \r\n\r\n), or -1. */
+function indexOfBlankLine(bytes: Uint8Array): number {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+function latin1(bytes: Uint8Array): string {
+  let text = '';
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]!);
+  return text;
+}
+
+/** RFC 1928 §6: what a SOCKS5 reply code means. */
+const SOCKS5_REPLIES: readonly string[] = [
+  'succeeded', 'general SOCKS server failure', 'connection not allowed by ruleset', 'network unreachable',
+  'host unreachable', 'connection refused', 'TTL expired', 'command not supported', 'address type not supported',
+];
+
+/**
+ * A SOCKS5 tunnel (RFC 1928), with username/password authentication (RFC 1929) when the
+ * proxy URL has credentials. socks5: sends the address we resolved; socks5h: sends the name.
+ */
+async function socks5Tunnel(node: NodeModules, socket: NodeSocket, target: DialTarget, proxy: Proxy, signal: AbortSignal): Promise<NodeSocket> {
+  const what = `the SOCKS5 proxy ${proxy.shown}`;
+  const fail = (reason: string) => {
+    socket.destroy();
+    return new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} ${reason}`);
+  };
+  const { login } = proxy;
+  // §3: version 5, the methods offered: 0 (none) or 2 (username/password).
+  socket.write(Uint8Array.of(5, 1, login ? 2 : 0));
+  const choice = await readAnswer(socket, signal, what, (bytes) => (bytes.length >= 2 ? 2 : 0));
+  if (choice[0] !== 5) throw fail('is not a SOCKS5 server');
+  if (choice[1] !== (login ? 2 : 0)) throw fail(login ? 'does not accept username/password authentication' : 'requires authentication (give the user name and password in the proxy URL)');
+  if (login) {
+    // RFC 1929 §2: a user name and a password of 1 to 255 bytes each.
+    const [user, password] = login.map((part) => textEncoder.encode(part)) as [Uint8Array, Uint8Array];
+    if (user.length === 0 || user.length > 255 || password.length > 255) throw fail('needs a user name of 1 to 255 bytes and a password of at most 255');
+    socket.write(concatBytes([Uint8Array.of(1, user.length), user, Uint8Array.of(password.length), password]));
+    const verdict = await readAnswer(socket, signal, what, (bytes) => (bytes.length >= 2 ? 2 : 0));
+    if (verdict[0] !== 1 || verdict[1] !== 0) throw fail('refused the user name and password');
+  }
+  const address = proxy.url.protocol === 'socks5h:' ? target.host : await resolveHost(node, target.host, signal);
+  socket.write(concatBytes([Uint8Array.of(5, 1, 0), socksAddress(node, address), Uint8Array.of(target.port >> 8, target.port & 0xff)]));
+  const reply = await readAnswer(socket, signal, what, (bytes) => socksReplyLength(bytes, what));
+  if (reply[1] !== 0) throw fail(`could not connect to ${authority(target.host, target.port)}: ${SOCKS5_REPLIES[reply[1]!] ?? `reply code ${reply[1]}`}`);
+  return socket;
+}
+
+/** §4: an address as ATYP and its bytes: IPv4, IPv6 or a domain name. */
+function socksAddress(node: NodeModules, host: string): Uint8Array {
+  const kind = node.net.isIP(host);
+  if (kind === 4) return Uint8Array.of(1, ...host.split('.').map(Number));
+  if (kind === 6) {
+    const value = ipValue(host) as bigint;
+    const bytes = new Uint8Array(17);
+    bytes[0] = 4;
+    for (let i = 0; i < 16; i++) bytes[16 - i] = Number((value >> BigInt(8 * i)) & 0xffn);
+    return bytes;
+  }
+  const name = textEncoder.encode(host);
+  if (name.length > 255) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, 'a host name over 255 bytes cannot go through SOCKS5');
+  return concatBytes([Uint8Array.of(3, name.length), name]);
+}
+
+/** §6: the length of a whole reply (version, code, reserved, the bound address, port), or 0 while incomplete; a failure is whole at its code. */
+function socksReplyLength(bytes: Uint8Array, what: string): number {
+  if (bytes.length < 2) return 0;
+  if (bytes[0] !== 5) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} sent a malformed reply`);
+  if (bytes[1] !== 0) return bytes.length; // a failure: its code is what matters, whatever address follows
+  if (bytes.length < 5) return 0;
+  const kind = bytes[3];
+  const size = 6 + (kind === 1 ? 4 : kind === 4 ? 16 : kind === 3 ? 1 + bytes[4]! : 0);
+  if (size === 6) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} sent a malformed reply`);
+  return bytes.length >= size ? size : 0;
+}
+
+/** socks5: the client resolves the name (the system's resolver, as net.connect would). */
+function resolveHost(node: NodeModules, host: string, signal: AbortSignal): Promise<string> {
+  if (node.net.isIP(host)) return Promise.resolve(host);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    node.dns.lookup(host, {}, (error, address) => {
+      signal.removeEventListener('abort', onAbort);
+      if (error) reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `could not resolve ${host}: ${error.message}`, { cause: error }));
+      else resolve(address);
+    });
+  });
+}
+
+// ── which proxy: the `proxy` option, or the environment's ───────────────────────────────
+
+/** The proxy for `target`: the option if given (false: none), else the environment's; never for a unix socket. */
+function chooseProxy(option: string | URL | false | undefined, target: DialTarget): Proxy | null {
+  if (option === false || target.socketPath !== null) return null;
+  if (option !== undefined) return parseProxy(option, 'the proxy option');
+  const found = proxyFromEnvironment(target);
+  return found ? parseProxy(found.value, `the environment variable ${found.name}`) : null;
+}
+
+/** Checks a proxy URL; a value without a scheme is http: (as curl reads it). Never shows the credentials. */
+function parseProxy(value: string | URL, what: string): Proxy {
+  let url: URL;
+  try {
+    url = new URL(typeof value === 'string' && !value.includes('://') ? `http://${value}` : value);
+  } catch {
+    throw new TypeError(`${what} must be a proxy URL: http://, https://, socks5:// or socks5h://, host and port`);
+  }
+  if (!(url.protocol in PROXY_PORTS)) throw new TypeError(`${what}: a proxy URL must start with http:, https:, socks5: or socks5h:, got ${url.protocol}`);
+  return { url, shown: `${url.protocol}//${url.host}`, login: credentials(url, what) };
+}
+
+/**
+ * The environment's proxy for `target`, as curl and python-websockets read it: https_proxy
+ * (wss:) or http_proxy (ws:), then all_proxy, each in lower case first, then upper case;
+ * none for loopback or for a host no_proxy names.
+ */
+function proxyFromEnvironment(target: DialTarget): { name: string; value: string } | null {
+  if (isLoopback(target.host)) return null;
+  const found = environment(target.secure ? 'https_proxy' : 'http_proxy') ?? environment('all_proxy');
+  if (!found || bypassesProxy(environment('no_proxy')?.value ?? '', target.host, target.port)) return null;
+  return found;
+}
+
+/** A variable set to something, in lower case first, then in upper case. */
+function environment(name: string): { name: string; value: string } | null {
+  const env = nodeProcess?.env ?? {};
+  for (const each of [name, name.toUpperCase()]) if (env[each]) return { name: each, value: env[each] as string };
+  return null;
+}
+
+/** localhost, *.localhost (RFC 6761 §6.3), 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+function isLoopback(host: string): boolean {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  const value = ipValue(name);
+  if (value === null) return false;
+  return name.includes(':') ? value === 1n || value >> 24n === 0xffff7fn : value >> 24n === 127n;
+}
+
+/**
+ * Whether no_proxy names the host: `*`, a host name (which covers its subdomains; a leading
+ * `.` or `*.` is the same), an IP address, a CIDR range (an IP host only: names are not
+ * resolved for it), each optionally with a port (`host:8080`, `[::1]:8080`); entries are
+ * separated by commas or spaces.
+ */
+function bypassesProxy(list: string, host: string, port: number): boolean {
+  const name = host.toLowerCase().replace(/\.$/, '');
+  const address = ipValue(name);
+  return list.split(/[\s,]+/).some((raw) => {
+    let entry = raw.toLowerCase();
+    if (entry === '*') return true;
+    const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry);
+    const hostPort = bracketed ? null : /^([^:]+):(\d+)$/.exec(entry);
+    const entryPort = bracketed?.[2] ?? hostPort?.[2];
+    entry = bracketed?.[1] ?? hostPort?.[1] ?? entry;
+    entry = entry.replace(/\.$/, '');
+    if (!entry || (entryPort !== undefined && Number(entryPort) !== port)) return false;
+    const slash = entry.indexOf('/');
+    const bits = entry.slice(slash + 1);
+    if (slash >= 0) return /^\d{1,3}$/.test(bits) && inRange(address, name.includes(':'), entry.slice(0, slash), Number(bits));
+    const value = ipValue(entry);
+    if (value !== null) return value === address && entry.includes(':') === name.includes(':');
+    const domain = entry.replace(/^\*?\./, '');
+    return name === domain || name.endsWith(`.${domain}`);
+  });
+}
+
+/** Whether an address (its value, and whether it is IPv6) lies in network/bits. */
+function inRange(address: bigint | null, v6: boolean, network: string, bits: number): boolean {
+  const base = ipValue(network);
+  const width = network.includes(':') ? 128 : 32;
+  if (address === null || base === null || v6 !== (width === 128) || !(bits >= 0 && bits <= width)) return false;
+  const shift = BigInt(width - bits);
+  return base >> shift === address >> shift;
+}
+
+/** An IPv4 or IPv6 address as a number; null for anything else (a name, a zone index). */
+function ipValue(text: string): bigint | null {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  if (v4) {
+    const parts = v4.slice(1).map(Number);
+    return parts.some((part) => part > 255) ? null : parts.reduce((value, part) => (value << 8n) | BigInt(part), 0n);
+  }
+  if (!text.includes(':')) return null;
+  let groups = text;
+  const embedded = /(\d+\.\d+\.\d+\.\d+)$/.exec(text); // ::ffff:127.0.0.1
+  if (embedded) {
+    const four = ipValue(embedded[1] as string);
+    if (four === null) return null;
+    groups = `${text.slice(0, -(embedded[1] as string).length)}${(four >> 16n).toString(16)}:${(four & 0xffffn).toString(16)}`;
+  }
+  const halves = groups.split('::');
+  if (halves.length > 2) return null;
+  const split = (half: string) => (half ? half.split(':') : []);
+  const head = split(halves[0] as string);
+  const tail = halves.length === 2 ? split(halves[1] as string) : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
+  let value = 0n;
+  for (const group of [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail]) {
+    if (!/^[0-9a-f]{1,4}$/i.test(group)) return null;
+    value = (value << 16n) | BigInt(`0x${group}`);
+  }
+  return value;
+}
+
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 // 6. open / connect / pair / listen / upgrade
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -4113,22 +4552,86 @@ function withoutCredentials(url: URL): string {
   return shown.href;
 }
 
-/** Parses and checks a client URL: ws:, wss: (http: and https: are accepted as aliases). */
+/** Parses and checks a client URL: ws:, wss: (http: and https: are accepted as aliases), ws+unix: and wss+unix:. */
 function parseUrl(url: string | URL): URL {
   const parsed = new URL(url);
   if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
   if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new TypeError(`a WebSocket URL must start with ws: or wss:, got ${parsed.protocol}`);
+  if (!['ws:', 'wss:', 'ws+unix:', 'wss+unix:'].includes(parsed.protocol)) throw new TypeError(`a WebSocket URL must start with ws:, wss: or ws+unix:, got ${parsed.protocol}`);
   // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
   if (parsed.hash) throw new TypeError('a WebSocket URL may not have a #fragment');
   return parsed;
 }
 
+/** What a client dials and asks for. */
+interface Destination {
+  /** A ws: or wss: URL: its host is the Host header, its path and query the request target. */
+  url: URL;
+  socketPath: string | null;
+  /** What ws.url shows: the URL, without credentials. */
+  shown: string;
+}
+
+/** `ws+unix:/path/to.sock:/request-path` (as `ws` writes it): the socket, and ws://localhost with the request path; else the URL and `socketPath`. */
+function destination(url: URL, socketPath: string | undefined): Destination {
+  if (socketPath !== undefined) checkSocketPath(socketPath);
+  if (!url.protocol.endsWith('+unix:')) return { url, socketPath: socketPath ?? null, shown: withoutCredentials(url) };
+  const colon = url.pathname.indexOf(':');
+  let path: string;
+  try {
+    path = decodeURIComponent(colon < 0 ? url.pathname : url.pathname.slice(0, colon));
+  } catch {
+    throw new TypeError('the socket path of a ws+unix: URL is not valid percent-encoding (write % as %25)');
+  }
+  const request = colon < 0 ? '/' : url.pathname.slice(colon + 1).replace(/^(?!\/)/, '/');
+  if (!path) throw new TypeError('a ws+unix: URL names its socket: ws+unix:/path/to.sock:/request-path');
+  checkSocketPath(path);
+  const http = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${request}${url.search}`);
+  return { url: http, socketPath: path, shown: url.href };
+}
+
+/** The redirects a handshake may answer with (RFC 9110 §15.4). */
+const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+
+/** A handshake answered with a redirect. */
+interface Redirect {
+  status: number;
+  headers: Record<string, string>;
+  location: string;
+}
+
+/** What every attempt of one connect() shares. */
+interface Attempt {
+  builtins: NodeModules;
+  protocols: string[];
+  compression: CompressionOptions | null;
+  options: ClientOptions;
+  /** The handshake timeout and the caller's signal, for every step (dial, proxy, handshake, redirects). */
+  signal: AbortSignal;
+}
+
+/** The handshake timeout and the caller's signal as one signal, and what stops the timer. */
+function handshakeDeadline(options: ClientOptions): { signal: AbortSignal; clear(): void } {
+  const deadline = new AbortController();
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const timer = timeout > 0 ? startTimer(timeout, () => deadline.abort(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
+  const onAbort = () => deadline.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: deadline.signal,
+    clear: () => {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
 /**
- * Opens a client connection and resolves with the WebSocket once the handshake is done.
- * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
- * answered) if the handshake fails or times out, and with the signal's reason if `signal`
- * aborts it.
+ * Opens a client connection and resolves with the WebSocket once the handshake is done:
+ * dial (TCP, TLS, a unix socket, a proxy's tunnel), then the RFC 6455 handshake, following
+ * redirects if asked. Rejects with a `WebSocketError` (code 1006, with `status` and `headers`
+ * when the server or the proxy answered) if the handshake fails or times out, and with the
+ * signal's reason if `signal` aborts it.
  *
  * @example
  * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })
@@ -4137,11 +4640,83 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   const target = parseUrl(url);
   const protocols = normalizeProtocols(options.protocols);
   if (!isNode) return connectNative(target, protocols, options);
-  const headers = checkClientHeaders(options.headers);
+  let headers = checkClientHeaders(options.headers);
   resolveOptions(options); // reject bad options before any I/O
+  const { maxRedirects } = readNumbers({ maxRedirects: 10 }, options);
+  if (options.proxy) parseProxy(options.proxy, 'the proxy option');
+  credentials(target, 'the URL');
   const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
-  const node = loadNode();
+  const deadline = handshakeDeadline(options);
+  const attempt: Attempt = { builtins: loadNode(), protocols, compression, options, signal: deadline.signal };
+  try {
+    let at = destination(target, options.socketPath);
+    const chain = [at.shown];
+    for (;;) {
+      const outcome = await connectTo(attempt, at, headers);
+      if (outcome instanceof WebSocket) return outcome;
+      const next = redirected(at, outcome, options);
+      chain.push(next.shown);
+      if (chain.length - 1 > maxRedirects) {
+        const shown = chain.length > 12 ? [...chain.slice(0, 5), `… ${chain.length - 10} more …`, ...chain.slice(-5)] : chain;
+        throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `too many redirects (more than ${maxRedirects}): ${shown.join(' → ')}`, { status: outcome.status, headers: outcome.headers });
+      }
+      // Credentials go no further than their origin.
+      if (next.url.origin !== at.url.origin || next.socketPath !== at.socketPath) headers = withoutCredentialHeaders(headers);
+      at = next;
+    }
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** Where a redirect goes: relative to the URL asked, http(s): as ws(s):, never from wss: to ws:. */
+function redirected(from: Destination, redirect: Redirect, options: ClientOptions): Destination {
+  const refused = (why: string) => new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${redirect.status} to ${redirect.location}${why}`, { status: redirect.status, headers: redirect.headers });
+  if (!options.followRedirects) throw refused(' (followRedirects is off)');
+  let url: URL;
+  try {
+    const location = new URL(redirect.location, from.url);
+    location.hash = ''; // a fragment means nothing to a WebSocket
+    url = parseUrl(location);
+  } catch (cause) {
+    throw refused(`, which is not a WebSocket URL (${(cause as Error).message})`);
+  }
+  // A server on the network may not send us to a socket on this machine.
+  if (url.protocol.endsWith('+unix:')) throw refused(': a redirect to a unix socket is refused');
+  if (from.url.protocol === 'wss:' && url.protocol !== 'wss:') throw refused(': a redirect from wss: to an unencrypted URL is refused');
+  // On a unix socket, a redirect to the same origin (ws://localhost) stays on it.
+  if (from.socketPath !== null && url.origin === from.url.origin) return { url, socketPath: from.socketPath, shown: withoutCredentials(url) };
+  return destination(url, undefined);
+}
+
+function withoutCredentialHeaders(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+}
+
+/** One attempt: dial, then the handshake over what the dial gave. */
+async function connectTo(attempt: Attempt, at: Destination, headers: Record<string, string>): Promise<WebSocket | Redirect> {
+  const { builtins: node, options, signal } = attempt;
+  const secure = at.url.protocol === 'wss:';
+  const host = at.url.hostname.replace(/^\[|\]$/g, '');
+  const target: DialTarget = { host, port: Number(at.url.port) || (secure ? 443 : 80), socketPath: at.socketPath, secure };
+  const proxy = chooseProxy(options.proxy, target);
+  if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `dial ${at.socketPath !== null ? `unix socket ${at.socketPath}` : proxy ? `through the proxy ${proxy.shown}` : 'direct'}`);
+  let socket: NodeSocket;
+  try {
+    socket = await dial(node, target, proxy, options.tls, options.proxyTls, signal);
+  } catch (cause) {
+    if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `connection failed: ${signal.aborted ? String((signal.reason as Error)?.message ?? signal.reason) : (cause as Error).message}`);
+    if (signal.aborted) throw signal.reason;
+    throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause });
+  }
+  return handshake(attempt, at, headers, socket);
+}
+
+/** The RFC 6455 opening handshake (§4.1) over a connected socket: a WebSocket, a redirect, or an error. */
+function handshake(attempt: Attempt, at: Destination, headers: Record<string, string>, socket: NodeSocket): Promise<WebSocket | Redirect> {
+  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const target = at.url;
   const key = base64(randomBytes(16));
   const requestHeaders: Record<string, string> = {
     // RFC 6455 §4.1, RFC 7230 §5.4: the port only when it is not the scheme's default (URL.host leaves that out).
@@ -4154,65 +4729,67 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
   };
   if (protocols.length > 0) requestHeaders['Sec-WebSocket-Protocol'] = protocols.join(', ');
   if (compression) requestHeaders['Sec-WebSocket-Extensions'] = formatDeflateOffer(compression);
-  const secure = target.protocol === 'wss:';
   const path = target.pathname + target.search;
-  const host = target.hostname.replace(/^\[|\]$/g, '');
   const request = node.http.request({
-    ...(secure ? options.tls : {}),
-    host,
-    port: target.port || (secure ? 443 : 80),
     path,
     method: 'GET',
     headers: requestHeaders,
-    // A socket of its own, with no Agent (creating one per connection is costly).
-    createConnection: (connectOptions: object) => secure
-      ? node.tls.connect({ servername: node.net.isIP(host) ? undefined : host, ...connectOptions })
-      : node.net.connect(connectOptions),
-    auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined,
+    createConnection: () => {
+      // Dialled already; a tunnel's socket was paused after the proxy's answer: it reads
+      // again once node:http listens (it does so a tick later).
+      defer(() => socket.resume());
+      return socket;
+    },
+    auth: credentials(target, 'the URL')?.join(':'),
   });
   const requestInfo: RequestInfo = {
     method: 'GET',
     url: path,
     headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
   };
-  return new Promise<WebSocket>((resolve, reject) => {
-    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  return new Promise((resolve, reject) => {
     let settled = false;
+    const settle = () => {
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+    };
     const fail = (error: unknown) => {
       if (settled) return;
-      settled = true;
-      cleanup();
+      settle();
       request.destroy();
+      socket.destroy();
       reject(error);
     };
-    const timer = timeout > 0 ? startTimer(timeout, () => fail(new WebSocketError(1006, `handshake timed out after ${timeout} ms`))) : null;
-    const onAbort = () => fail(options.signal?.reason);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const cleanup = () => {
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-    };
+    const onAbort = () => fail(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
     request.on('error', (cause: Error) => {
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
-      fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
+      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     });
     request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
-      fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
+      const location = responseHeaders['location'];
+      if (REDIRECTS.has(status) && location !== undefined && !settled) {
+        settle();
+        request.destroy();
+        socket.destroy();
+        return resolve({ status, headers: responseHeaders, location });
+      }
+      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
         status,
         headers: responseHeaders,
       }));
     });
-    request.on('upgrade', (response: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => {
+    request.on('upgrade', (response: NodeIncomingMessage, upgraded: NodeSocket, head: Uint8Array) => {
       if (settled) {
-        socket.destroy();
+        upgraded.destroy();
         return;
       }
-      settled = true;
-      cleanup();
+      settle();
       const responseHeaders = lowerCaseHeaders(response.headers);
       let protocol: string;
       let agreed: DeflateParameters | null;
@@ -4222,19 +4799,19 @@ async function connect(url: string | URL, options: ClientOptions = {}): Promise<
         agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
       } catch (error) {
         if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101 refused by the client: ${(error as Error).message}`);
-        socket.destroy();
+        upgraded.destroy();
         return reject(error);
       }
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
+      const link = new ProtocolLink(new SocketTransport(upgraded, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
-        url: withoutCredentials(target),
+        url: at.shown,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
         extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
-        remoteAddress: socket.remoteAddress,
+        remoteAddress: upgraded.remoteAddress,
       }, options));
     });
     if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `→ GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
@@ -4509,9 +5086,11 @@ function runHandler<T>(
 }
 
 interface ServerControls {
+  /** As given to listen(): an address, or `unix:/path/to.sock`. */
   readonly host: string;
+  /** The port bound (0 on a unix socket). */
   readonly port: number;
-  /** `ws://host:port` (or `wss://`). */
+  /** `ws://host:port` (or `wss://`); `ws+unix:/path/to.sock` on a unix socket. */
   readonly url: string;
   /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
   close(): Promise<void>;
@@ -4581,25 +5160,83 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   const tracker = trackConnections(options);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1; // one more, to see "too many"
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
-  await new Promise<void>((resolve, reject) => {
+  const scheme = options.tls ? 'wss' : 'ws';
+  let closing: Promise<void> | undefined;
+  const closeServer = () => (closing ??= shutdown(httpServer, tracker));
+  const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };
+  if (host.startsWith('unix:')) {
+    const path = host.slice('unix:'.length);
+    await listenOnSocketFile(node, httpServer, path);
+    reportServerErrors(httpServer, options);
+    // The path as a ws+unix: URL holds it: %, ?, # and : escaped (connect() decodes them).
+    return { host, port: 0, url: `${scheme}+unix:${path.replace(/[%?#:]/g, encodeURIComponent)}`, ...controls };
+  }
+  await bindServer(httpServer, { port, host, ...(options.reusePort ? { reusePort: true } : {}) });
+  reportServerErrors(httpServer, options);
+  const address = httpServer.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return { host, port: boundPort, url: `${scheme}://${urlHost}:${boundPort}`, ...controls };
+}
+
+function bindServer(httpServer: NodeHttpServer, where: { port: number; host: string; reusePort?: boolean } | { path: string }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen({ port, host, ...(options.reusePort ? { reusePort: true } : {}) }, () => {
+    httpServer.listen(where, () => {
       httpServer.off('error', reject);
       resolve();
     });
   });
-  const address = httpServer.address();
-  const boundPort = typeof address === 'object' && address ? address.port : port;
-  const urlHost = host.includes(':') ? `[${host}]` : host;
-  let closing: Promise<void> | undefined;
-  const closeServer = () => (closing ??= shutdown(httpServer, tracker));
-  return {
-    host,
-    port: boundPort,
-    url: `${options.tls ? 'wss' : 'ws'}://${urlHost}:${boundPort}`,
-    close: closeServer,
-    [ASYNC_DISPOSE]: closeServer,
-  };
+}
+
+/** Once listening, the server's own errors (an accept that fails: EMFILE, ENFILE, …) go to onError, never crash the process. */
+function reportServerErrors(httpServer: NodeHttpServer, options: ServerOptions): void {
+  httpServer.on('error', (error: unknown) => reportError(options, error));
+}
+
+/** Unix socket paths this process listens on, or is binding: a second listen() on one is EADDRINUSE. */
+const socketPathsInUse = new Set<string>();
+
+/**
+ * Listens on a unix domain socket. A socket file that refuses connections (left by a process
+ * that died) is replaced; one where a server answers (or that we may not connect to) is
+ * EADDRINUSE, and a file that is not a socket is never removed. Node removes the file on
+ * close(). An abstract socket (a path starting with NUL, Linux) has no file.
+ */
+async function listenOnSocketFile(node: NodeModules, httpServer: NodeHttpServer, path: string): Promise<void> {
+  checkSocketPath(path);
+  if (socketPathsInUse.has(path)) throw Object.assign(new Error(`listen EADDRINUSE: this process already listens on ${path}`), { code: 'EADDRINUSE' });
+  socketPathsInUse.add(path);
+  httpServer.once('close', () => socketPathsInUse.delete(path));
+  try {
+    await bindOrReplaceStale(node, httpServer, path);
+  } catch (error) {
+    socketPathsInUse.delete(path);
+    throw error;
+  }
+}
+
+async function bindOrReplaceStale(node: NodeModules, httpServer: NodeHttpServer, path: string): Promise<void> {
+  try {
+    return await bindServer(httpServer, { path });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'EADDRINUSE' || path.startsWith('\0')) throw error;
+    if (!node.fs.lstatSync(path, { throwIfNoEntry: false })?.isSocket()) throw new Error(`cannot listen on ${path}: it exists and is not a socket`, { cause: error });
+    const refused = await connected(node.net.connect({ path }), 'connect', new AbortController().signal).then(
+      (probe) => (probe.destroy(), false),
+      (probeError: unknown) => (probeError as { code?: unknown }).code === 'ECONNREFUSED',
+    );
+    if (!refused) throw error;
+    node.fs.unlinkSync(path);
+  }
+  await bindServer(httpServer, { path });
+}
+
+/** A unix socket path must fit in sockaddr_un (108 bytes on Linux, 104 elsewhere, with its NUL): Node would cut it short. */
+function checkSocketPath(path: string): void {
+  const limit = nodeProcess?.platform === 'linux' ? 107 : 103;
+  if (!path) throw new TypeError('a unix socket path may not be empty');
+  if (utf8Length(path) > limit) throw new TypeError(`a unix socket path may be at most ${limit} bytes here; ${JSON.stringify(path.slice(0, 40))}… is ${utf8Length(path)}`);
 }
 
 /** SO_REUSEPORT, as Node offers it (net.Server#listen's reusePort): never a silent fallback to an ordinary bind. */
@@ -5067,6 +5704,7 @@ function wrap(native: NativeWebSocket, options: ConnectionOptions = {}): WebSock
 function connectNative(target: URL, protocols: string[], options: ClientOptions): Promise<WebSocket> {
   if (options.headers) return Promise.reject(new TypeError('headers cannot be set in a browser: its WebSocket API has no way to send them'));
   if (options.tls) return Promise.reject(new TypeError('tls options are Node-only: a browser uses its own certificate store'));
+  if (options.socketPath || target.protocol.endsWith('+unix:')) return Promise.reject(new TypeError('unix domain sockets are Node-only: a browser cannot reach one'));
   const { WebSocket: NativeConstructor, WebSocketStream: StreamConstructor } = globalThis as {
     WebSocket?: new (url: string, protocols: string[]) => NativeWebSocket;
     WebSocketStream?: new (url: string, options: { protocols: string[] }) => NativeWebSocketStream;
@@ -5077,11 +5715,12 @@ function connectNative(target: URL, protocols: string[], options: ClientOptions)
   const native = StreamConstructor ? new StreamSocket(new StreamConstructor(target.href, { protocols })) : new (NativeConstructor as NonNullable<typeof NativeConstructor>)(target.href, protocols);
   return new Promise((resolve, reject) => {
     let settled = false;
+    const deadline = handshakeDeadline(options);
     const settle = (error: unknown) => {
       if (settled) return;
       settled = true;
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      deadline.clear();
+      deadline.signal.removeEventListener('abort', onAbort);
       if (error) {
         native.close();
         reject(error);
@@ -5090,10 +5729,8 @@ function connectNative(target: URL, protocols: string[], options: ClientOptions)
         resolve(wrap(native, options));
       }
     };
-    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
-    const timer = timeout > 0 ? startTimer(timeout, () => settle(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
-    const onAbort = () => settle(options.signal?.reason);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const onAbort = () => settle(deadline.signal.reason);
+    deadline.signal.addEventListener('abort', onAbort, { once: true });
     native.addEventListener('open', () => settle(null));
     // A browser does not say why a handshake failed (no status, no headers).
     native.addEventListener('close', ({ code = CloseCode.ABNORMAL_CLOSURE, reason = '' }) => settle(new WebSocketError(code, reason || 'connection failed')));

@@ -186,6 +186,20 @@ interface ClientOptions extends ConnectionOptions {
     signal?: AbortSignal | undefined;
     /** TLS options for `wss://` (Node only). */
     tls?: ClientTlsOptions | undefined;
+    /**
+     * The proxy to go through (Node only): an `http:`, `https:`, `socks5:` or `socks5h:` URL, with
+     * credentials if it needs them; `false` for none. Default: the environment's (`https_proxy`,
+     * `http_proxy`, `all_proxy`, `no_proxy`), never for loopback.
+     */
+    proxy?: string | URL | false | undefined;
+    /** TLS options for an `https:` proxy (Node only). */
+    proxyTls?: ClientTlsOptions | undefined;
+    /** A unix domain socket to connect to instead of the URL's host (Node only); the URL gives the Host header and the request target. */
+    socketPath?: string | undefined;
+    /** Follow a 301, 302, 303, 307 or 308 answer to the handshake (Node only). Default false, as browsers never do. */
+    followRedirects?: boolean | undefined;
+    /** Most redirects followed. Default 10. */
+    maxRedirects?: number | undefined;
 }
 /** The handshake request: method, request target and headers (names in lower case). */
 interface RequestInfo {
@@ -607,10 +621,11 @@ interface UpgradeRequest {
     readonly rawHeaders: readonly string[];
 }
 /**
- * Opens a client connection and resolves with the WebSocket once the handshake is done.
- * Rejects with a `WebSocketError` (code 1006, with `status` and `headers` when the server
- * answered) if the handshake fails or times out, and with the signal's reason if `signal`
- * aborts it.
+ * Opens a client connection and resolves with the WebSocket once the handshake is done:
+ * dial (TCP, TLS, a unix socket, a proxy's tunnel), then the RFC 6455 handshake, following
+ * redirects if asked. Rejects with a `WebSocketError` (code 1006, with `status` and `headers`
+ * when the server or the proxy answered) if the handshake fails or times out, and with the
+ * signal's reason if `signal` aborts it.
  *
  * @example
  * const ws = await connect('ws://127.0.0.1:8080', { protocols: ['chat'] })
@@ -683,9 +698,11 @@ interface ReconnectOptions extends ClientOptions {
  */
 declare function reconnect(url: string | URL, options?: ReconnectOptions): AsyncIterableIterator<WebSocket>;
 interface ServerControls {
+    /** As given to listen(): an address, or `unix:/path/to.sock`. */
     readonly host: string;
+    /** The port bound (0 on a unix socket). */
     readonly port: number;
-    /** `ws://host:port` (or `wss://`). */
+    /** `ws://host:port` (or `wss://`); `ws+unix:/path/to.sock` on a unix socket. */
     readonly url: string;
     /** Stops accepting, closes every connection with 1001 and resolves when they are gone. */
     close(): Promise<void>;

@@ -751,7 +751,7 @@ function readNumbers(defaults, options, minimum = {}) {
     const value = options[key];
     if (value === void 0) continue;
     const least = minimum[key] ?? 0;
-    if (typeof value !== "number" || !(value >= least)) throw new RangeError(`option ${key} must be a number \u2265 ${least}, got ${String(value)}`);
+    if (typeof value !== "number" || !(value >= least)) throw new RangeError(`option ${key} must be a number \u2265 ${least}, got ${typeof value === "string" ? JSON.stringify(value) : String(value)}`);
     read[key] = value;
   }
   return read;
@@ -934,10 +934,9 @@ class WebSocket {
   #stream = null;
   /** The rest of an abandoned stream's message is being dropped. */
   #discarding = false;
-  /** The link waits to start a message until #stream is finished or someone asks (see #startMessage). */
+  /** The link waits to start a message until #stream is finished, and one macrotask more (#settling; see #startMessage). */
   #linkWaiting = false;
-  /** The last message went to a stream: the next waits at its start until someone asks for it. */
-  #streamsNext = false;
+  #settling = false;
   /** What streams tell this socket, made on first use. */
   #streamOwner = null;
   static {
@@ -1101,28 +1100,17 @@ class WebSocket {
       finished: (stream, rest) => this.#streamFinished(stream, rest)
     };
   }
-  /**
-   * A data message starts at the link: it goes to a stream first in line, or waits while a
-   * stream is being read. After a stream it also waits until someone asks for it, as a stream
-   * or whole: an application reading stream after stream may do some work in between.
-   */
+  /** A data message starts at the link: it goes to a stream first in line, or waits while a stream is being read. */
   #startMessage() {
-    if (this.#stream || this.#streamsNext && !this.#waiter) {
+    if (this.#stream || this.#settling) {
       this.#linkWaiting = true;
       return "wait";
     }
     const stream = this.#waiter?.stream;
-    this.#streamsNext = stream !== void 0;
     if (!stream) return "whole";
     this.#nextWaiter();
     this.#stream = stream;
     return "stream";
-  }
-  /** The link waited for a stream or for someone to ask: it asks again, one macrotask later. */
-  #letLinkProceed() {
-    if (!this.#linkWaiting || this.#stream) return;
-    this.#linkWaiting = false;
-    defer(() => this.#link.proceed());
   }
   #piece(data, last) {
     if (this.#discarding) {
@@ -1134,7 +1122,8 @@ class WebSocket {
   }
   #streamFinished(stream, rest) {
     if (this.#stream !== stream) {
-      for (const waiter of this.#waiters()) if (waiter.stream === stream) this.#removeWaiter(waiter);
+      const waiter = this.#waiter?.stream === stream ? this.#waiter : this.#moreWaiters?.find((other) => other.stream === stream);
+      if (waiter) this.#removeWaiter(waiter);
       return;
     }
     this.#stream = null;
@@ -1142,7 +1131,13 @@ class WebSocket {
     while (!this.#stream && this.#waiter && this.#hasQueued()) this.#giveTo(this.#nextWaiter(), this.#dequeue());
     if (!this.#stream && this.#error && !this.#hasQueued()) this.#onEnded(this.#error);
     this.#resumeIfRoom();
-    this.#letLinkProceed();
+    this.#settling = true;
+    defer(() => {
+      this.#settling = false;
+      if (this.#stream || !this.#linkWaiting) return;
+      this.#linkWaiting = false;
+      this.#link.proceed();
+    });
   }
   #hasQueued() {
     return this.#queue !== null && this.#queueHead < this.#queue.length;
@@ -1151,12 +1146,12 @@ class WebSocket {
   #giveTo(waiter, message) {
     if (!waiter.stream) return waiter.resolve(waiter.iterator ? { value: message, done: false } : message);
     this.#stream = waiter.stream;
-    pushPiece(waiter.stream, message, true);
+    const owned = typeof message === "string" || message.byteLength === message.buffer.byteLength ? message : message.slice();
+    pushPiece(waiter.stream, owned, true);
   }
   #line(waiter) {
     if (!this.#waiter) this.#waiter = waiter;
     else (this.#moreWaiters ??= []).push(waiter);
-    this.#letLinkProceed();
   }
   /** receive(), or an iterator's next() when `iterator` is given. */
   #wait(iterator, signal) {
@@ -1293,7 +1288,8 @@ class WebSocket {
   }
   #onEnded(error) {
     this.#error ??= error;
-    if (this.#stream) failStream(this.#stream, new WebSocketError(error.code, `the connection ended before the message did${error.reason ? ` (${error.reason})` : ""}`, { cause: error }));
+    const cut = isOk(error) ? CloseCode.ABNORMAL_CLOSURE : error.code;
+    if (this.#stream) failStream(this.#stream, new WebSocketError(cut, `the connection ended (${error.code}${error.reason ? ` ${error.reason}` : ""}) before the message did`, { cause: error }));
     if (this.#stream && this.#hasQueued()) return;
     const quiet2 = this.#endsQuietly(this.#error);
     for (let waiter = this.#nextWaiter(); waiter; waiter = this.#nextWaiter()) settleEnded(waiter, this.#error, quiet2);
@@ -1381,7 +1377,8 @@ class ProtocolLink {
   /** A streamed compressed message: compressed pieces waiting for the inflater, and whether its end is among them. */
   #inflateInput = null;
   #inflateEnd = false;
-  /** The inflater of a streamed message, waiting for room in the receive buffer. */
+  /** The inflater of a streamed message, waiting for room in the receive buffer: the promise, and what resolves it. */
+  #room = null;
   #onRoom = null;
   // Sending: async iterables and compressed messages hold the message lock; later sends wait behind them.
   #sequencer = null;
@@ -1566,8 +1563,10 @@ class ProtocolLink {
   proceed() {
     const header = this.#waitingHeader;
     if (!header || this.#state === State.CLOSED) return;
-    if (this.#closing) this.#messageDropped = this.#dropData = true;
-    else if (!this.#chooseMode()) return;
+    if (this.#closing) {
+      this.#messageStreamed = false;
+      if (this.#queueFull) this.#messageDropped = this.#dropData = true;
+    } else if (!this.#chooseMode()) return;
     this.#waitingHeader = null;
     const ended = this.#waitingFrameEnded;
     this.#waitingFrameEnded = false;
@@ -1763,19 +1762,22 @@ class ProtocolLink {
     this.#inflateInput = null;
     this.#inflateEnd = false;
     this.#compression.decompress(input, end, (chunk) => this.#inflateOutput(chunk)).then(
-      () => {
-        if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
-        if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
-        try {
-          if (end) this.#endStream();
-          this.#endInflating();
-          this.#parser.release();
-        } catch (caught) {
-          this.#onParseError(caught);
-        }
-      },
+      // A run can end with the buffer full (its last output filled it): nothing more is
+      // inflated, nor parsed, until there is room, or zlib would hold a slot for a reader.
+      () => (this.#room ?? RESOLVED).then(() => this.#afterInflateRun(end)),
       (error) => this.#onInflateError(error)
     );
+  }
+  #afterInflateRun(end) {
+    if (this.#discardInput || this.#state === State.CLOSED) return this.#endInflating();
+    if (this.#inflateInput || this.#inflateEnd) return this.#runInflate();
+    try {
+      if (end) this.#endStream();
+      this.#endInflating();
+      this.#parser.release();
+    } catch (caught) {
+      this.#onParseError(caught);
+    }
   }
   /** Output of a streamed message's inflater; a promise while it must wait for room. */
   #inflateOutput(chunk) {
@@ -1786,11 +1788,12 @@ class ProtocolLink {
     }
     this.#emitPiece(chunk, false);
     if (!this.#queueFull || this.#closing) return void 0;
-    return new Promise((resolve) => this.#onRoom = resolve);
+    return this.#room = new Promise((resolve) => this.#onRoom = resolve);
   }
   #wakeInflater() {
     const wake = this.#onRoom;
     this.#onRoom = null;
+    this.#room = null;
     wake?.();
   }
   /**
@@ -2533,6 +2536,8 @@ function loadBuiltins() {
     net: load("net"),
     tls: load("tls"),
     zlib: load("zlib"),
+    dns: load("dns"),
+    fs: load("fs"),
     sha1Base64: (text) => crypto.createHash("sha1").update(text).digest("base64"),
     allocateFrame: (size) => Buffer.allocUnsafe(size),
     allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
@@ -2716,6 +2721,7 @@ class ZlibCompression {
           this.#inflater = null;
           throw error;
         }
+        inflater.resume();
       }
       if (end && (inflater.readableEnded || this.#resetInflater)) this.#closeInflater();
     });
@@ -2848,6 +2854,316 @@ function lowerCaseHeaders(raw) {
   }
   return headers;
 }
+const PROXY_PORTS = { "http:": 80, "https:": 443, "socks5:": 1080, "socks5h:": 1080 };
+const MAX_PROXY_ANSWER = 16 * KiB;
+async function dial(node, target, proxy, tls, proxyTls, signal) {
+  const stream = target.socketPath !== null ? await connected(node.net.connect({ path: target.socketPath }), "connect", signal) : proxy ? await dialProxy(node, target, proxy, proxyTls, signal) : await connected(node.net.connect({ host: target.host, port: target.port }), "connect", signal);
+  return target.secure ? startTls(node, stream, target.host, tls, signal) : stream;
+}
+function startTls(node, socket, host, tls, signal) {
+  const servername = node.net.isIP(host) ? void 0 : host;
+  return connected(node.tls.connect({ servername, ...tls, socket }), "secureConnect", signal, socket);
+}
+function connected(socket, event, signal, under) {
+  return new Promise((resolve, reject) => {
+    const fail = (error) => {
+      cleanup();
+      socket.destroy();
+      under?.destroy();
+      reject(error);
+    };
+    const onError = (error) => fail(error);
+    const onClose = () => fail(new Error("the connection closed"));
+    const onAbort = () => fail(signal.reason);
+    const onDone = () => {
+      cleanup();
+      resolve(socket);
+    };
+    const cleanup = () => {
+      socket.off(event, onDone);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      signal.removeEventListener("abort", onAbort);
+    };
+    if (signal.aborted) return fail(signal.reason);
+    socket.on(event, onDone);
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+function readAnswer(socket, signal, what, complete, limit = MAX_PROXY_ANSWER) {
+  return new Promise((resolve, reject) => {
+    let bytes = new Uint8Array(0);
+    const finish = (error, answer) => {
+      socket.pause();
+      socket.off("data", onData);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      signal.removeEventListener("abort", onAbort);
+      if (error === null) return resolve(answer);
+      socket.destroy();
+      reject(error);
+    };
+    const onData = (chunk) => {
+      bytes = concatBytes([bytes, chunk]);
+      let size;
+      try {
+        size = complete(bytes);
+      } catch (error) {
+        return finish(error);
+      }
+      if (size > 0) {
+        finish(null, bytes.subarray(0, size));
+        if (size < bytes.length) socket.unshift(bytes.subarray(size));
+        return;
+      }
+      if (bytes.length > limit) finish(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what}: answer longer than ${limit} bytes`));
+    };
+    const onError = (cause) => finish(cause);
+    const onClose = () => finish(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what}: the connection closed before the answer`));
+    const onAbort = () => finish(signal.reason);
+    if (signal.aborted) return onAbort();
+    if (socket.destroyed) return onClose();
+    socket.on("data", onData);
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    signal.addEventListener("abort", onAbort, { once: true });
+    socket.resume();
+  });
+}
+function authority(host, port) {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+function credentials(url, what) {
+  if (!url.username && !url.password) return null;
+  try {
+    return [decodeURIComponent(url.username), decodeURIComponent(url.password)];
+  } catch {
+    throw new TypeError(`the user name or password in ${what} is not valid percent-encoding (write % as %25)`);
+  }
+}
+async function dialProxy(node, target, proxy, proxyTls, signal) {
+  const { url } = proxy;
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(url.port) || PROXY_PORTS[url.protocol];
+  let socket;
+  try {
+    socket = await connected(node.net.connect({ host, port }), "connect", signal);
+    if (url.protocol === "https:") socket = await startTls(node, socket, host, proxyTls, signal);
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `could not reach the proxy ${proxy.shown}: ${cause.message}`, { cause });
+  }
+  const quiet2 = () => {
+  };
+  socket.on("error", quiet2);
+  try {
+    return url.protocol === "http:" || url.protocol === "https:" ? await httpTunnel(socket, target, proxy, signal) : await socks5Tunnel(node, socket, target, proxy, signal);
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  } finally {
+    socket.off("error", quiet2);
+  }
+}
+async function httpTunnel(socket, target, proxy, signal) {
+  const to = authority(target.host, target.port);
+  const { login } = proxy;
+  const lines = [`CONNECT ${to} HTTP/1.1`, `Host: ${to}`];
+  if (login) lines.push(`Proxy-Authorization: Basic ${base64(textEncoder.encode(`${login[0]}:${login[1]}`))}`);
+  socket.write(`${lines.join("\r\n")}\r
+\r
+`);
+  const what = `the proxy ${proxy.shown}`;
+  const answer = await readAnswer(socket, signal, what, (bytes) => {
+    const end = indexOfBlankLine(bytes);
+    return end < 0 ? 0 : end + 4;
+  });
+  const [statusLine = "", ...headerLines] = latin1(answer).split("\r\n");
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+  if (status >= 200 && status < 300) return socket;
+  socket.destroy();
+  const headers = {};
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const said = status ? `HTTP ${statusLine.slice(9).trim()}` : `not HTTP: ${JSON.stringify(statusLine.slice(0, 40))}`;
+  throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} refused the tunnel to ${to}: ${said}`, { status, headers });
+}
+function indexOfBlankLine(bytes) {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
+  }
+  return -1;
+}
+function latin1(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+  return text;
+}
+const SOCKS5_REPLIES = [
+  "succeeded",
+  "general SOCKS server failure",
+  "connection not allowed by ruleset",
+  "network unreachable",
+  "host unreachable",
+  "connection refused",
+  "TTL expired",
+  "command not supported",
+  "address type not supported"
+];
+async function socks5Tunnel(node, socket, target, proxy, signal) {
+  const what = `the SOCKS5 proxy ${proxy.shown}`;
+  const fail = (reason) => {
+    socket.destroy();
+    return new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} ${reason}`);
+  };
+  const { login } = proxy;
+  socket.write(Uint8Array.of(5, 1, login ? 2 : 0));
+  const choice = await readAnswer(socket, signal, what, (bytes) => bytes.length >= 2 ? 2 : 0);
+  if (choice[0] !== 5) throw fail("is not a SOCKS5 server");
+  if (choice[1] !== (login ? 2 : 0)) throw fail(login ? "does not accept username/password authentication" : "requires authentication (give the user name and password in the proxy URL)");
+  if (login) {
+    const [user, password] = login.map((part) => textEncoder.encode(part));
+    if (user.length === 0 || user.length > 255 || password.length > 255) throw fail("needs a user name of 1 to 255 bytes and a password of at most 255");
+    socket.write(concatBytes([Uint8Array.of(1, user.length), user, Uint8Array.of(password.length), password]));
+    const verdict = await readAnswer(socket, signal, what, (bytes) => bytes.length >= 2 ? 2 : 0);
+    if (verdict[0] !== 1 || verdict[1] !== 0) throw fail("refused the user name and password");
+  }
+  const address = proxy.url.protocol === "socks5h:" ? target.host : await resolveHost(node, target.host, signal);
+  socket.write(concatBytes([Uint8Array.of(5, 1, 0), socksAddress(node, address), Uint8Array.of(target.port >> 8, target.port & 255)]));
+  const reply = await readAnswer(socket, signal, what, (bytes) => socksReplyLength(bytes, what));
+  if (reply[1] !== 0) throw fail(`could not connect to ${authority(target.host, target.port)}: ${SOCKS5_REPLIES[reply[1]] ?? `reply code ${reply[1]}`}`);
+  return socket;
+}
+function socksAddress(node, host) {
+  const kind = node.net.isIP(host);
+  if (kind === 4) return Uint8Array.of(1, ...host.split(".").map(Number));
+  if (kind === 6) {
+    const value = ipValue(host);
+    const bytes = new Uint8Array(17);
+    bytes[0] = 4;
+    for (let i = 0; i < 16; i++) bytes[16 - i] = Number(value >> BigInt(8 * i) & 0xffn);
+    return bytes;
+  }
+  const name = textEncoder.encode(host);
+  if (name.length > 255) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, "a host name over 255 bytes cannot go through SOCKS5");
+  return concatBytes([Uint8Array.of(3, name.length), name]);
+}
+function socksReplyLength(bytes, what) {
+  if (bytes.length < 2) return 0;
+  if (bytes[0] !== 5) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} sent a malformed reply`);
+  if (bytes[1] !== 0) return bytes.length;
+  if (bytes.length < 5) return 0;
+  const kind = bytes[3];
+  const size = 6 + (kind === 1 ? 4 : kind === 4 ? 16 : kind === 3 ? 1 + bytes[4] : 0);
+  if (size === 6) throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `${what} sent a malformed reply`);
+  return bytes.length >= size ? size : 0;
+}
+function resolveHost(node, host, signal) {
+  if (node.net.isIP(host)) return Promise.resolve(host);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    node.dns.lookup(host, {}, (error, address) => {
+      signal.removeEventListener("abort", onAbort);
+      if (error) reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `could not resolve ${host}: ${error.message}`, { cause: error }));
+      else resolve(address);
+    });
+  });
+}
+function chooseProxy(option, target) {
+  if (option === false || target.socketPath !== null) return null;
+  if (option !== void 0) return parseProxy(option, "the proxy option");
+  const found = proxyFromEnvironment(target);
+  return found ? parseProxy(found.value, `the environment variable ${found.name}`) : null;
+}
+function parseProxy(value, what) {
+  let url;
+  try {
+    url = new URL(typeof value === "string" && !value.includes("://") ? `http://${value}` : value);
+  } catch {
+    throw new TypeError(`${what} must be a proxy URL: http://, https://, socks5:// or socks5h://, host and port`);
+  }
+  if (!(url.protocol in PROXY_PORTS)) throw new TypeError(`${what}: a proxy URL must start with http:, https:, socks5: or socks5h:, got ${url.protocol}`);
+  return { url, shown: `${url.protocol}//${url.host}`, login: credentials(url, what) };
+}
+function proxyFromEnvironment(target) {
+  if (isLoopback(target.host)) return null;
+  const found = environment(target.secure ? "https_proxy" : "http_proxy") ?? environment("all_proxy");
+  if (!found || bypassesProxy(environment("no_proxy")?.value ?? "", target.host, target.port)) return null;
+  return found;
+}
+function environment(name) {
+  const env = nodeProcess?.env ?? {};
+  for (const each of [name, name.toUpperCase()]) if (env[each]) return { name: each, value: env[each] };
+  return null;
+}
+function isLoopback(host) {
+  const name = host.toLowerCase().replace(/\.$/, "");
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  const value = ipValue(name);
+  if (value === null) return false;
+  return name.includes(":") ? value === 1n || value >> 24n === 0xffff7fn : value >> 24n === 127n;
+}
+function bypassesProxy(list, host, port) {
+  const name = host.toLowerCase().replace(/\.$/, "");
+  const address = ipValue(name);
+  return list.split(/[\s,]+/).some((raw) => {
+    let entry = raw.toLowerCase();
+    if (entry === "*") return true;
+    const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry);
+    const hostPort = bracketed ? null : /^([^:]+):(\d+)$/.exec(entry);
+    const entryPort = bracketed?.[2] ?? hostPort?.[2];
+    entry = bracketed?.[1] ?? hostPort?.[1] ?? entry;
+    entry = entry.replace(/\.$/, "");
+    if (!entry || entryPort !== void 0 && Number(entryPort) !== port) return false;
+    const slash = entry.indexOf("/");
+    const bits = entry.slice(slash + 1);
+    if (slash >= 0) return /^\d{1,3}$/.test(bits) && inRange(address, name.includes(":"), entry.slice(0, slash), Number(bits));
+    const value = ipValue(entry);
+    if (value !== null) return value === address && entry.includes(":") === name.includes(":");
+    const domain = entry.replace(/^\*?\./, "");
+    return name === domain || name.endsWith(`.${domain}`);
+  });
+}
+function inRange(address, v6, network, bits) {
+  const base = ipValue(network);
+  const width = network.includes(":") ? 128 : 32;
+  if (address === null || base === null || v6 !== (width === 128) || !(bits >= 0 && bits <= width)) return false;
+  const shift = BigInt(width - bits);
+  return base >> shift === address >> shift;
+}
+function ipValue(text) {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  if (v4) {
+    const parts = v4.slice(1).map(Number);
+    return parts.some((part) => part > 255) ? null : parts.reduce((value2, part) => value2 << 8n | BigInt(part), 0n);
+  }
+  if (!text.includes(":")) return null;
+  let groups = text;
+  const embedded = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (embedded) {
+    const four = ipValue(embedded[1]);
+    if (four === null) return null;
+    groups = `${text.slice(0, -embedded[1].length)}${(four >> 16n).toString(16)}:${(four & 0xffffn).toString(16)}`;
+  }
+  const halves = groups.split("::");
+  if (halves.length > 2) return null;
+  const split = (half) => half ? half.split(":") : [];
+  const head = split(halves[0]);
+  const tail = halves.length === 2 ? split(halves[1]) : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
+  let value = 0n;
+  for (const group of [...head, ...Array(halves.length === 2 ? missing : 0).fill("0"), ...tail]) {
+    if (!/^[0-9a-f]{1,4}$/i.test(group)) return null;
+    value = value << 16n | BigInt(`0x${group}`);
+  }
+  return value;
+}
 function withoutCredentials(url) {
   if (!url.username && !url.password) return url.href;
   const shown = new URL(url.href);
@@ -2859,19 +3175,112 @@ function parseUrl(url) {
   const parsed = new URL(url);
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
   if (parsed.protocol === "https:") parsed.protocol = "wss:";
-  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") throw new TypeError(`a WebSocket URL must start with ws: or wss:, got ${parsed.protocol}`);
+  if (!["ws:", "wss:", "ws+unix:", "wss+unix:"].includes(parsed.protocol)) throw new TypeError(`a WebSocket URL must start with ws:, wss: or ws+unix:, got ${parsed.protocol}`);
   if (parsed.hash) throw new TypeError("a WebSocket URL may not have a #fragment");
   return parsed;
+}
+function destination(url, socketPath) {
+  if (socketPath !== void 0) checkSocketPath(socketPath);
+  if (!url.protocol.endsWith("+unix:")) return { url, socketPath: socketPath ?? null, shown: withoutCredentials(url) };
+  const colon = url.pathname.indexOf(":");
+  let path;
+  try {
+    path = decodeURIComponent(colon < 0 ? url.pathname : url.pathname.slice(0, colon));
+  } catch {
+    throw new TypeError("the socket path of a ws+unix: URL is not valid percent-encoding (write % as %25)");
+  }
+  const request = colon < 0 ? "/" : url.pathname.slice(colon + 1).replace(/^(?!\/)/, "/");
+  if (!path) throw new TypeError("a ws+unix: URL names its socket: ws+unix:/path/to.sock:/request-path");
+  checkSocketPath(path);
+  const http = new URL(`${url.protocol === "wss+unix:" ? "wss" : "ws"}://localhost${request}${url.search}`);
+  return { url: http, socketPath: path, shown: url.href };
+}
+const REDIRECTS = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
+function handshakeDeadline(options) {
+  const deadline = new AbortController();
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  const timer = timeout > 0 ? startTimer(timeout, () => deadline.abort(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
+  const onAbort = () => deadline.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: deadline.signal,
+    clear: () => {
+      if (timer) clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  };
 }
 async function connect(url, options = {}) {
   const target = parseUrl(url);
   const protocols = normalizeProtocols(options.protocols);
   if (!isNode) return connectNative(target, protocols, options);
-  const headers = checkClientHeaders(options.headers);
+  let headers = checkClientHeaders(options.headers);
   resolveOptions(options);
+  const { maxRedirects } = readNumbers({ maxRedirects: 10 }, options);
+  if (options.proxy) parseProxy(options.proxy, "the proxy option");
+  credentials(target, "the URL");
   const compression = checkCompressionOptions(options.compression);
   options.signal?.throwIfAborted();
-  const node = loadNode();
+  const deadline = handshakeDeadline(options);
+  const attempt = { builtins: loadNode(), protocols, compression, options, signal: deadline.signal };
+  try {
+    let at = destination(target, options.socketPath);
+    const chain = [at.shown];
+    for (; ; ) {
+      const outcome = await connectTo(attempt, at, headers);
+      if (outcome instanceof WebSocket) return outcome;
+      const next = redirected(at, outcome, options);
+      chain.push(next.shown);
+      if (chain.length - 1 > maxRedirects) {
+        const shown = chain.length > 12 ? [...chain.slice(0, 5), `\u2026 ${chain.length - 10} more \u2026`, ...chain.slice(-5)] : chain;
+        throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `too many redirects (more than ${maxRedirects}): ${shown.join(" \u2192 ")}`, { status: outcome.status, headers: outcome.headers });
+      }
+      if (next.url.origin !== at.url.origin || next.socketPath !== at.socketPath) headers = withoutCredentialHeaders(headers);
+      at = next;
+    }
+  } finally {
+    deadline.clear();
+  }
+}
+function redirected(from, redirect, options) {
+  const refused = (why) => new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${redirect.status} to ${redirect.location}${why}`, { status: redirect.status, headers: redirect.headers });
+  if (!options.followRedirects) throw refused(" (followRedirects is off)");
+  let url;
+  try {
+    const location = new URL(redirect.location, from.url);
+    location.hash = "";
+    url = parseUrl(location);
+  } catch (cause) {
+    throw refused(`, which is not a WebSocket URL (${cause.message})`);
+  }
+  if (url.protocol.endsWith("+unix:")) throw refused(": a redirect to a unix socket is refused");
+  if (from.url.protocol === "wss:" && url.protocol !== "wss:") throw refused(": a redirect from wss: to an unencrypted URL is refused");
+  if (from.socketPath !== null && url.origin === from.url.origin) return { url, socketPath: from.socketPath, shown: withoutCredentials(url) };
+  return destination(url, void 0);
+}
+function withoutCredentialHeaders(headers) {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+}
+async function connectTo(attempt, at, headers) {
+  const { builtins: node, options, signal } = attempt;
+  const secure = at.url.protocol === "wss:";
+  const host = at.url.hostname.replace(/^\[|\]$/g, "");
+  const target = { host, port: Number(at.url.port) || (secure ? 443 : 80), socketPath: at.socketPath, secure };
+  const proxy = chooseProxy(options.proxy, target);
+  if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `dial ${at.socketPath !== null ? `unix socket ${at.socketPath}` : proxy ? `through the proxy ${proxy.shown}` : "direct"}`);
+  let socket;
+  try {
+    socket = await dial(node, target, proxy, options.tls, options.proxyTls, signal);
+  } catch (cause) {
+    if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `connection failed: ${signal.aborted ? String(signal.reason?.message ?? signal.reason) : cause.message}`);
+    if (signal.aborted) throw signal.reason;
+    throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause });
+  }
+  return handshake(attempt, at, headers, socket);
+}
+function handshake(attempt, at, headers, socket) {
+  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const target = at.url;
   const key = base64(randomBytes(16));
   const requestHeaders = {
     // RFC 6455 §4.1, RFC 7230 §5.4: the port only when it is not the scheme's default (URL.host leaves that out).
@@ -2884,19 +3293,16 @@ async function connect(url, options = {}) {
   };
   if (protocols.length > 0) requestHeaders["Sec-WebSocket-Protocol"] = protocols.join(", ");
   if (compression) requestHeaders["Sec-WebSocket-Extensions"] = formatDeflateOffer(compression);
-  const secure = target.protocol === "wss:";
   const path = target.pathname + target.search;
-  const host = target.hostname.replace(/^\[|\]$/g, "");
   const request = node.http.request({
-    ...secure ? options.tls : {},
-    host,
-    port: target.port || (secure ? 443 : 80),
     path,
     method: "GET",
     headers: requestHeaders,
-    // A socket of its own, with no Agent (creating one per connection is costly).
-    createConnection: (connectOptions) => secure ? node.tls.connect({ servername: node.net.isIP(host) ? void 0 : host, ...connectOptions }) : node.net.connect(connectOptions),
-    auth: target.username ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : void 0
+    createConnection: () => {
+      defer(() => socket.resume());
+      return socket;
+    },
+    auth: credentials(target, "the URL")?.join(":")
   });
   const requestInfo = {
     method: "GET",
@@ -2904,43 +3310,48 @@ async function connect(url, options = {}) {
     headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value]))
   };
   return new Promise((resolve, reject) => {
-    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
     let settled = false;
+    const settle = () => {
+      settled = true;
+      signal.removeEventListener("abort", onAbort);
+    };
     const fail = (error) => {
       if (settled) return;
-      settled = true;
-      cleanup();
+      settle();
       request.destroy();
+      socket.destroy();
       reject(error);
     };
-    const timer = timeout > 0 ? startTimer(timeout, () => fail(new WebSocketError(1006, `handshake timed out after ${timeout} ms`))) : null;
-    const onAbort = () => fail(options.signal?.reason);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    const cleanup = () => {
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-    };
+    const onAbort = () => fail(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
     request.on("error", (cause) => {
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
-      fail(new WebSocketError(1006, `connection failed: ${cause.message}`, { cause }));
+      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     });
     request.on("response", (response) => {
       const status = response.statusCode ?? 0;
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 HTTP ${status}: refused`);
       const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
-      fail(new WebSocketError(1006, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
+      const location = responseHeaders["location"];
+      if (REDIRECTS.has(status) && location !== void 0 && !settled) {
+        settle();
+        request.destroy();
+        socket.destroy();
+        return resolve({ status, headers: responseHeaders, location });
+      }
+      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
         status,
         headers: responseHeaders
       }));
     });
-    request.on("upgrade", (response, socket, head) => {
+    request.on("upgrade", (response, upgraded, head) => {
       if (settled) {
-        socket.destroy();
+        upgraded.destroy();
         return;
       }
-      settled = true;
-      cleanup();
+      settle();
       const responseHeaders = lowerCaseHeaders(response.headers);
       let protocol;
       let agreed;
@@ -2949,19 +3360,19 @@ async function connect(url, options = {}) {
         agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
       } catch (error) {
         if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101 refused by the client: ${error.message}`);
-        socket.destroy();
+        upgraded.destroy();
         return reject(error);
       }
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
       const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new SocketTransport(socket, head, node), true, options, deflate);
+      const link = new ProtocolLink(new SocketTransport(upgraded, head, node), true, options, deflate);
       resolve(new WebSocket(link, {
-        url: withoutCredentials(target),
+        url: at.shown,
         request: requestInfo,
         response: { status: response.statusCode ?? 101, headers: responseHeaders },
         protocol,
         extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
-        remoteAddress: socket.remoteAddress
+        remoteAddress: upgraded.remoteAddress
       }, options));
     });
     if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2192 GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
@@ -3162,25 +3573,67 @@ async function listen(host, port, handler, options = {}) {
   const tracker = trackConnections(options);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1;
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
-  await new Promise((resolve, reject) => {
+  const scheme = options.tls ? "wss" : "ws";
+  let closing;
+  const closeServer = () => closing ??= shutdown(httpServer, tracker);
+  const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };
+  if (host.startsWith("unix:")) {
+    const path = host.slice("unix:".length);
+    await listenOnSocketFile(node, httpServer, path);
+    reportServerErrors(httpServer, options);
+    return { host, port: 0, url: `${scheme}+unix:${path.replace(/[%?#:]/g, encodeURIComponent)}`, ...controls };
+  }
+  await bindServer(httpServer, { port, host, ...options.reusePort ? { reusePort: true } : {} });
+  reportServerErrors(httpServer, options);
+  const address = httpServer.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  return { host, port: boundPort, url: `${scheme}://${urlHost}:${boundPort}`, ...controls };
+}
+function bindServer(httpServer, where) {
+  return new Promise((resolve, reject) => {
     httpServer.once("error", reject);
-    httpServer.listen({ port, host, ...options.reusePort ? { reusePort: true } : {} }, () => {
+    httpServer.listen(where, () => {
       httpServer.off("error", reject);
       resolve();
     });
   });
-  const address = httpServer.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
-  const urlHost = host.includes(":") ? `[${host}]` : host;
-  let closing;
-  const closeServer = () => closing ??= shutdown(httpServer, tracker);
-  return {
-    host,
-    port: boundPort,
-    url: `${options.tls ? "wss" : "ws"}://${urlHost}:${boundPort}`,
-    close: closeServer,
-    [ASYNC_DISPOSE]: closeServer
-  };
+}
+function reportServerErrors(httpServer, options) {
+  httpServer.on("error", (error) => reportError(options, error));
+}
+const socketPathsInUse = /* @__PURE__ */ new Set();
+async function listenOnSocketFile(node, httpServer, path) {
+  checkSocketPath(path);
+  if (socketPathsInUse.has(path)) throw Object.assign(new Error(`listen EADDRINUSE: this process already listens on ${path}`), { code: "EADDRINUSE" });
+  socketPathsInUse.add(path);
+  httpServer.once("close", () => socketPathsInUse.delete(path));
+  try {
+    await bindOrReplaceStale(node, httpServer, path);
+  } catch (error) {
+    socketPathsInUse.delete(path);
+    throw error;
+  }
+}
+async function bindOrReplaceStale(node, httpServer, path) {
+  try {
+    return await bindServer(httpServer, { path });
+  } catch (error) {
+    if (error.code !== "EADDRINUSE" || path.startsWith("\0")) throw error;
+    if (!node.fs.lstatSync(path, { throwIfNoEntry: false })?.isSocket()) throw new Error(`cannot listen on ${path}: it exists and is not a socket`, { cause: error });
+    const refused = await connected(node.net.connect({ path }), "connect", new AbortController().signal).then(
+      (probe) => (probe.destroy(), false),
+      (probeError) => probeError.code === "ECONNREFUSED"
+    );
+    if (!refused) throw error;
+    node.fs.unlinkSync(path);
+  }
+  await bindServer(httpServer, { path });
+}
+function checkSocketPath(path) {
+  const limit = nodeProcess?.platform === "linux" ? 107 : 103;
+  if (!path) throw new TypeError("a unix socket path may not be empty");
+  if (utf8Length(path) > limit) throw new TypeError(`a unix socket path may be at most ${limit} bytes here; ${JSON.stringify(path.slice(0, 40))}\u2026 is ${utf8Length(path)}`);
 }
 function checkReusePort() {
   const version = nodeProcess?.versions.node ?? "";
@@ -3503,17 +3956,19 @@ function wrap(native, options = {}) {
 function connectNative(target, protocols, options) {
   if (options.headers) return Promise.reject(new TypeError("headers cannot be set in a browser: its WebSocket API has no way to send them"));
   if (options.tls) return Promise.reject(new TypeError("tls options are Node-only: a browser uses its own certificate store"));
+  if (options.socketPath || target.protocol.endsWith("+unix:")) return Promise.reject(new TypeError("unix domain sockets are Node-only: a browser cannot reach one"));
   const { WebSocket: NativeConstructor, WebSocketStream: StreamConstructor } = globalThis;
   if (!NativeConstructor && !StreamConstructor) return Promise.reject(new Error("this runtime has neither Node built-ins nor a WebSocket"));
   options.signal?.throwIfAborted();
   const native = StreamConstructor ? new StreamSocket(new StreamConstructor(target.href, { protocols })) : new NativeConstructor(target.href, protocols);
   return new Promise((resolve, reject) => {
     let settled = false;
+    const deadline = handshakeDeadline(options);
     const settle = (error) => {
       if (settled) return;
       settled = true;
-      if (timer) clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
+      deadline.clear();
+      deadline.signal.removeEventListener("abort", onAbort);
       if (error) {
         native.close();
         reject(error);
@@ -3521,10 +3976,8 @@ function connectNative(target, protocols, options) {
         resolve(wrap(native, options));
       }
     };
-    const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
-    const timer = timeout > 0 ? startTimer(timeout, () => settle(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake timed out after ${timeout} ms`))) : null;
-    const onAbort = () => settle(options.signal?.reason);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const onAbort = () => settle(deadline.signal.reason);
+    deadline.signal.addEventListener("abort", onAbort, { once: true });
     native.addEventListener("open", () => settle(null));
     native.addEventListener("close", ({ code = CloseCode.ABNORMAL_CLOSURE, reason = "" }) => settle(new WebSocketError(code, reason || "connection failed")));
   });

@@ -45,7 +45,7 @@ const SCENARIO_MS = 120_000;
 /** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
 const needsChromium = chromiumMissing();
 /** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). */
-const BUNDLE_BUDGET = { minified: 64 * 1024, gzipped: 23 * 1024 };
+const BUNDLE_BUDGET = { minified: 80 * 1024, gzipped: 28 * 1024 };
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 

@@ -45,3 +45,20 @@ export const REDIS_SERVER: SystemPeer = {
   install: 'apt-get install -y redis-server',
   present: () => spawnSync('redis-server', ['--version'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
 };
+
+/** Whether `command` is on the PATH. */
+const onPath = (command: string): boolean => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore', timeout: 10_000 }).status === 0;
+
+/** Debian's tinyproxy, the HTTP CONNECT proxy of test/proxies.test.ts. */
+export const TINYPROXY: SystemPeer = {
+  name: 'tinyproxy',
+  install: 'apt-get install -y tinyproxy',
+  present: () => onPath('tinyproxy'),
+};
+
+/** Debian's microsocks, the SOCKS5 proxy of test/proxies.test.ts. */
+export const MICROSOCKS: SystemPeer = {
+  name: 'microsocks',
+  install: 'apt-get install -y microsocks',
+  present: () => onPath('microsocks'),
+};

@@ -4,10 +4,12 @@
 // next receive() waits for the stream, abandoning drops the rest, the end of the connection
 // mid-message is an error, an unread stream stops the sender, and the limits that still apply.
 import { test } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { constants as zlibConstants, createDeflateRaw } from 'node:zlib';
 import assert from 'node:assert/strict';
-import { connect, listen, pair, WebSocketError } from '../websockets.ts';
+import { connect, isOk, listen, pair, WebSocketError } from '../websockets.ts';
 import type { Data, MessageStream, WebSocket } from '../websockets.ts';
-import { rawServer, sleep, within, wireFrame, WireOp } from './support.ts';
+import { closeFramePayload, rawServer, sleep, within, wireFrame, WireOp } from './support.ts';
 import type { RawPeer } from './support.ts';
 
 const MiB = 1024 * 1024;
@@ -188,12 +190,17 @@ test('the next receive() waits until the stream is read to its end, and gets the
 test('stream after stream: each large message goes to the next receiveStream(), none is buffered whole', async () => {
   const [client, server] = pair({ maxMessageSize: MiB });
   const sending = (async () => {
-    for (let i = 0; i < 5; i++) await client.send(repeated(patterned.subarray(0, MiB / 2), 8)); // 4 MiB each, above maxMessageSize
+    for (let i = 0; i < 10; i++) await client.send(repeated(patterned.subarray(0, MiB / 2), 8)); // 4 MiB each, above maxMessageSize
   })();
-  for (let i = 0; i < 5; i++) {
-    const { bytes } = await readAll(server.receiveStream());
-    assert.equal(bytes, 4 * MiB, `message ${i}`);
-    await sleep(2); // the reader does something between messages
+  // Asking for the next one as soon as this one ends.
+  for (let i = 0; i < 5; i++) assert.equal((await readAll(server.receiveStream())).bytes, 4 * MiB, `message ${i}`);
+  // Asking for the next one before reading this one: then the reader may do work in between.
+  let next = server.receiveStream();
+  for (let i = 5; i < 10; i++) {
+    const stream = next;
+    if (i < 9) next = server.receiveStream();
+    assert.equal((await readAll(stream)).bytes, 4 * MiB, `message ${i}`);
+    await sleep(2);
   }
   await sending;
   await client.close();
@@ -312,4 +319,109 @@ test('streams and iteration share one line: messages keep their order whoever ta
   taken.push(await received);
   for await (const message of server) taken.push(message);
   assert.deepEqual(taken.map((m) => (typeof m === 'string' ? m : m[0])), [0, 'text 1', 2, 'text 3', 4, 'text 5']);
+});
+
+// ── found by an outside review of receiveStream() (each failed before its fix) ──────────────
+
+/** One compressed BINARY message as frames, one fragment per block, each block deflated with a sync flush (as a peer streaming it would). */
+async function deflatedFragments(blocks: Uint8Array[]): Promise<Buffer> {
+  const deflater = createDeflateRaw();
+  const fragments: Buffer[] = [];
+  for (const block of blocks) {
+    deflater.write(block);
+    await new Promise<void>((resolve) => deflater.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve()));
+    const out: Buffer[] = [];
+    for (let chunk: Buffer | null; (chunk = deflater.read() as Buffer | null);) out.push(chunk);
+    fragments.push(Buffer.concat(out));
+  }
+  deflater.close();
+  const last = fragments.length - 1;
+  fragments[last] = (fragments[last] as Buffer).subarray(0, -4); // RFC 7692 §7.2.1: without 00 00 ff ff
+  return Buffer.concat(fragments.map((payload, i) => wireFrame(i === 0 ? WireOp.BINARY : WireOp.CONTINUATION, payload, { fin: i === last, rsv1: i === 0 })));
+}
+
+test('review 1: stalled readers of compressed streams hold no zlib slot: other connections still inflate and deflate', { timeout: 30_000 }, async () => {
+  const big = await deflatedFragments(Array.from({ length: 300 }, () => randomBytes(4096)));
+  const small = await deflatedFragments([new Uint8Array(4096).fill(1)]);
+  const server = await rawServer((peer) => void sleep(100).then(() => peer.write(/probe/.test(peer.head) ? small : big)), {
+    responseHeaders: () => ['Sec-WebSocket-Extensions: permessage-deflate'],
+  });
+  const options = { compression: true, pingInterval: 0 };
+  try {
+    const stalled = await Promise.all(Array.from({ length: 12 }, () => connect(`${server.url}/big`, options)));
+    const streams = stalled.map((ws) => ws.receiveStream()); // never read
+    await sleep(800);
+    assert.ok(streams.every((stream) => stream.bufferedBytes > 0), 'every stalled stream started');
+    const [a] = pair({ compression: true });
+    assert.equal(await within(a.send('x'.repeat(5_000)).then(() => 'sent'), 3_000), 'sent', 'an unrelated compressed send() goes out');
+    const probe = await connect(`${server.url}/probe`, options);
+    const received = await within(probe.receive(), 3_000);
+    assert.ok(received instanceof Uint8Array && received.length === 4096, 'a compressed message on another connection gets through');
+    for (const stream of streams) await stream.return();
+    await Promise.all([probe, a, ...stalled].map((ws) => ws.close()));
+  } finally {
+    await server.close();
+  }
+});
+
+test('review 2: close() after a streamed message still delivers a message that had arrived', async () => {
+  const [client, server] = pair();
+  await client.send('first');
+  await client.send('second');
+  let first = '';
+  for await (const piece of server.receiveStream()) first += piece;
+  assert.equal(first, 'first');
+  await sleep(20);
+  const closing = server.close(1000, 'bye');
+  assert.equal(await server.receive(), 'second');
+  await closing;
+});
+
+test('review 3: after a streamed message, the peer\'s close is read and echoed (no 1006, no hang)', async () => {
+  const server = await listen('127.0.0.1', 0, async (ws) => {
+    await sleep(100);
+    await ws.send('first');
+    await sleep(50);
+    await ws.send('second'); // arrives after the stream of 'first' was read: it waited for someone to ask
+    await sleep(50);
+    await ws.close(1000, 'bye');
+  }, { pingInterval: 0 });
+  try {
+    const client = await connect(`ws://127.0.0.1:${server.port}`, { pingInterval: 0 });
+    for await (const piece of client.receiveStream()) assert.equal(piece, 'first');
+    assert.deepEqual(await within(client.closed, 3_000), { code: 1000, reason: 'bye' });
+    assert.equal(await client.receive(), 'second');
+  } finally {
+    await server.close();
+  }
+});
+
+test('review 4: a queued BINARY message handed to a stream owns its buffer', async () => {
+  const { peer, client, close } = await rawPair();
+  try {
+    const binary = wireFrame(WireOp.BINARY, new Uint8Array(40_000).fill(0xaa));
+    const text = wireFrame(WireOp.TEXT, 'secret-'.repeat(3000));
+    peer.write(Buffer.concat([binary, text]));
+    await sleep(100);
+    for await (const piece of client.receiveStream()) {
+      assert.ok(piece instanceof Uint8Array);
+      assert.equal(piece.byteLength, piece.buffer.byteLength, 'its ArrayBuffer holds the piece alone');
+    }
+    assert.equal(await client.receive(), 'secret-'.repeat(3000));
+  } finally {
+    await close();
+  }
+});
+
+test('review 5: a message cut short by a normal close is still an abnormal end for the stream (1006, not isOk)', async () => {
+  const { peer, client, close } = await rawPair();
+  try {
+    const stream = client.receiveStream();
+    peer.send(WireOp.BINARY, new Uint8Array(10).fill(1), { fin: false });
+    assert.equal(((await stream.next()).value as Uint8Array).length, 10);
+    peer.send(WireOp.CLOSE, closeFramePayload(1000, 'done'));
+    await assert.rejects(stream.next(), (error: unknown) => error instanceof WebSocketError && error.code === 1006 && !isOk(error) && /ended \(1000 done\) before the message did/.test(error.message));
+  } finally {
+    await close();
+  }
 });

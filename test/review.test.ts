@@ -588,8 +588,8 @@ function defineTests(): void {
   // ── 10 ────────────────────────────────────────────────────────────────────────────────────
   describe('finding 10: spec and interop details', () => {
     test('10a: the client’s Host header leaves the default port out (ws :80, wss :443) and keeps any other', T20, async () => {
-      // No port 80 or 443 is bound: the connections the client opens (net.connect for ws,
-      // tls.connect for wss) are redirected to a raw server on a free loopback port, which
+      // No port 80 or 443 is bound: the connections the client opens (net.connect, with TLS
+      // over it for wss) are redirected to a raw server on a free loopback port, which
       // records the request head and refuses the handshake.
       await withRawServer(() => {}, { respond: () => 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' }, async (server) => {
         const original = { connect: net.connect, createConnection: net.createConnection, tlsConnect: tls.connect };
@@ -598,7 +598,8 @@ function defineTests(): void {
           const mutableTls = tls as unknown as Record<string, unknown>;
           mutableNet.connect = on ? () => (original.createConnection as (port: number, host: string) => net.Socket)(server.port, '127.0.0.1') : original.connect;
           mutableNet.createConnection = on ? mutableNet.connect : original.createConnection;
-          mutableTls.connect = on ? mutableNet.connect : original.tlsConnect; // a plain socket: the raw server reads the request in clear
+          // TLS runs over the dialled socket: here it stays plain, so the raw server reads the request in clear.
+          mutableTls.connect = on ? ({ socket }: { socket: net.Socket }) => (process.nextTick(() => socket.emit('secureConnect')), socket) : original.tlsConnect;
           syncBuiltinESMExports();
         };
         const cases: Array<[string, string]> = [

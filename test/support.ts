@@ -1,6 +1,11 @@
 // Small helpers shared by the test suites (not a test file itself).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { after, before } from 'node:test';
+import { join } from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
 import { listen } from '../websockets.ts';
@@ -649,4 +654,31 @@ export async function freePort(): Promise<number> {
   const { port } = probe.address() as net.AddressInfo;
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   return port;
+}
+
+/**
+ * For a test file or suite: a temporary directory and a self-signed certificate in it, made
+ * before its tests and removed after them (the fields are set once `before` has run).
+ */
+export function temporaryCertificate(prefix: string): { dir: string; key: string; cert: string } {
+  const pem = { dir: '', key: '', cert: '' };
+  before(async () => {
+    pem.dir = await mkdtemp(join(tmpdir(), prefix));
+    Object.assign(pem, await selfSignedCertificate(pem.dir));
+  });
+  after(async () => {
+    if (pem.dir) await rm(pem.dir, { recursive: true, force: true });
+  });
+  return pem;
+}
+
+/** A self-signed certificate for localhost and 127.0.0.1 (openssl, valid one day), made in `dir`: PEM key and certificate. */
+export async function selfSignedCertificate(dir: string): Promise<{ key: string; cert: string }> {
+  const keyFile = join(dir, 'key.pem');
+  const certFile = join(dir, 'cert.pem');
+  await new Promise<void>((resolve, reject) => execFile('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ], { timeout: 30_000 }, (error, _stdout, stderr) => (error ? reject(new Error(`openssl failed: ${stderr}`, { cause: error })) : resolve())));
+  return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };
 }

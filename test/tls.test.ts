@@ -1,30 +1,21 @@
 // wss:// — our server and client over TLS, with a self-signed certificate made at run time
 // (nothing secret is committed), and interop with ws over TLS in both directions.
 
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import WS, { WebSocketServer } from 'ws';
 import { connect, listen, WebSocketError } from '../websockets.ts';
 import type { Data, WebSocket } from '../websockets.ts';
+import { temporaryCertificate } from './support.ts';
 
 const T = { timeout: 20_000 };
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile(command, args, { timeout: 30_000 }, (error, _stdout, stderr) => (error ? reject(new Error(`${command} failed: ${stderr}`, { cause: error })) : resolve())),
-  );
 }
 
 async function echo(ws: WebSocket): Promise<void> {
@@ -60,25 +51,7 @@ function describeError(error: unknown): string {
 }
 
 describe('wss:// with a self-signed certificate', () => {
-  let dir = '';
-  let key = '';
-  let cert = '';
-
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'websockets-tls-'));
-    const keyFile = join(dir, 'key.pem');
-    const certFile = join(dir, 'cert.pem');
-    await run('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ]);
-    key = await readFile(keyFile, 'utf8');
-    cert = await readFile(certFile, 'utf8');
-  });
-
-  after(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const pem = temporaryCertificate('websockets-tls-');
 
   test('our client ↔ our server: messages over wss with the CA', T, async () => {
     const seen: Data[] = [];
@@ -87,11 +60,11 @@ describe('wss:// with a self-signed certificate', () => {
         seen.push(message);
         await ws.send(message);
       }
-    }, { tls: { key, cert } });
+    }, { tls: { key: pem.key, cert: pem.cert } });
     try {
       assert.match(server.url, /^wss:\/\/127\.0\.0\.1:\d+$/);
       assert.equal(server.url, `wss://127.0.0.1:${server.port}`);
-      const ws = await connect(server.url, { tls: { ca: cert } });
+      const ws = await connect(server.url, { tls: { ca: pem.cert } });
       assert.equal(ws.url, `${server.url}/`);
       await ws.send('secret ✓');
       assert.equal(await ws.receive(), 'secret ✓');
@@ -121,7 +94,7 @@ describe('wss:// with a self-signed certificate', () => {
   });
 
   test('without the CA the connection fails with 1006, naming the certificate problem', T, async () => {
-    const server = await listen('127.0.0.1', 0, echo, { tls: { key, cert } });
+    const server = await listen('127.0.0.1', 0, echo, { tls: { key: pem.key, cert: pem.cert } });
     try {
       const error = await expectConnectFailure(connect(server.url));
       const text = describeError(error);
@@ -130,13 +103,13 @@ describe('wss:// with a self-signed certificate', () => {
       assert.equal((error.cause as { code?: unknown }).code, 'DEPTH_ZERO_SELF_SIGNED_CERT');
 
       // The right CA but a name the certificate does not cover also fails, and says so.
-      const mismatch = await expectConnectFailure(connect(server.url, { tls: { ca: cert, servername: 'example.com' } }));
+      const mismatch = await expectConnectFailure(connect(server.url, { tls: { ca: pem.cert, servername: 'example.com' } }));
       const mismatchText = describeError(mismatch);
       assert.match(mismatchText, /altnames|certificate|example\.com/i, mismatchText);
       assert.equal((mismatch.cause as { code?: unknown }).code, 'ERR_TLS_CERT_ALTNAME_INVALID');
 
       // The server survives failed handshakes.
-      const ws = await connect(server.url, { tls: { ca: cert } });
+      const ws = await connect(server.url, { tls: { ca: pem.cert } });
       await ws.send('still up');
       assert.equal(await ws.receive(), 'still up');
       await ws.close();
@@ -146,7 +119,7 @@ describe('wss:// with a self-signed certificate', () => {
   });
 
   test('rejectUnauthorized: false connects without the CA', T, async () => {
-    const server = await listen('127.0.0.1', 0, echo, { tls: { key, cert } });
+    const server = await listen('127.0.0.1', 0, echo, { tls: { key: pem.key, cert: pem.cert } });
     try {
       const ws = await connect(server.url, { tls: { rejectUnauthorized: false } });
       await ws.send('insecure but works');
@@ -159,7 +132,7 @@ describe('wss:// with a self-signed certificate', () => {
   });
 
   test('a plain ws:// client against the wss server fails cleanly with 1006', T, async () => {
-    const server = await listen('127.0.0.1', 0, echo, { tls: { key, cert }, handshakeTimeout: 3_000 });
+    const server = await listen('127.0.0.1', 0, echo, { tls: { key: pem.key, cert: pem.cert }, handshakeTimeout: 3_000 });
     try {
       await expectConnectFailure(connect(server.url.replace('wss:', 'ws:'), { handshakeTimeout: 3_000 }));
     } finally {
@@ -168,8 +141,8 @@ describe('wss:// with a self-signed certificate', () => {
   });
 
   test('Server.close() over TLS closes connections with 1001', T, async () => {
-    const server = await listen('127.0.0.1', 0, echo, { tls: { key, cert } });
-    const ws = await connect(server.url, { tls: { ca: cert } });
+    const server = await listen('127.0.0.1', 0, echo, { tls: { key: pem.key, cert: pem.cert } });
+    const ws = await connect(server.url, { tls: { ca: pem.cert } });
     await ws.send('hi');
     assert.equal(await ws.receive(), 'hi');
     await server.close();
@@ -183,8 +156,8 @@ describe('wss:// with a self-signed certificate', () => {
         seen.push(message);
         await ws.send(message);
       }
-    }, { tls: { key, cert }, protocols: ['p2'] });
-    const client = new WS(server.url, ['p1', 'p2'], { ca: cert });
+    }, { tls: { key: pem.key, cert: pem.cert }, protocols: ['p2'] });
+    const client = new WS(server.url, ['p1', 'p2'], { ca: pem.cert });
     const closed = new Promise<[number, string]>((resolve) => client.once('close', (code, reason) => resolve([code, reason.toString()])));
     try {
       await once(client, 'open');
@@ -211,7 +184,7 @@ describe('wss:// with a self-signed certificate', () => {
   });
 
   test('our client ↔ a ws server on https.createServer', T, async () => {
-    const https = createServer({ key, cert });
+    const https = createServer({ key: pem.key, cert: pem.cert });
     const wss = new WebSocketServer({ server: https });
     const received: Array<[string, boolean]> = [];
     const peerClosed = new Promise<[number, string]>((resolve) =>
@@ -227,7 +200,7 @@ describe('wss:// with a self-signed certificate', () => {
     await once(https, 'listening');
     const url = `wss://127.0.0.1:${(https.address() as AddressInfo).port}`;
     try {
-      const ws = await connect(url, { tls: { ca: cert } });
+      const ws = await connect(url, { tls: { ca: pem.cert } });
       await ws.send('to ws over tls');
       assert.equal(await ws.receive(), 'to ws over tls');
       await ws.send(new Uint8Array([0, 255]));

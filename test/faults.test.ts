@@ -289,18 +289,65 @@ describe('faults through Toxiproxy', { skip: peerMissing(TOXIPROXY), timeout: 24
     }));
   });
 
+  test('latency 200 ± 50 ms each way, closing: both sides close at once (the close frames cross), and a reset in the middle of the closing handshake', { timeout: 30_000 }, async (t) => {
+    const figures: string[] = [];
+    const serverDone = deferred();
+    await withServer({}, async (echo) => toxiproxy.with(echo.server.port, async (proxy) => {
+      for (const stream of ['upstream', 'downstream'] as const) await toxiproxy.add(proxy, { name: `latency_${stream}`, type: 'latency', stream, attributes: { latency: 200, jitter: 50 } });
+      await toxiproxy.add(proxy, { name: 'reset', type: 'reset_peer', stream: 'downstream', toxicity: 0, attributes: { timeout: 0 } });
+      // Crossing close frames: each side gets the other's code.
+      let ws = await connect(proxy.url);
+      let server = await echo.accepted.next();
+      let start = performance.now();
+      const [client, serverSide] = await Promise.all([settle(ws.close(4000, 'client')), settle(server.close(4001, 'server'))]);
+      const crossing = ms(start);
+      assert.ok(client.ok && serverSide.ok, 'both close() calls resolve');
+      assert.deepEqual([ws.closeCode, ws.closeReason], [4001, 'server']);
+      assert.deepEqual([server.closeCode, server.closeReason], [4000, 'client']);
+      assert.ok(crossing <= 5_000, `crossing closes took ${crossing} ms`);
+      figures.push(`crossing close frames: both close() resolved after ${crossing} ms, each side with the other's code (4001 / 4000)`);
+      // The connection reset while our close frame is on its way.
+      ws = await connect(proxy.url);
+      server = await echo.accepted.next();
+      start = performance.now();
+      const closing = settle(ws.close());
+      await toxiproxy.update(proxy, 'reset', { toxicity: 1 });
+      const closed = await within(closing, 5_000);
+      const took = ms(start);
+      assert.ok(closed, 'close() settles');
+      assert.ok(closed.ok, `close() resolves when the connection is reset during the closing handshake (it rejected: ${closed.ok ? '' : String(closed.error)})`);
+      assert.equal(ws.closeCode, 1006, 'the echo was lost in the reset: closeCode 1006');
+      // The server got our close frame before the reset (only the way back is cut): 1000 there.
+      assert.deepEqual(await within(server.closed, 5_000), { code: 1000, reason: '' });
+      figures.push(`a reset that swallows the close echo: close() resolved after ${took} ms, closeCode 1006 (the server, which got the close frame, 1000)`);
+      serverDone.resolve();
+    }), async (ws) => {
+      await serverDone.promise;
+      await ws.closed;
+    });
+    figure(t, `closing under latency: ${figures.join('; ')}`);
+  });
+
   // ── bandwidth ──────────────────────────────────────────────────────────────────────────
 
-  for (const sender of ['client', 'server'] as const) {
-    test(`bandwidth 64 KB/s, the ${sender} sending: send() paces it (bufferedAmount bounded), nothing lost, in order`, { timeout: 60_000 }, async (t) => {
+  for (const [sender, compression] of [['client', false], ['server', false], ['client', true]] as const) {
+    const kind = compression ? ', compression on (incompressible data)' : '';
+    test(`bandwidth 64 KB/s, the ${sender} sending${kind}: send() paces it (bufferedAmount bounded), nothing lost, in order`, { timeout: 60_000 }, async (t) => {
       const SIZE = 16 * KiB;
       const DURATION = 5_000;
       const highWaterMark = 64 * KiB;
       const progress = { sent: 0, received: 0, maxBuffered: 0, waited: 0, pendingSince: 0 };
       let stopSending = false;
+      /** Message `seq`: its number, then pseudo-random bytes from it (deflate cannot shrink them). */
       const message = (seq: number) => {
         const out = new Uint8Array(SIZE);
-        out.fill(seq & 0xff);
+        let x = seq * 2_654_435_761 + 1;
+        for (let j = 4; j < SIZE; j++) {
+          x ^= x << 13;
+          x ^= x >>> 17;
+          x ^= x << 5;
+          out[j] = x & 0xff;
+        }
         new DataView(out.buffer).setUint32(0, seq);
         return out;
       };
@@ -319,14 +366,15 @@ describe('faults through Toxiproxy', { skip: peerMissing(TOXIPROXY), timeout: 24
           assert.ok(data instanceof Uint8Array && data.length === SIZE, 'a 16 KiB message');
           const seq = new DataView(data.buffer, data.byteOffset).getUint32(0);
           if (seq !== progress.received) assert.fail(`message ${seq} arrived where ${progress.received} was due`);
-          if (data[SIZE - 1] !== (seq & 0xff)) assert.fail(`message ${seq} damaged`);
+          if (Buffer.compare(data, message(seq)) !== 0) assert.fail(`message ${seq} damaged`);
           progress.received++;
         }
       };
       const serverDone = deferred();
-      await withServer({ highWaterMark }, async (echo) => toxiproxy.with(echo.server.port, async (proxy) => {
+      await withServer({ highWaterMark, compression }, async (echo) => toxiproxy.with(echo.server.port, async (proxy) => {
         await toxiproxy.add(proxy, { name: 'bandwidth', type: 'bandwidth', stream: sender === 'client' ? 'upstream' : 'downstream', attributes: { rate: 64 } });
-        const ws = await connect(proxy.url, { highWaterMark });
+        const ws = await connect(proxy.url, { highWaterMark, compression });
+        assert.equal(/permessage-deflate/.test(ws.extensions), compression);
         const start = performance.now();
         const sending = sender === 'client' ? pace(ws) : null;
         const receiving = sender === 'client' ? null : count(ws);
@@ -353,12 +401,12 @@ describe('faults through Toxiproxy', { skip: peerMissing(TOXIPROXY), timeout: 24
         await within(ws.closed, 5_000);
         const closing = ms(closeStart);
         assert.equal(ws.closeCode, 1000);
-        assert.ok(progress.maxBuffered <= highWaterMark + SIZE + 14, `bufferedAmount after send() resolved: at most ${progress.maxBuffered} B (highWaterMark ${highWaterMark} + one message)`);
+        assert.ok(progress.maxBuffered <= highWaterMark + SIZE + 256, `bufferedAmount after send() resolved: at most ${progress.maxBuffered} B (highWaterMark ${highWaterMark} + one message)`);
         assert.ok(waited > DURATION / 2, `send() made the sender wait (${Math.round(waited)} ms of ${DURATION})`);
         assert.ok(secondHalf <= 1048576, `send() let ${secondHalf} B go in the second half of the run (the pipe carries about ${64_000 * DURATION / 2_000} B)`);
         assert.ok(inFlight < 16 * 1048576, `in flight beyond the sender (kernel buffers, the proxy) ${inFlight} B`);
         assert.ok(rate < 64_000 * 1.6, `throughput ${Math.round(rate)} B/s through a 64 KB/s pipe`);
-        figure(t, `bandwidth 64 KB/s, ${sender} sending 16 KiB messages for ${DURATION / 1_000} s: throughput ${(rate / 1000).toFixed(1)} KB/s; send() blocked ${Math.min(100, Math.round((100 * waited) / elapsed))} % of the time; bufferedAmount ≤ ${progress.maxBuffered} B (highWaterMark ${highWaterMark}); ${progress.sent} sent, ${(secondHalf / 1024).toFixed(0)} KiB of them in the second half, ${(inFlight / 1048576).toFixed(2)} MiB in kernel buffers and the proxy at the stop; all ${progress.sent} delivered in order (${drain} ms after the toxic was removed); close ${closing} ms`);
+        figure(t, `bandwidth 64 KB/s, ${sender} sending 16 KiB messages${kind} for ${DURATION / 1_000} s: throughput ${(rate / 1000).toFixed(1)} KB/s; send() blocked ${Math.min(100, Math.round((100 * waited) / elapsed))} % of the time; bufferedAmount ≤ ${progress.maxBuffered} B (highWaterMark ${highWaterMark}); ${progress.sent} sent, ${(secondHalf / 1024).toFixed(0)} KiB of them in the second half, ${(inFlight / 1048576).toFixed(2)} MiB in kernel buffers and the proxy at the stop; all ${progress.sent} delivered in order (${drain} ms after the toxic was removed); close ${closing} ms`);
       }), async (ws) => {
         if (sender === 'client') return count(ws);
         await pace(ws);
@@ -479,6 +527,89 @@ describe('faults through Toxiproxy', { skip: peerMissing(TOXIPROXY), timeout: 24
       assert.ok(clientEnd <= bound + SLACK, `our client noticed after ${clientEnd} ms`);
     }));
     figure(t, `black hole, ws on the other side: our server ended after ${serverEnd} ms, our client after ${clientEnd} ms (bound ${bound} ms)`);
+  });
+
+  test('black hole mid-connection, with a send() held by backpressure, a close() in the hole, and a receive queue full: each ends, bounded', { timeout: 30_000 }, async (t) => {
+    const keepalive = { pingInterval: 500, pingTimeout: 500, closeTimeout: 1_000 };
+    const bound = keepalive.pingInterval + keepalive.pingTimeout;
+    const figures: string[] = [];
+    const serverDone = deferred();
+    // Keepalive on the client only: the server's would end its side, and the proxy would pass the end on.
+    await withServer({ closeTimeout: keepalive.closeTimeout }, async (echo) => {
+      // The timeout toxic reads and drops what comes, so the sender never feels it; an hour of
+      // latency holds what comes instead, so buffers fill and TCP pushes back, as on a dead route.
+      const hole = async (proxy: Proxy, type: 'timeout' | 'latency') => {
+        for (const stream of ['upstream', 'downstream'] as const) {
+          await toxiproxy.add(proxy, type === 'timeout' ? { name: `hole_${stream}`, type, stream, attributes: { timeout: 0 } } : { name: `hole_${stream}`, type, stream, attributes: { latency: 3_600_000 } });
+        }
+      };
+      // 1. A send() that waits for the buffer to drain, when the link stalls. (This proxy is
+      // left as it is: toxiproxy cannot take away a latency toxic whose data has nowhere to go.)
+      const stalled = await toxiproxy.proxy(echo.server.port);
+      let ws = await connect(stalled.url, keepalive);
+      await hole(stalled, 'latency');
+      let start = performance.now();
+      let big = 0;
+      let held: Promise<Settled<void>> | null = null;
+      for (let i = 0; i < 200 && held === null; i++) {
+        const sending = ws.send(bytes(i, 1048576));
+        big++;
+        const first = await Promise.race([sending.then(() => 'resolved', () => 'rejected'), sleep(300).then(() => 'held')]);
+        if (first === 'held') held = settle(sending);
+      }
+      assert.ok(held, 'a send() was held by backpressure');
+      const sent = await within(held, bound + SLACK + 1_000);
+      assert.ok(sent && !sent.ok, 'the held send() rejects when keepalive gives up');
+      const sendCode = codeOf(sent.error, 'the held send()');
+      assert.ok([1006, 1011].includes(sendCode), `held send() rejected with ${sendCode}`);
+      assert.ok(await within(ws.closed, 2_000));
+      figures.push(`a send() held by backpressure on a stalled link (after ${big} MiB went in) rejected with ${sendCode} after ${ms(start)} ms`);
+      await toxiproxy.with(echo.server.port, async (proxy) => {
+        // 2. close() into the hole: resolves at closeTimeout (no close answer comes).
+        ws = await connect(proxy.url, { ...keepalive, pingInterval: 0 });
+        await hole(proxy, 'timeout');
+        start = performance.now();
+        await ws.close();
+        const closing = ms(start);
+        assert.equal(ws.closeCode, 1006);
+        assert.ok(closing >= keepalive.closeTimeout - 50 && closing <= keepalive.closeTimeout + SLACK, `close() into a black hole took ${closing} ms`);
+        figures.push(`close() into the hole resolved after ${closing} ms (closeTimeout ${keepalive.closeTimeout}), closeCode 1006`);
+      });
+      await toxiproxy.with(echo.server.port, async (proxy) => {
+        // 3. A client whose receive queue is full: keepalive's pong deadline waits while it does
+        // not read (as documented); once the application reads again, the dead link is found.
+        ws = await connect(proxy.url, { ...keepalive, maxQueuedMessages: 4 });
+        const server = (await eventually(() => echo.accepted.items.length >= 3, 5_000)) ? echo.accepted.items[2] : assert.fail('the third connection');
+        for (let i = 0; i < 3; i++) await server.send(`queued ${i}`);
+        for (let i = 0; i < 20; i++) void server.send(`more ${i}`).catch(() => {});
+        await sleep(200);
+        await hole(proxy, 'timeout');
+        start = performance.now();
+        await sleep(bound + 500);
+        const stillOpen = ws.closeCode === undefined;
+        const resumed = performance.now();
+        let read = 0;
+        let ended: unknown = null;
+        try {
+          for (;;) {
+            await ws.receive();
+            read++;
+          }
+        } catch (error) {
+          ended = error;
+        }
+        const afterResume = ms(resumed);
+        const endCode = codeOf(ended, 'receive() after the queue drained');
+        assert.ok([1006, 1011].includes(endCode));
+        assert.ok(afterResume <= bound + SLACK, `after reading resumed, the dead link was found in ${afterResume} ms`);
+        figures.push(`a client with a full receive queue (maxQueuedMessages 4): ${stillOpen ? 'still open' : `closed ${ws.closeCode}`} ${bound + 500} ms into the hole while not reading; once it read again (${read} messages), it ended with ${endCode} after ${afterResume} ms`);
+      });
+      serverDone.resolve();
+    }, async (ws) => {
+      await serverDone.promise;
+      await ws.closed;
+    });
+    figure(t, `black hole, harder cases: ${figures.join('; ')}`);
   });
 
   // ── reset mid-frame ────────────────────────────────────────────────────────────────────

@@ -1262,7 +1262,8 @@ class WebSocket {
   }
   /**
    * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
-   * Without `data`, a unique 4-byte payload is used.
+   * Without `data`, a unique 4-byte payload is used. The pong is read after what the peer sent
+   * before it: while the receive queue is full and nothing is read, it waits.
    *
    * @example
    * console.log(`rtt ${await ws.ping()} ms`)

@@ -530,7 +530,8 @@ declare class WebSocket implements AsyncIterable<Data> {
     send(message: Outgoing): Promise<void>;
     /**
      * Sends a ping and resolves with the round-trip time in milliseconds when its pong arrives.
-     * Without `data`, a unique 4-byte payload is used.
+     * Without `data`, a unique 4-byte payload is used. The pong is read after what the peer sent
+     * before it: while the receive queue is full and nothing is read, it waits.
      *
      * @example
      * console.log(`rtt ${await ws.ping()} ms`)

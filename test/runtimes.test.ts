@@ -15,7 +15,6 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-cli
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
 import { findRoot } from './chromium.ts';
+import { startChild as start } from './support.ts';
 
 /** A first run downloads the runtime from the npm registry. */
 const RUN_MS = 180_000;
@@ -97,82 +97,6 @@ try {
   process.exit(1);
 }
 `;
-}
-
-interface Child {
-  /** Resolves with the first stdout line that starts with `prefix` (its rest). */
-  line(prefix: string, ms: number): Promise<string>;
-  exit: Promise<number | null>;
-  output(): string;
-  kill(): void;
-}
-
-function start(argv: string[], cwd: string): Child {
-  const [command, ...args] = argv;
-  assert.ok(command);
-  // Its own process group: npx starts the runtime as a grandchild, and a kill must reach it.
-  const child = spawn(command, args, {
-    cwd,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', NO_COLOR: '1' },
-  });
-  let stdout = '';
-  let stderr = '';
-  const watchers = new Set<() => void>();
-  child.stdout.setEncoding('utf8').on('data', (text: string) => {
-    stdout += text;
-    for (const watcher of watchers) watcher();
-  });
-  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  const exit = new Promise<number | null>((resolve) => {
-    child.once('error', (error) => {
-      stderr += `\nspawn failed: ${error.message}`;
-      resolve(null);
-    });
-    child.once('close', (code) => resolve(code));
-  });
-  const output = () => `$ ${argv.join(' ')}\nstdout:\n${stdout.slice(-4000)}\nstderr:\n${stderr.slice(-4000)}`;
-  return {
-    exit,
-    output,
-    kill: () => {
-      if (child.pid === undefined) return;
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group is gone already
-      }
-    },
-    line(prefix, ms) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = stdout.split('\n').find((text) => text.startsWith(prefix));
-          if (found === undefined) return false;
-          done();
-          resolve(found.slice(prefix.length));
-          return true;
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`no "${prefix}" line within ${ms} ms\n${output()}`));
-        }, ms);
-        const done = () => {
-          clearTimeout(timer);
-          watchers.delete(watch);
-        };
-        const watch = () => void check();
-        if (check()) return;
-        watchers.add(watch);
-        void exit.then(() => {
-          if (!check()) {
-            done();
-            reject(new Error(`exited without a "${prefix}" line\n${output()}`));
-          }
-        });
-      });
-    },
-  };
 }
 
 interface ClientRun {

@@ -1,6 +1,6 @@
 // Small helpers shared by the test suites (not a test file itself).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -645,6 +645,92 @@ export async function withTestServer(
     for (const peer of peers) peer.destroy();
     await (settings.closeWithin === undefined ? server.close() : within(server.close(), settings.closeWithin));
   }
+}
+
+// ── Child processes (peers and runtimes started for a test) ───────────────────────────────
+
+/** A child process started by `startChild`, its stdout watched line by line. */
+export interface Child {
+  /** Resolves with the first stdout line that starts with `prefix` (its rest). */
+  line(prefix: string, ms: number): Promise<string>;
+  exit: Promise<number | null>;
+  output(): string;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+  kill(): void;
+}
+
+/**
+ * Starts `argv` in `cwd` in its own process group (npx starts a runtime as a grandchild, and
+ * `kill()` must reach it), stdout and stderr collected; `line(prefix)` waits for a stdout line.
+ */
+export function startChild(argv: string[], cwd: string): Child {
+  const [command, ...args] = argv;
+  assert.ok(command);
+  // Its own process group: npx starts the runtime as a grandchild, and a kill must reach it.
+  const child = spawn(command, args, {
+    cwd,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false', NO_COLOR: '1' },
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers = new Set<() => void>();
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
+    for (const watcher of watchers) watcher();
+  });
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const exit = new Promise<number | null>((resolve) => {
+    child.once('error', (error) => {
+      stderr += `\nspawn failed: ${error.message}`;
+      resolve(null);
+    });
+    child.once('close', (code) => resolve(code));
+  });
+  const output = () => `$ ${argv.join(' ')}\nstdout:\n${stdout.slice(-4000)}\nstderr:\n${stderr.slice(-4000)}`;
+  return {
+    exit,
+    output,
+    stderr: () => stderr,
+    kill: () => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // the group is gone already
+      }
+    },
+    line(prefix, ms) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = stdout.split('\n').find((text) => text.startsWith(prefix));
+          if (found === undefined) return false;
+          done();
+          resolve(found.slice(prefix.length));
+          return true;
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`no "${prefix}" line within ${ms} ms\n${output()}`));
+        }, ms);
+        const done = () => {
+          clearTimeout(timer);
+          watchers.delete(watch);
+        };
+        const watch = () => void check();
+        if (check()) return;
+        watchers.add(watch);
+        void exit.then(() => {
+          if (!check()) {
+            done();
+            reject(new Error(`exited without a "${prefix}" line\n${output()}`));
+          }
+        });
+      });
+    },
+  };
 }
 
 /** A port nobody listens on (bound, then let go). */

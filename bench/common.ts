@@ -14,8 +14,12 @@ import { fileURLToPath } from 'node:url';
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 
-/** Which library a process runs: websockets.ts, the `ws` package, or raw node:net (no WebSocket at all). */
-export type Impl = 'ours' | 'ws' | 'net';
+/**
+ * Which library a process runs: websockets.ts, the `ws` package, uWebSockets.js (servers
+ * only), raw node:net (no WebSocket at all), or the lean load-generating client (clients
+ * only: bench/lean.ts).
+ */
+export type Impl = 'ours' | 'ws' | 'uws' | 'net' | 'lean';
 
 /** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
 export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns';
@@ -66,6 +70,8 @@ export interface ProcessConfig {
   scenario: Scenario;
   /** the server's port (clients only) */
   port: number;
+  /** the server's implementation (clients only): the lean client skips the handshake and framing expectations against node:net */
+  peer?: Impl;
   params: Params;
 }
 
@@ -111,6 +117,70 @@ export type ToChild =
 
 /** The text a client sends on one connection to make the hub broadcast. */
 export const BROADCAST_COMMAND = 'broadcast';
+
+// ── uWebSockets.js (an optional dev dependency) ─────────────────────────────────────────
+
+/** The npm package that ships prebuilt uWebSockets.js binaries (Node 16, 18 and 20 ABIs). */
+export const UWS_PACKAGE = '@trufflesuite/uws-js-unofficial';
+
+/** The part of a uWebSockets.js WebSocket the benchmark uses. */
+export interface UwsSocket {
+  /** 1: sent, 0: sent with backpressure, 2: dropped (over maxBackpressure) */
+  send(message: ArrayBuffer | Uint8Array | string, isBinary?: boolean, compress?: boolean): number;
+  getBufferedAmount(): number;
+  subscribe(topic: string): boolean;
+}
+
+/** The part of uWebSockets.js's WebSocketBehavior the benchmark uses. */
+export interface UwsBehavior {
+  maxPayloadLength?: number;
+  idleTimeout?: number;
+  maxBackpressure?: number;
+  compression?: number;
+  sendPingsAutomatically?: boolean;
+  open?: (ws: UwsSocket) => void;
+  message?: (ws: UwsSocket, message: ArrayBuffer, isBinary: boolean) => void;
+  drain?: (ws: UwsSocket) => void;
+  close?: (ws: UwsSocket, code: number, message: ArrayBuffer) => void;
+}
+
+export interface UwsApp {
+  ws(pattern: string, behavior: UwsBehavior): UwsApp;
+  listen(host: string, port: number, callback: (listenSocket: unknown) => void): UwsApp;
+  publish(topic: string, message: ArrayBuffer | Uint8Array | string, isBinary?: boolean, compress?: boolean): boolean;
+}
+
+export interface Uws {
+  App(): UwsApp;
+  us_socket_local_port(listenSocket: unknown): number;
+}
+
+/**
+ * Loads uWebSockets.js's native binary itself: the package's own entry point falls back,
+ * with only a warning, to a JavaScript implementation built on `ws` where its binary does not
+ * load (e.g. Node 22), and that must never be measured as uWS.
+ */
+export function loadUws(): { uws: Uws; version: string } | { error: string } {
+  const require = createRequire(import.meta.url);
+  let dir: string;
+  let version: string;
+  try {
+    const manifest = require.resolve(`${UWS_PACKAGE}/package.json`);
+    dir = dirname(manifest);
+    version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+  } catch {
+    return { error: `${UWS_PACKAGE} is not installed` };
+  }
+  const binary = resolve(dir, 'binaries', `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
+  try {
+    const loaded: unknown = require(binary);
+    if (!loaded || typeof Reflect.get(loaded, 'App') !== 'function') return { error: `${basename(binary)} has no App()` };
+    return { uws: loaded as Uws, version };
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    return { error: `no binary for Node ${process.version} (ABI ${process.versions.modules}, ${process.platform}-${process.arch}) in ${UWS_PACKAGE} ${version}: ${message}` };
+  }
+}
 
 // ── the IPC channel ──────────────────────────────────────────────────────────────────────
 

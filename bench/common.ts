@@ -22,7 +22,7 @@ export const MiB = 1024 * KiB;
 export type Impl = 'ours' | 'ws' | 'uws' | 'net' | 'lean';
 
 /** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
-export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns';
+export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress';
 
 /** What the server does in each scenario. */
 export type ServerMode = 'echo' | 'sink' | 'source' | 'hub';
@@ -33,6 +33,7 @@ export const SERVER_MODE: Readonly<Record<Scenario, ServerMode>> = {
   'stream-up': 'sink', // count what the client streams (the server is the receiver)
   'stream-down': 'source', // stream to the client (the client is the receiver)
   conns: 'hub', // echo, and broadcast to every connection on command
+  compress: 'echo', // echo, permessage-deflate on at both ends
 };
 
 /** Sizes, counts and durations: the same for every variant of a run. */
@@ -58,6 +59,9 @@ export interface Params {
   broadcastSize: number;
   broadcastWarmupRounds: number;
   broadcastRounds: number;
+  /** scenario compress: JSON-like TEXT message size (bytes) and messages in flight, permessage-deflate on */
+  compressSize: number;
+  compressInFlight: number;
   /** senders that have no promise-based backpressure (ws, node:net) keep this much buffered at most */
   highWaterMark: number;
   /** codec microbenchmarks: time per measurement */
@@ -224,6 +228,33 @@ export function textPayload(size: number): string {
   let text = '';
   for (let i = 0; i < size; i++) text += alphabet[i % alphabet.length];
   return text;
+}
+
+/**
+ * JSON-like ASCII text of exactly `size` bytes: an array of small records whose values vary
+ * (a deterministic pseudo-random sequence), so that deflate has real work, not one repeat.
+ */
+export function jsonPayload(size: number): string {
+  let seed = 12345;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima'];
+  const records: string[] = [];
+  let length = 2;
+  for (;;) {
+    const record = JSON.stringify({
+      id: next() % 100000,
+      user: `user-${next() % 5000}`,
+      text: Array.from({ length: 3 + (next() % 6) }, () => words[next() % words.length]).join(' '),
+      score: (next() % 10000) / 100,
+      tags: [words[next() % words.length], words[next() % words.length]],
+      ts: 1700000000000 + (next() % 100000000),
+    });
+    if (length + record.length + 1 > size) break;
+    records.push(record);
+    length += record.length + 1;
+  }
+  const text = `[${records.join(',')}`;
+  return `${text}${' '.repeat(Math.max(0, size - text.length - 1))}]`;
 }
 
 /** Random bytes (not all zero: masking must really change them). */

@@ -274,6 +274,8 @@ async function main(): Promise<void> {
       return large();
     case 'conns':
       return conns();
+    case 'compress':
+      throw new Error('the lean client does not compress: compress is not a server-comparison scenario');
   }
 }
 

@@ -36,6 +36,7 @@ import {
   type ToParent,
   type Values,
 } from './common.ts';
+import { renderChart } from './chart.ts';
 
 const BUILD_DIR = dirname(fileURLToPath(import.meta.url)); // build/bench
 const ROOT = resolve(BUILD_DIR, '..', '..');
@@ -84,7 +85,7 @@ const CONTENDED = 0.15;
 const RETRY_BUDGET_S = 40;
 
 type ScenarioId = Scenario | 'codec';
-const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'codec'];
+const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'codec'];
 
 interface Metric {
   key: string;
@@ -112,6 +113,7 @@ const METRICS: readonly Metric[] = [
   { key: 'conns.rss.1', scenario: 'conns', label: (p) => `4. … the same, marginal ${count(p.connections[0])} → ${count(p.connections[1] ?? 0)}`, unit: 'B/conn', better: 'lower' },
   { key: 'conns.bcast.0', scenario: 'conns', label: (p) => `5. broadcast ${p.broadcastSize} B text to ${count(p.connections[0])} clients, all received`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'conns.bcast.1', scenario: 'conns', label: (p) => `5. … to ${count(p.connections[1] ?? 0)} clients`, unit: 'ms', better: 'lower', target: 1 },
+  { key: 'compress', scenario: 'compress', label: (p) => `7. compressed: ${size(p.compressSize)} JSON-like text echoed, ${p.compressInFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1.2 },
   { key: 'codec.mask64k', scenario: 'codec', label: () => '6. mask 64 KiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.mask16m', scenario: 'codec', label: () => '6. mask 16 MiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.parse16', scenario: 'codec', label: () => '6. parse 16-byte masked frames', unit: 'frames/s', better: 'higher', target: 1 },
@@ -133,6 +135,8 @@ const FULL: Params = {
   broadcastSize: 16,
   broadcastWarmupRounds: 3,
   broadcastRounds: 10,
+  compressSize: 16 * KiB,
+  compressInFlight: 8,
   highWaterMark: 64 * KiB,
   codecMs: 400,
 };
@@ -511,6 +515,9 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
       case 'conns':
         values = await runConns(server, client);
         break;
+      case 'compress':
+        values = { compress: (await client.next('result', window)).values['messagesPerSecond'] };
+        break;
     }
     const others = contention([server, client]);
     if (others !== undefined) values[CONTENTION] = others;
@@ -565,6 +572,8 @@ async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values
 }
 
 function variantsOf(scenario: ScenarioId): Variant[] {
+  // Compression: the libraries' own clients only (the lean client and node:net do not deflate).
+  if (scenario === 'compress') return variants.filter((v) => v.group === 'pairs' && v.server !== 'net');
   if (scenario !== 'codec') return [...variants];
   return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
 }
@@ -667,11 +676,11 @@ function summaryTable(results: Results): string {
 /** The server comparison: every server under the lean client, ratios to ws + bufferutil's server and to node:net. */
 function serversTable(results: Results): string {
   const shown = variants.filter((v) => v.group === 'servers');
-  if (shown.length === 0) return '';
+  if (shown.length === 0 || !scenarios.some((s) => s !== 'codec' && s !== 'compress')) return '';
   const header = `| benchmark (lean client) | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
   const rows = activeMetrics()
-    .filter((metric) => metric.scenario !== 'codec')
+    .filter((metric) => metric.scenario !== 'codec' && metric.scenario !== 'compress')
     .map((metric) => {
       const byVariant = results.cells.get(metric.key);
       const cells = shown.map((variant) => {
@@ -729,7 +738,8 @@ function issue18Targets(results: Results): string {
     const m = row.measured;
     lines.push(`| ${row.scenario} | ${row.target} | ${m === null ? 'not measured' : row.text(m)} | ${m === null ? '—' : row.meets(m) ? 'yes' : 'no'} |`);
   }
-  lines.push('| compressed 16 KiB text echo vs ws (both with deflate) | ≥ 1.2× | not measured (no scenario yet) | — |');
+  const compressed = sameRunRatio(results, 'compress', 'ours', REFERENCE);
+  lines.push(`| compressed ${size(params.compressSize)} text echo vs ws + bufferutil (both with deflate, both ends ours / ws) | ≥ 1.2× | ${compressed === null ? 'not measured' : fmtRatio(compressed)} | ${compressed === null ? '—' : compressed >= 1.2 ? 'yes' : 'no'} |`);
   lines.push('| 1,000 active connections, p99 round trip vs ws | ≤ 0.8× | not measured (no scenario yet) | — |');
   return lines.join('\n');
 }
@@ -1068,6 +1078,7 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
     writeFileSync(join(outDir, 'results.md'), md);
+    writeFileSync(join(outDir, 'results.svg'), renderChart(json));
     console.log(`\n${table}\n`);
     if (servers) console.log(`Servers under the lean client (× ws + bufferutil server, × node:net ceiling):\n\n${servers}\n\nIssue 18 targets:\n\n${targets18}\n`);
     if (gapText) console.log(`websockets.ts against the targets:\n${gapText}\n`);
@@ -1078,7 +1089,7 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, 'profile.md'), `${profileText}\n`);
   }
-  log(`done in ${totalSeconds.toFixed(0)} s${reps > 0 ? `; wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and results.md` : ''}`);
+  log(`done in ${totalSeconds.toFixed(0)} s${reps > 0 ? `; wrote ${relative(process.cwd(), join(outDir, 'results.json'))}, results.md and results.svg` : ''}`);
   if (results.errors.length > 0) process.exitCode = 1;
 }
 

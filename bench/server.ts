@@ -87,7 +87,8 @@ async function startOurs(): Promise<number> {
     };
   }
   // Keepalive off for fairness (ws pings nobody by default); the runner kills connections, so no error reports.
-  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore });
+  // compress: permessage-deflate with the library's defaults.
+  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore, compression: config.scenario === 'compress' });
   return server.port;
 }
 
@@ -99,7 +100,8 @@ function isCommand(data: RawData, isBinary: boolean): boolean {
 
 async function startWs(): Promise<number> {
   const { WebSocketServer } = await import('ws');
-  const wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate: false });
+  // compress: permessage-deflate with ws's defaults (threshold 1 KiB, zlib's level).
+  const wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate: config.scenario === 'compress' });
   await once(wss, 'listening');
   connectionCount = () => wss.clients.size;
   const chunk = binaryPayload(params.streamSize);

@@ -22,6 +22,7 @@ import {
   binaryPayload,
   byteLength,
   fail,
+  jsonPayload,
   ignore,
   post,
   processInfo,
@@ -36,7 +37,8 @@ import {
 const config = readConfig();
 const { params } = config;
 const url = `ws://${params.host}:${config.port}/`;
-const OUR_OPTIONS = { pingInterval: 0 } as const; // keepalive off, as ws has none by default
+// Keepalive off, as ws has none by default; compress: permessage-deflate with the library's defaults.
+const OUR_OPTIONS = { pingInterval: 0, compression: config.scenario === 'compress' } as const;
 
 const receiverWindow = () => new Window(params.warmupMs, params.durationMs, (values) => post({ type: 'result', values }));
 
@@ -47,7 +49,7 @@ let WsSocket: WsClass | undefined;
 
 async function connectWs(): Promise<WsWebSocket> {
   WsSocket ??= (await import('ws')).WebSocket;
-  const ws = new WsSocket(url, { perMessageDeflate: false });
+  const ws = new WsSocket(url, { perMessageDeflate: config.scenario === 'compress' });
   await once(ws, 'open');
   ws.on('error', ignore);
   return ws;
@@ -67,23 +69,28 @@ function wsMessage(data: RawData, isBinary: boolean): string | RawData {
 
 // ── small: one connection, `inFlight` messages echoed ───────────────────────────────────
 
+/** small: 16-byte messages; compress: 16 KiB JSON-like text, compressed both ways. */
 async function small(): Promise<void> {
-  const message = textPayload(params.smallSize);
+  const compress = config.scenario === 'compress';
+  const message = compress ? jsonPayload(params.compressSize) : textPayload(params.smallSize);
+  const inFlight = compress ? params.compressInFlight : params.inFlight;
   const window = receiverWindow();
   if (config.impl === 'ours') {
     const ws = await connect(url, OUR_OPTIONS);
-    for (let i = 0; i < params.inFlight; i++) ws.send(message).catch(ignore);
+    if (compress && !ws.extensions.includes('permessage-deflate')) throw new Error(`compression was not negotiated (extensions: '${ws.extensions}')`);
+    for (let i = 0; i < inFlight; i++) ws.send(message).catch(ignore);
     for await (const reply of ws) {
       window.add(byteLength(reply));
       await ws.send(message);
     }
   } else if (config.impl === 'ws') {
     const ws = await connectWs();
+    if (compress && !ws.extensions.includes('permessage-deflate')) throw new Error(`compression was not negotiated (extensions: '${ws.extensions}')`);
     ws.on('message', (data, isBinary) => {
       window.add(byteLength(wsMessage(data, isBinary)));
       ws.send(message);
     });
-    for (let i = 0; i < params.inFlight; i++) ws.send(message);
+    for (let i = 0; i < inFlight; i++) ws.send(message);
   } else {
     // No framing: every `smallSize` bytes back count as a message and send the next one.
     const socket = await connectNet();
@@ -325,6 +332,7 @@ async function main(): Promise<void> {
   if (config.impl === 'ws') WsSocket = (await import('ws')).WebSocket;
   switch (config.scenario) {
     case 'small':
+    case 'compress':
       return small();
     case 'stream-up':
       return streamUp();

@@ -14,11 +14,15 @@ import { fileURLToPath } from 'node:url';
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
 
-/** Which library a process runs: websockets.ts, the `ws` package, or raw node:net (no WebSocket at all). */
-export type Impl = 'ours' | 'ws' | 'net';
+/**
+ * Which library a process runs: websockets.ts, the `ws` package, uWebSockets.js (servers
+ * only), raw node:net (no WebSocket at all), or the lean load-generating client (clients
+ * only: bench/lean.ts).
+ */
+export type Impl = 'ours' | 'ws' | 'uws' | 'net' | 'lean';
 
 /** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
-export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns';
+export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress';
 
 /** What the server does in each scenario. */
 export type ServerMode = 'echo' | 'sink' | 'source' | 'hub';
@@ -29,6 +33,7 @@ export const SERVER_MODE: Readonly<Record<Scenario, ServerMode>> = {
   'stream-up': 'sink', // count what the client streams (the server is the receiver)
   'stream-down': 'source', // stream to the client (the client is the receiver)
   conns: 'hub', // echo, and broadcast to every connection on command
+  compress: 'echo', // echo, permessage-deflate on at both ends
 };
 
 /** Sizes, counts and durations: the same for every variant of a run. */
@@ -54,6 +59,9 @@ export interface Params {
   broadcastSize: number;
   broadcastWarmupRounds: number;
   broadcastRounds: number;
+  /** scenario compress: JSON-like TEXT message size (bytes) and messages in flight, permessage-deflate on */
+  compressSize: number;
+  compressInFlight: number;
   /** senders that have no promise-based backpressure (ws, node:net) keep this much buffered at most */
   highWaterMark: number;
   /** codec microbenchmarks: time per measurement */
@@ -66,6 +74,8 @@ export interface ProcessConfig {
   scenario: Scenario;
   /** the server's port (clients only) */
   port: number;
+  /** the server's implementation (clients only): the lean client skips the handshake and framing expectations against node:net */
+  peer?: Impl;
   params: Params;
 }
 
@@ -112,6 +122,70 @@ export type ToChild =
 /** The text a client sends on one connection to make the hub broadcast. */
 export const BROADCAST_COMMAND = 'broadcast';
 
+// ── uWebSockets.js (an optional dev dependency) ─────────────────────────────────────────
+
+/** The npm package that ships prebuilt uWebSockets.js binaries (Node 16, 18 and 20 ABIs). */
+export const UWS_PACKAGE = '@trufflesuite/uws-js-unofficial';
+
+/** The part of a uWebSockets.js WebSocket the benchmark uses. */
+export interface UwsSocket {
+  /** 1: sent, 0: sent with backpressure, 2: dropped (over maxBackpressure) */
+  send(message: ArrayBuffer | Uint8Array | string, isBinary?: boolean, compress?: boolean): number;
+  getBufferedAmount(): number;
+  subscribe(topic: string): boolean;
+}
+
+/** The part of uWebSockets.js's WebSocketBehavior the benchmark uses. */
+export interface UwsBehavior {
+  maxPayloadLength?: number;
+  idleTimeout?: number;
+  maxBackpressure?: number;
+  compression?: number;
+  sendPingsAutomatically?: boolean;
+  open?: (ws: UwsSocket) => void;
+  message?: (ws: UwsSocket, message: ArrayBuffer, isBinary: boolean) => void;
+  drain?: (ws: UwsSocket) => void;
+  close?: (ws: UwsSocket, code: number, message: ArrayBuffer) => void;
+}
+
+export interface UwsApp {
+  ws(pattern: string, behavior: UwsBehavior): UwsApp;
+  listen(host: string, port: number, callback: (listenSocket: unknown) => void): UwsApp;
+  publish(topic: string, message: ArrayBuffer | Uint8Array | string, isBinary?: boolean, compress?: boolean): boolean;
+}
+
+export interface Uws {
+  App(): UwsApp;
+  us_socket_local_port(listenSocket: unknown): number;
+}
+
+/**
+ * Loads uWebSockets.js's native binary itself: the package's own entry point falls back,
+ * with only a warning, to a JavaScript implementation built on `ws` where its binary does not
+ * load (e.g. Node 22), and that must never be measured as uWS.
+ */
+export function loadUws(): { uws: Uws; version: string } | { error: string } {
+  const require = createRequire(import.meta.url);
+  let dir: string;
+  let version: string;
+  try {
+    const manifest = require.resolve(`${UWS_PACKAGE}/package.json`);
+    dir = dirname(manifest);
+    version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version;
+  } catch {
+    return { error: `${UWS_PACKAGE} is not installed` };
+  }
+  const binary = resolve(dir, 'binaries', `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
+  try {
+    const loaded: unknown = require(binary);
+    if (!loaded || typeof Reflect.get(loaded, 'App') !== 'function') return { error: `${basename(binary)} has no App()` };
+    return { uws: loaded as Uws, version };
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    return { error: `no binary for Node ${process.version} (ABI ${process.versions.modules}, ${process.platform}-${process.arch}) in ${UWS_PACKAGE} ${version}: ${message}` };
+  }
+}
+
 // ── the IPC channel ──────────────────────────────────────────────────────────────────────
 
 export function readConfig(): ProcessConfig {
@@ -154,6 +228,33 @@ export function textPayload(size: number): string {
   let text = '';
   for (let i = 0; i < size; i++) text += alphabet[i % alphabet.length];
   return text;
+}
+
+/**
+ * JSON-like ASCII text of exactly `size` bytes: an array of small records whose values vary
+ * (a deterministic pseudo-random sequence), so that deflate has real work, not one repeat.
+ */
+export function jsonPayload(size: number): string {
+  let seed = 12345;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima'];
+  const records: string[] = [];
+  let length = 2;
+  for (;;) {
+    const record = JSON.stringify({
+      id: next() % 100000,
+      user: `user-${next() % 5000}`,
+      text: Array.from({ length: 3 + (next() % 6) }, () => words[next() % words.length]).join(' '),
+      score: (next() % 10000) / 100,
+      tags: [words[next() % words.length], words[next() % words.length]],
+      ts: 1700000000000 + (next() % 100000000),
+    });
+    if (length + record.length + 1 > size) break;
+    records.push(record);
+    length += record.length + 1;
+  }
+  const text = `[${records.join(',')}`;
+  return `${text}${' '.repeat(Math.max(0, size - text.length - 1))}]`;
 }
 
 /** Random bytes (not all zero: masking must really change them). */

@@ -36,6 +36,7 @@ import {
   type ToParent,
   type Values,
 } from './common.ts';
+import { renderChart } from './chart.ts';
 
 const BUILD_DIR = dirname(fileURLToPath(import.meta.url)); // build/bench
 const ROOT = resolve(BUILD_DIR, '..', '..');
@@ -49,19 +50,33 @@ interface Variant {
   client: Impl;
   /** ws loads bufferutil (else WS_NO_BUFFER_UTIL=1) */
   bufferutil: boolean;
+  /**
+   * pairs: client and server libraries as users pair them, ratios to ws + bufferutil both
+   * ends; servers: every server under the same lean client (bench/lean.ts), ratios to the
+   * ws + bufferutil server and to the node:net ceiling under that client.
+   */
+  group: 'pairs' | 'servers';
 }
 
 const VARIANTS: readonly Variant[] = [
-  { id: 'ours', label: 'websockets.ts', server: 'ours', client: 'ours', bufferutil: false },
-  { id: 'ws', label: 'ws (JS)', server: 'ws', client: 'ws', bufferutil: false },
-  { id: 'ws+bu', label: 'ws + bufferutil', server: 'ws', client: 'ws', bufferutil: true },
-  { id: 'ours-server', label: 'our server ← ws+bu client', server: 'ours', client: 'ws', bufferutil: true },
-  { id: 'ours-client', label: 'ws+bu server ← our client', server: 'ws', client: 'ours', bufferutil: true },
-  { id: 'net', label: 'node:net (ceiling)', server: 'net', client: 'net', bufferutil: false },
+  { id: 'ours', label: 'websockets.ts', server: 'ours', client: 'ours', bufferutil: false, group: 'pairs' },
+  { id: 'ws', label: 'ws (JS)', server: 'ws', client: 'ws', bufferutil: false, group: 'pairs' },
+  { id: 'ws+bu', label: 'ws + bufferutil', server: 'ws', client: 'ws', bufferutil: true, group: 'pairs' },
+  { id: 'ours-server', label: 'our server ← ws+bu client', server: 'ours', client: 'ws', bufferutil: true, group: 'pairs' },
+  { id: 'ours-client', label: 'ws+bu server ← our client', server: 'ws', client: 'ours', bufferutil: true, group: 'pairs' },
+  { id: 'net', label: 'node:net (ceiling)', server: 'net', client: 'net', bufferutil: false, group: 'pairs' },
+  // The server comparison: one lean client (bench/lean.ts) for all, so that the server's cost is what differs.
+  { id: 'srv-ws+bu', label: 'ws + bufferutil server', server: 'ws', client: 'lean', bufferutil: true, group: 'servers' },
+  { id: 'srv-ours', label: 'websockets.ts server', server: 'ours', client: 'lean', bufferutil: false, group: 'servers' },
+  { id: 'srv-uws', label: 'uWebSockets.js server', server: 'uws', client: 'lean', bufferutil: false, group: 'servers' },
+  { id: 'srv-net', label: 'node:net ceiling', server: 'net', client: 'lean', bufferutil: false, group: 'servers' },
 ];
 /** The codec microbenchmarks compare implementations, not client/server pairs. */
 const CODEC_VARIANTS: readonly string[] = ['ours', 'ws', 'ws+bu'];
 const REFERENCE = 'ws+bu';
+/** The server comparison's reference and ceiling (both always run with any server variant). */
+const SERVER_REFERENCE = 'srv-ws+bu';
+const SERVER_CEILING = 'srv-net';
 /** In a run's values: CPUs that other processes kept busy meanwhile. */
 const CONTENTION = 'otherCpus';
 /** Above this many CPUs used by other processes, a run is flagged as contended. */
@@ -70,7 +85,7 @@ const CONTENDED = 0.15;
 const RETRY_BUDGET_S = 40;
 
 type ScenarioId = Scenario | 'codec';
-const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'codec'];
+const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'codec'];
 
 interface Metric {
   key: string;
@@ -98,6 +113,7 @@ const METRICS: readonly Metric[] = [
   { key: 'conns.rss.1', scenario: 'conns', label: (p) => `4. … the same, marginal ${count(p.connections[0])} → ${count(p.connections[1] ?? 0)}`, unit: 'B/conn', better: 'lower' },
   { key: 'conns.bcast.0', scenario: 'conns', label: (p) => `5. broadcast ${p.broadcastSize} B text to ${count(p.connections[0])} clients, all received`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'conns.bcast.1', scenario: 'conns', label: (p) => `5. … to ${count(p.connections[1] ?? 0)} clients`, unit: 'ms', better: 'lower', target: 1 },
+  { key: 'compress', scenario: 'compress', label: (p) => `7. compressed: ${size(p.compressSize)} JSON-like text echoed, ${p.compressInFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1.2 },
   { key: 'codec.mask64k', scenario: 'codec', label: () => '6. mask 64 KiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.mask16m', scenario: 'codec', label: () => '6. mask 16 MiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.parse16', scenario: 'codec', label: () => '6. parse 16-byte masked frames', unit: 'frames/s', better: 'higher', target: 1 },
@@ -119,6 +135,8 @@ const FULL: Params = {
   broadcastSize: 16,
   broadcastWarmupRounds: 3,
   broadcastRounds: 10,
+  compressSize: 16 * KiB,
+  compressInFlight: 8,
   highWaterMark: 64 * KiB,
   codecMs: 400,
 };
@@ -140,7 +158,9 @@ const USAGE = `usage: node build/bench/run.js [options]
   --quick                  shorter windows, 1,000 connections only (about 2 minutes)
   --reps N                 repetitions (default 3, at least 1)
   --scenarios a,b          any of ${SCENARIOS.join(', ')} (default: all)
-  --variants a,b           any of ${VARIANTS.map((v) => v.id).join(', ')} (default: all; ${REFERENCE} is always run)
+  --variants a,b           any of ${VARIANTS.map((v) => v.id).join(', ')}
+                           (default: all; ${REFERENCE} is always run, and ${SERVER_REFERENCE} and
+                           ${SERVER_CEILING} with any srv-* variant; srv-* run under the lean client)
   --connections 1000,5000  connection counts for scenarios 4 and 5
   --deps DIR               where bufferutil is when it is not in node_modules ($BENCH_DEPS)
   --no-pin                 do not pin the server to CPU 0 and the client to CPU 1 (taskset)
@@ -234,8 +254,37 @@ if (!bufferutil) {
   console.error('warning: bufferutil not found (npm install --prefix /tmp/benchdeps bufferutil, then --deps /tmp/benchdeps);');
   console.error(`         the ws + bufferutil variants are skipped and ratios are to ws (JS) instead`);
 }
+// uWebSockets.js: an optional dev dependency whose binaries exist for some Node ABIs only
+// (16, 18, 20): probed in a child process, skipped (never a crash) where it does not load.
+interface UwsProbe {
+  ok: boolean;
+  version?: string;
+  error?: string;
+}
+function probeUws(): UwsProbe {
+  try {
+    const out = execFileSync(process.execPath, [join(BUILD_DIR, 'uws-probe.js')], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    return JSON.parse(out.trim().split('\n').pop() ?? '{}') as UwsProbe;
+  } catch (error) {
+    return { ok: false, error: error instanceof Error ? error.message.split('\n')[0] : String(error) };
+  }
+}
+
 const wantedVariants = list(options.variants);
-const variants = VARIANTS.filter((v) => (!wantedVariants || wantedVariants.includes(v.id) || v.id === reference) && (bufferutil || !v.bufferutil));
+const wantsServers = !wantedVariants || wantedVariants.some((id) => id.startsWith('srv-'));
+const uws: UwsProbe = wantsServers ? probeUws() : { ok: false, error: 'not asked for' };
+if (wantsServers && !uws.ok) console.error(`skipped: uWebSockets.js does not load here (${uws.error ?? 'unknown reason'}); the uws server variant is left out`);
+const variants = VARIANTS.filter(
+  (v) =>
+    (!wantedVariants ||
+      wantedVariants.includes(v.id) ||
+      (v.id === reference && wantedVariants.some((id) => !id.startsWith('srv-'))) ||
+      (wantsServers && (v.id === SERVER_REFERENCE || v.id === SERVER_CEILING))) &&
+    (bufferutil || !v.bufferutil) &&
+    (v.server !== 'uws' || uws.ok),
+);
+/** The variant a variant's ratios are to: ws + bufferutil of its own group. */
+const referenceOf = (variant: Variant | undefined) => (variant?.group === 'servers' ? SERVER_REFERENCE : reference);
 
 function envFor(withBufferutil: boolean): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
@@ -438,7 +487,7 @@ let libraryHasBroadcast: boolean | undefined;
 
 async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions = {}): Promise<Values> {
   const env = envFor(variant.bufferutil);
-  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params });
+  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params, peer: variant.server });
   const contention = contentionMeter();
   const server = new Child(`${variant.id} server`, 'server.js', config('server', variant.server, 0), 0, env, ['--expose-gc', ...profileFlags(run, 'server')]);
   let client: Child | null = null;
@@ -446,7 +495,7 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
     const ready = await server.next('ready', 20_000);
     checkInfo(variant, ready.info, 'server');
     if (ready.info.hasBroadcast !== undefined) libraryHasBroadcast = ready.info.hasBroadcast;
-    client = new Child(`${variant.id} client`, 'client.js', config('client', variant.client, ready.port), cpuFor('client'), env, profileFlags(run, 'client'));
+    client = new Child(`${variant.id} client`, variant.client === 'lean' ? 'lean.js' : 'client.js', config('client', variant.client, ready.port), cpuFor('client'), env, profileFlags(run, 'client'));
     checkInfo(variant, (await client.next('ready', 20_000)).info, 'client');
     const window = params.warmupMs + params.durationMs + 20_000;
     let values: Values = {};
@@ -465,6 +514,9 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
         break;
       case 'conns':
         values = await runConns(server, client);
+        break;
+      case 'compress':
+        values = { compress: (await client.next('result', window)).values['messagesPerSecond'] };
         break;
     }
     const others = contention([server, client]);
@@ -520,6 +572,8 @@ async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values
 }
 
 function variantsOf(scenario: ScenarioId): Variant[] {
+  // Compression: the libraries' own clients only (the lean client and node:net do not deflate).
+  if (scenario === 'compress') return variants.filter((v) => v.group === 'pairs' && v.server !== 'net');
   if (scenario !== 'codec') return [...variants];
   return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
 }
@@ -535,6 +589,8 @@ interface Cell {
   values: Array<number | undefined>;
   /** per repetition: value / the reference's value in the same repetition */
   ratios: Array<number | undefined>;
+  /** server comparison only: value / the node:net ceiling's value (lean client) in the same repetition */
+  ceilingRatios: Array<number | undefined>;
 }
 
 interface Range {
@@ -573,18 +629,21 @@ function record(results: Results, metric: Metric, variant: string, rep: number, 
   let byVariant = results.cells.get(metric.key);
   if (!byVariant) results.cells.set(metric.key, (byVariant = new Map()));
   let cell = byVariant.get(variant);
-  if (!cell) byVariant.set(variant, (cell = { values: [], ratios: [] }));
+  if (!cell) byVariant.set(variant, (cell = { values: [], ratios: [], ceilingRatios: [] }));
   cell.values[rep] = value;
 }
 
 function computeRatios(results: Results): void {
+  const ratio = (cell: Cell, base: Cell | undefined) =>
+    cell.values.map((value, rep) => {
+      const of = base?.values[rep];
+      return value !== undefined && of !== undefined && of !== 0 ? value / of : undefined;
+    });
   for (const byVariant of results.cells.values()) {
-    const ref = byVariant.get(reference);
-    for (const cell of byVariant.values()) {
-      cell.ratios = cell.values.map((value, rep) => {
-        const base = ref?.values[rep];
-        return value !== undefined && base !== undefined && base !== 0 ? value / base : undefined;
-      });
+    for (const [id, cell] of byVariant) {
+      const variant = VARIANTS.find((v) => v.id === id);
+      cell.ratios = ratio(cell, byVariant.get(referenceOf(variant)));
+      cell.ceilingRatios = variant?.group === 'servers' ? ratio(cell, byVariant.get(SERVER_CEILING)) : [];
     }
   }
 }
@@ -595,7 +654,8 @@ function activeMetrics(): Metric[] {
 }
 
 function summaryTable(results: Results): string {
-  const shown = variants;
+  const shown = variants.filter((v) => v.group === 'pairs');
+  if (shown.length === 0) return '';
   const header = `| benchmark | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
   const rows = activeMetrics().map((metric) => {
@@ -613,9 +673,79 @@ function summaryTable(results: Results): string {
   return [header, rule, ...rows].join('\n');
 }
 
+/** The server comparison: every server under the lean client, ratios to ws + bufferutil's server and to node:net. */
+function serversTable(results: Results): string {
+  const shown = variants.filter((v) => v.group === 'servers');
+  if (shown.length === 0 || !scenarios.some((s) => s !== 'codec' && s !== 'compress')) return '';
+  const header = `| benchmark (lean client) | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
+  const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
+  const rows = activeMetrics()
+    .filter((metric) => metric.scenario !== 'codec' && metric.scenario !== 'compress')
+    .map((metric) => {
+      const byVariant = results.cells.get(metric.key);
+      const cells = shown.map((variant) => {
+        const cell = byVariant?.get(variant.id);
+        const value = cell && range(cell.values);
+        if (!value) return cell ? 'failed' : '';
+        const ratios: string[] = [];
+        const toRef = range(cell.ratios);
+        const toCeiling = range(cell.ceilingRatios);
+        if (variant.id !== SERVER_REFERENCE && toRef) ratios.push(`${fmtRatio(toRef.median)} ws`);
+        if (variant.id !== SERVER_CEILING && toCeiling) ratios.push(`${fmtRatio(toCeiling.median)} net`);
+        return ratios.length > 0 ? `${fmt(value.median, metric.unit)} (${ratios.join(', ')})` : fmt(value.median, metric.unit);
+      });
+      return `| ${metric.label(params)} | ${metric.unit} | ${metric.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} |`;
+    });
+  return [header, rule, ...rows].join('\n');
+}
+
+/** Median over the repetitions of a's value / b's value in the same repetition. */
+function sameRunRatio(results: Results, key: string, a: string, b: string): number | null {
+  const byVariant = results.cells.get(key);
+  const x = byVariant?.get(a)?.values ?? [];
+  const y = byVariant?.get(b)?.values ?? [];
+  const ratios = x.map((value, rep) => (value !== undefined && y[rep] !== undefined && y[rep] !== 0 ? value / (y[rep] as number) : undefined));
+  return range(ratios)?.median ?? null;
+}
+
+/** Issue 18's targets, each from the same-run ratios of this run (or "not measured"). */
+function issue18Targets(results: Results): string {
+  const last = params.connections.length >= 2 ? 1 : 0;
+  const atConns = count(params.connections[last] ?? 0);
+  const value = (key: string, id: string) => {
+    const cell = results.cells.get(key)?.get(id);
+    return (cell && range(cell.values)?.median) ?? null;
+  };
+  interface Row {
+    scenario: string;
+    target: string;
+    measured: number | null;
+    text: (m: number) => string;
+    meets: (m: number) => boolean;
+  }
+  const ratioText = (m: number) => fmtRatio(m);
+  const rows: Row[] = [
+    { scenario: `${size(params.streamSize)} stream into our server (lean client)`, target: '≥ 0.85× the node:net ceiling', measured: sameRunRatio(results, 'stream-up', 'srv-ours', SERVER_CEILING), text: ratioText, meets: (m) => m >= 0.85 },
+    { scenario: `${size(params.largeSize)} echo, our server (lean client)`, target: "≤ 1.25× the ceiling's time", measured: sameRunRatio(results, 'large', 'srv-ours', SERVER_CEILING), text: ratioText, meets: (m) => m <= 1.25 },
+    { scenario: `${size(params.largeSize)} echo, ours both ends vs ws + bufferutil both ends`, target: '≤ 0.9× the time', measured: sameRunRatio(results, 'large', 'ours', REFERENCE), text: ratioText, meets: (m) => m <= 0.9 },
+    { scenario: `${params.smallSize} B echo, our server vs uWS (lean client)`, target: '≥ 1.0×', measured: sameRunRatio(results, 'small', 'srv-ours', 'srv-uws'), text: ratioText, meets: (m) => m >= 1 },
+    { scenario: `handshakes per second (${atConns} connections) vs ws + bufferutil (lean client)`, target: '≥ 1.2×', measured: sameRunRatio(results, `conns.rate.${last}`, 'srv-ours', SERVER_REFERENCE), text: ratioText, meets: (m) => m >= 1.2 },
+    { scenario: `heap + external per idle connection vs ws (${last ? 'marginal, ' : ''}${atConns}, lean client)`, target: '≤ 0.8×', measured: sameRunRatio(results, `conns.heap.${last}`, 'srv-ours', SERVER_REFERENCE), text: ratioText, meets: (m) => m <= 0.8 },
+    { scenario: `RSS per idle connection (${last ? 'marginal, ' : ''}${atConns}, our server, lean client)`, target: '≤ 7 KiB', measured: value(`conns.rss.${last}`, 'srv-ours'), text: (m) => `${(m / KiB).toFixed(2)} KiB`, meets: (m) => m <= 7 * KiB },
+  ];
+  const lines = ['| scenario | target | this run | met? |', '| --- | --- | --: | :-: |'];
+  for (const row of rows) {
+    const m = row.measured;
+    lines.push(`| ${row.scenario} | ${row.target} | ${m === null ? 'not measured' : row.text(m)} | ${m === null ? '—' : row.meets(m) ? 'yes' : 'no'} |`);
+  }
+  const compressed = sameRunRatio(results, 'compress', 'ours', REFERENCE);
+  lines.push(`| compressed ${size(params.compressSize)} text echo vs ws + bufferutil (both with deflate, both ends ours / ws) | ≥ 1.2× | ${compressed === null ? 'not measured' : fmtRatio(compressed)} | ${compressed === null ? '—' : compressed >= 1.2 ? 'yes' : 'no'} |`);
+  lines.push('| 1,000 active connections, p99 round trip vs ws | ≤ 0.8× | not measured (no scenario yet) | — |');
+  return lines.join('\n');
+}
+
 function detailTable(results: Results): string {
-  const refLabel = variants.find((v) => v.id === reference)?.label ?? reference;
-  const lines = [`| benchmark | variant | median | min – max | × ${refLabel} | min – max | runs |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: |'];
+  const lines = ['| benchmark | variant | median | min – max | × ws + bufferutil (its group) | min – max | runs |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |'];
   for (const metric of activeMetrics()) {
     for (const variant of variantsOf(metric.scenario)) {
       const cell = results.cells.get(metric.key)?.get(variant.id);
@@ -861,7 +991,14 @@ async function main(): Promise<void> {
       quick: options.quick,
       reps,
       machine: info,
-      versions: { websocketsTs: gitDescribe(), ws: packageVersion('ws'), bufferutil: bufferutil?.version ?? null, bufferutilFrom: bufferutil?.where ?? null },
+      versions: {
+        websocketsTs: gitDescribe(),
+        ws: packageVersion('ws'),
+        bufferutil: bufferutil?.version ?? null,
+        bufferutilFrom: bufferutil?.where ?? null,
+        uws: uws.ok ? (uws.version ?? null) : null,
+        uwsSkipped: wantsServers && !uws.ok ? (uws.error ?? 'unknown') : null,
+      },
       libraryHasBroadcast: libraryHasBroadcast ?? null,
       reference,
       params,
@@ -869,6 +1006,9 @@ async function main(): Promise<void> {
       otherCpus: contentionSummary(results),
     };
     const table = summaryTable(results);
+    const servers = serversTable(results);
+    const targets18 = servers ? issue18Targets(results) : '';
+    const uwsNote = !wantsServers ? '' : uws.ok ? `uWebSockets.js ${uws.version} (${'@trufflesuite/uws-js-unofficial'}, its native binary).` : `uWebSockets.js: skipped, it does not load here (${uws.error}).`;
     const gapText = gapList(results);
     const md = [
       '# websockets.ts benchmarks',
@@ -886,6 +1026,22 @@ async function main(): Promise<void> {
       contentionNote(results),
       table,
       '',
+      servers
+        ? [
+            '## Servers under one lean client',
+            '',
+            'Every server driven by the same minimal load-generating client (`bench/lean.ts`: node:net, pre-built masked frames, replies only counted in bytes), ' +
+              "so that the server's own cost is what differs. In brackets: the ratio to the ws + bufferutil server (ws) and to the node:net ceiling (net) under the same client, " +
+              `medians of the per-repetition ratios. The ceiling is a node:net echo/sink/source server, no framing at all. ${uwsNote}`,
+            '',
+            servers,
+            '',
+            '## Issue 18 targets (same-run ratios of this run)',
+            '',
+            targets18,
+            '',
+          ].join('\n')
+        : '',
       gapText ? `## websockets.ts against the targets\n\n${gapText}\n` : '',
       '## Details (median, min – max over the repetitions)',
       '',
@@ -896,7 +1052,7 @@ async function main(): Promise<void> {
     ].join('\n');
     const json = {
       meta,
-      variants: variants.map(({ id, label, server, client, bufferutil: bu }) => ({ id, label, server, client, bufferutil: bu })),
+      variants: variants.map(({ id, label, server, client, bufferutil: bu, group }) => ({ id, label, server, client, bufferutil: bu, group })),
       metrics: activeMetrics().map((metric) => ({
         key: metric.key,
         label: metric.label(params),
@@ -906,7 +1062,12 @@ async function main(): Promise<void> {
         byVariant: Object.fromEntries(
           [...(results.cells.get(metric.key) ?? new Map<string, Cell>())].map(([id, cell]) => [
             id,
-            { values: cell.values.map((v) => v ?? null), ratios: cell.ratios.map((r) => r ?? null), ...stats(cell) },
+            {
+              values: cell.values.map((v) => v ?? null),
+              ratios: cell.ratios.map((r) => r ?? null),
+              ...(cell.ceilingRatios.length > 0 ? { ceilingRatios: cell.ceilingRatios.map((r) => r ?? null) } : {}),
+              ...stats(cell),
+            },
           ]),
         ),
       })),
@@ -917,7 +1078,9 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
     writeFileSync(join(outDir, 'results.md'), md);
+    writeFileSync(join(outDir, 'results.svg'), renderChart(json));
     console.log(`\n${table}\n`);
+    if (servers) console.log(`Servers under the lean client (× ws + bufferutil server, × node:net ceiling):\n\n${servers}\n\nIssue 18 targets:\n\n${targets18}\n`);
     if (gapText) console.log(`websockets.ts against the targets:\n${gapText}\n`);
     if (results.errors.length > 0) console.log(`${results.errors.length} run(s) failed; see ${relative(process.cwd(), join(outDir, 'results.md'))}`);
   }
@@ -926,7 +1089,7 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, 'profile.md'), `${profileText}\n`);
   }
-  log(`done in ${totalSeconds.toFixed(0)} s${reps > 0 ? `; wrote ${relative(process.cwd(), join(outDir, 'results.json'))} and results.md` : ''}`);
+  log(`done in ${totalSeconds.toFixed(0)} s${reps > 0 ? `; wrote ${relative(process.cwd(), join(outDir, 'results.json'))}, results.md and results.svg` : ''}`);
   if (results.errors.length > 0) process.exitCode = 1;
 }
 

@@ -20,6 +20,7 @@ import {
   byteLength,
   fail,
   ignore,
+  loadUws,
   measureMemory,
   post,
   processInfo,
@@ -28,6 +29,7 @@ import {
   readConfig,
   serveCommands,
   textPayload,
+  type UwsSocket,
 } from './common.ts';
 
 const config = readConfig();
@@ -85,7 +87,8 @@ async function startOurs(): Promise<number> {
     };
   }
   // Keepalive off for fairness (ws pings nobody by default); the runner kills connections, so no error reports.
-  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore });
+  // compress: permessage-deflate with the library's defaults.
+  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore, compression: config.scenario === 'compress' });
   return server.port;
 }
 
@@ -97,7 +100,8 @@ function isCommand(data: RawData, isBinary: boolean): boolean {
 
 async function startWs(): Promise<number> {
   const { WebSocketServer } = await import('ws');
-  const wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate: false });
+  // compress: permessage-deflate with ws's defaults (threshold 1 KiB, zlib's level).
+  const wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate: config.scenario === 'compress' });
   await once(wss, 'listening');
   connectionCount = () => wss.clients.size;
   const chunk = binaryPayload(params.streamSize);
@@ -120,6 +124,58 @@ async function startWs(): Promise<number> {
     }
   });
   return (wss.address() as AddressInfo).port;
+}
+
+// ── uWebSockets.js: C++ on its own loop, used as its README shows ───────────────────────
+
+async function startUws(): Promise<number> {
+  const loaded = loadUws();
+  if ('error' in loaded) throw new Error(`uWebSockets.js does not load here (${loaded.error})`);
+  const app = loaded.uws.App();
+  let open = 0;
+  connectionCount = () => open;
+  const chunk = binaryPayload(params.streamSize);
+  const window = mode === 'sink' ? sinkWindow() : null;
+  const payload = textPayload(params.broadcastSize);
+  // Senders keep at most highWaterMark buffered, as the others do; drain resumes.
+  const pump = (ws: UwsSocket) => {
+    while (ws.getBufferedAmount() < params.highWaterMark) if (ws.send(chunk, true) === 2) return;
+  };
+  const port = await new Promise<number>((resolvePort, reject) => {
+    app
+      .ws('/*', {
+        maxPayloadLength: 64 * 1024 * 1024, // the default (16 KiB) would refuse the 64 KiB and 16 MiB messages
+        maxBackpressure: 64 * 1024 * 1024, // a 16 MiB echo is one send
+        idleTimeout: 0, // keepalive off, as for the others
+        sendPingsAutomatically: false,
+        open: (ws) => {
+          open++;
+          if (mode === 'hub') ws.subscribe('all');
+          else if (mode === 'source') pump(ws);
+        },
+        message: (ws, message, isBinary) => {
+          if (mode === 'echo') ws.send(message, isBinary);
+          else if (mode === 'sink' && window) window.add(message.byteLength);
+          else if (mode === 'hub') {
+            const command = !isBinary && message.byteLength === BROADCAST_COMMAND.length && Buffer.from(message).toString() === BROADCAST_COMMAND;
+            // uWS's broadcast: publish to a topic every connection subscribed to.
+            if (command) app.publish('all', payload, false);
+            else ws.send(message, isBinary);
+          }
+        },
+        drain: (ws) => {
+          if (mode === 'source') pump(ws);
+        },
+        close: () => {
+          open--;
+        },
+      })
+      .listen(params.host, 0, (token) => {
+        if (token) resolvePort(loaded.uws.us_socket_local_port(token));
+        else reject(new Error(`uWebSockets.js could not listen on ${params.host}`));
+      });
+  });
+  return port;
 }
 
 // ── raw node:net: no framing at all, the ceiling ─────────────────────────────────────────
@@ -164,7 +220,7 @@ async function main(): Promise<void> {
   serveCommands(async (command) => {
     if (command.type === 'memory') post({ type: 'memory', sample: await measureMemory(connectionCount()) });
   });
-  const start = config.impl === 'ours' ? startOurs : config.impl === 'ws' ? startWs : startNet;
+  const start = config.impl === 'ours' ? startOurs : config.impl === 'ws' ? startWs : config.impl === 'uws' ? startUws : startNet;
   const port = await start();
   post({ type: 'ready', port, info: processInfo(config.impl, config.impl === 'ours' ? findBroadcast() !== null : undefined) });
 }

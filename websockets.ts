@@ -441,10 +441,15 @@ function randomBytes(length: number): Uint8Array {
   return bytes;
 }
 
+/** Bytes as a string of the same code units (ISO-8859-1): what HTTP heads and btoa take. */
+function latin1(bytes: Uint8Array): string {
+  let text = '';
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]!);
+  return text;
+}
+
 function base64(bytes: Uint8Array): string {
-  let binary = '';
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary);
+  return btoa(latin1(bytes));
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -4336,12 +4341,6 @@ function indexOfBlankLine(bytes: Uint8Array): number {
     if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
   }
   return -1;
-}
-
-function latin1(bytes: Uint8Array): string {
-  let text = '';
-  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]!);
-  return text;
 }
 
 /** RFC 1928 §6: what a SOCKS5 reply code means. */

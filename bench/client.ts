@@ -18,6 +18,7 @@ import type { WebSocket } from '../websockets.ts';
 import type { RawData, WebSocket as WsWebSocket } from 'ws';
 import {
   BROADCAST_COMMAND,
+  RoundCounter,
   Window,
   binaryPayload,
   byteLength,
@@ -30,9 +31,11 @@ import {
   pumpWs,
   readConfig,
   serveCommands,
+  serveFleet,
   textPayload,
   type Values,
 } from './common.ts';
+import type { Fleet } from './common.ts';
 
 const config = readConfig();
 const { params } = config;
@@ -198,28 +201,10 @@ async function large(): Promise<void> {
 
 // ── conns: many connections, each echoes one message and idles; broadcast rounds ───────
 
-interface Fleet {
-  /** Opens one connection, echoes one message, then counts what it receives as broadcast. */
-  openOne(): Promise<void>;
-  /** Asks the server to broadcast (over the first connection). */
-  trigger(): void;
-  /** What one broadcast round must deliver in all: messages (WebSocket) or bytes (node:net). */
-  perRound(): number;
-}
-
 function conns(): void {
   const hello = textPayload(params.smallSize);
-  let received = 0;
-  let target = Infinity;
-  let roundDone: (() => void) | null = null;
-  const onBroadcast = (amount: number) => {
-    received += amount;
-    if (received >= target && roundDone) {
-      const done = roundDone;
-      roundDone = null;
-      done();
-    }
-  };
+  const counter = new RoundCounter();
+  const onBroadcast = counter.count;
 
   let fleet: Fleet;
   if (config.impl === 'ours') {
@@ -277,51 +262,7 @@ function conns(): void {
     };
   }
 
-  let opened = 0;
-  const openUpTo = async (total: number): Promise<number> => {
-    const t0 = performance.now();
-    let next = opened;
-    const worker = async () => {
-      while (next < total) {
-        next++;
-        await fleet.openOne();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(params.concurrency, total - opened) }, worker));
-    opened = total;
-    return (performance.now() - t0) / 1000;
-  };
-
-  const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
-    const times: number[] = [];
-    for (let round = 0; round < warmupRounds + rounds; round++) {
-      received = 0;
-      target = fleet.perRound();
-      const done = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`broadcast round: ${received} of ${target} received after 20 s`)), 20_000);
-        roundDone = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      const t0 = performance.now();
-      fleet.trigger();
-      await done;
-      if (round >= warmupRounds) times.push(performance.now() - t0);
-      target = Infinity;
-    }
-    return times;
-  };
-
-  serveCommands(async (command) => {
-    if (command.type === 'open') {
-      const seconds = await openUpTo(command.total);
-      post({ type: 'opened', total: opened, seconds });
-    } else if (command.type === 'broadcast') {
-      const ms = await broadcastRounds(command.warmupRounds, command.rounds);
-      post({ type: 'broadcasted', total: opened, ms });
-    }
-  });
+  serveFleet(fleet, counter, params.concurrency);
 }
 
 // ── main ─────────────────────────────────────────────────────────────────────────────────

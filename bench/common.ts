@@ -122,6 +122,86 @@ export type ToChild =
 /** The text a client sends on one connection to make the hub broadcast. */
 export const BROADCAST_COMMAND = 'broadcast';
 
+// ── conns: a client's many connections, and broadcast rounds over them ────────────────
+
+/** The connections of the conns scenario, as a client makes them. */
+export interface Fleet {
+  /** Opens one connection, echoes one message, then counts what it receives (`counter.count`). */
+  openOne(): Promise<void>;
+  /** Asks the server to broadcast (over the first connection). */
+  trigger(): void;
+  /** What one broadcast round must deliver in all: messages (WebSocket) or bytes (node:net, frames). */
+  perRound(): number;
+}
+
+/** Counts what a broadcast round delivers; the round ends once its target has arrived. */
+export class RoundCounter {
+  received = 0;
+  target = Infinity;
+  #done: (() => void) | null = null;
+
+  readonly count = (amount: number): void => {
+    this.received += amount;
+    if (this.received < this.target || !this.#done) return;
+    const done = this.#done;
+    this.#done = null;
+    done();
+  };
+
+  /** Runs one round: `trigger`, then waits (at most 20 s) for `target`; resolves with its milliseconds. */
+  async round(target: number, trigger: () => void): Promise<number> {
+    this.received = 0;
+    this.target = target;
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`broadcast round: ${this.received} of ${this.target} received after 20 s`)), 20_000);
+      this.#done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    const t0 = performance.now();
+    trigger();
+    await done;
+    this.target = Infinity;
+    return performance.now() - t0;
+  }
+}
+
+/** Serves the runner's 'open' (up to a total, `concurrency` at a time) and 'broadcast' commands over `fleet`. */
+export function serveFleet(fleet: Fleet, counter: RoundCounter, concurrency: number): void {
+  let opened = 0;
+  const openUpTo = async (total: number): Promise<number> => {
+    const t0 = performance.now();
+    let next = opened;
+    const worker = async () => {
+      while (next < total) {
+        next++;
+        await fleet.openOne();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, total - opened) }, worker));
+    opened = total;
+    return (performance.now() - t0) / 1000;
+  };
+  const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
+    const times: number[] = [];
+    for (let round = 0; round < warmupRounds + rounds; round++) {
+      const ms = await counter.round(fleet.perRound(), () => fleet.trigger());
+      if (round >= warmupRounds) times.push(ms);
+    }
+    return times;
+  };
+  serveCommands(async (command) => {
+    if (command.type === 'open') {
+      const seconds = await openUpTo(command.total);
+      post({ type: 'opened', total: opened, seconds });
+    } else if (command.type === 'broadcast') {
+      const ms = await broadcastRounds(command.warmupRounds, command.rounds);
+      post({ type: 'broadcasted', total: opened, ms });
+    }
+  });
+}
+
 // ── uWebSockets.js (an optional dev dependency) ─────────────────────────────────────────
 
 /** The npm package that ships prebuilt uWebSockets.js binaries (Node 16, 18 and 20 ABIs). */

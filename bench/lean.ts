@@ -16,6 +16,7 @@ import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import {
   BROADCAST_COMMAND,
+  RoundCounter,
   Window,
   binaryPayload,
   fail,
@@ -25,6 +26,7 @@ import {
   pumpNet,
   readConfig,
   serveCommands,
+  serveFleet,
   textPayload,
   type Values,
 } from './common.ts';
@@ -182,17 +184,7 @@ function conns(): void {
   // What a broadcast delivers to each connection: a TEXT frame, or node:net's raw bytes.
   const perSocket = raw ? params.broadcastSize : params.broadcastSize + 2;
   const sockets: Socket[] = [];
-  let received = 0;
-  let target = Infinity;
-  let roundDone: (() => void) | null = null;
-  const onBroadcast = (chunk: Buffer) => {
-    received += chunk.length;
-    if (received >= target && roundDone) {
-      const done = roundDone;
-      roundDone = null;
-      done();
-    }
-  };
+  const counter = new RoundCounter();
 
   const openOne = async () => {
     const socket = await open();
@@ -208,54 +200,10 @@ function conns(): void {
       socket.on('data', onData);
     });
     sockets.push(socket);
-    socket.on('data', onBroadcast);
+    socket.on('data', (chunk: Buffer) => counter.count(chunk.length));
   };
 
-  let opened = 0;
-  const openUpTo = async (total: number): Promise<number> => {
-    const t0 = performance.now();
-    let next = opened;
-    const worker = async () => {
-      while (next < total) {
-        next++;
-        await openOne();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(params.concurrency, total - opened) }, worker));
-    opened = total;
-    return (performance.now() - t0) / 1000;
-  };
-
-  const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
-    const times: number[] = [];
-    for (let round = 0; round < warmupRounds + rounds; round++) {
-      received = 0;
-      target = sockets.length * perSocket;
-      const done = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`broadcast round: ${received} of ${target} bytes received after 20 s`)), 20_000);
-        roundDone = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      const t0 = performance.now();
-      sockets[0].write(command);
-      await done;
-      if (round >= warmupRounds) times.push(performance.now() - t0);
-      target = Infinity;
-    }
-    return times;
-  };
-
-  serveCommands(async (message) => {
-    if (message.type === 'open') {
-      const seconds = await openUpTo(message.total);
-      post({ type: 'opened', total: opened, seconds });
-    } else if (message.type === 'broadcast') {
-      const ms = await broadcastRounds(message.warmupRounds, message.rounds);
-      post({ type: 'broadcasted', total: opened, ms });
-    }
-  });
+  serveFleet({ openOne, trigger: () => void sockets[0]?.write(command), perRound: () => sockets.length * perSocket }, counter, params.concurrency);
 }
 
 // ── main ─────────────────────────────────────────────────────────────────────────────────

@@ -229,10 +229,13 @@ function randomBytes(length) {
   randomOffset += length;
   return bytes;
 }
+function latin1(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+  return text;
+}
 function base64(bytes) {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary);
+  return btoa(latin1(bytes));
 }
 const setImmediateIfAny = globalThis.setImmediate;
 const defer = setImmediateIfAny ? (callback) => void setImmediateIfAny(callback) : (callback) => void setTimeout(callback, 0);
@@ -3043,11 +3046,6 @@ function indexOfBlankLine(bytes) {
     if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) return i;
   }
   return -1;
-}
-function latin1(bytes) {
-  let text = "";
-  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
-  return text;
 }
 const SOCKS5_REPLIES = [
   "succeeded",

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { connect, listen, WebSocketError } from '../websockets.ts';
 import type { ClientOptions, Server, ServerOptions, WebSocket } from '../websockets.ts';
 import { MICROSOCKS, TINYPROXY, peerMissing } from './peers.ts';
-import { freePort, sleep, temporaryCertificate } from './support.ts';
+import { connectFailure, freePort, sleep, temporaryCertificate } from './support.ts';
 
 const T = { timeout: 30_000 };
 const pem = temporaryCertificate('websockets-proxies-');
@@ -42,19 +42,8 @@ async function roundTrip(url: string, options: ClientOptions): Promise<{ message
   }
 }
 
-/** What a failed connect() rejected with: a WebSocketError, checked to carry no secret. */
-async function failure(promise: Promise<WebSocket>, secret = 's3cret'): Promise<WebSocketError> {
-  try {
-    const ws = await promise;
-    await ws.close();
-  } catch (error) {
-    assert.ok(error instanceof WebSocketError, `expected a WebSocketError, got ${String(error)}`);
-    assert.equal(error.code, 1006);
-    for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) assert.ok(!e.message.includes(secret), `a secret in: ${e.message}`);
-    return error;
-  }
-  assert.fail('the connection should have failed');
-}
+/** What a failed connect() rejected with: a WebSocketError, checked to carry none of the tests' secret. */
+const failure = (promise: Promise<WebSocket>): Promise<WebSocketError> => connectFailure(promise, 's3cret');
 
 /** A child process (a proxy) started for a test, ready once its port accepts connections. */
 async function startProcess(command: string, args: string[], port: number): Promise<{ child: ChildProcess; output: () => string; stop(): Promise<void> }> {

@@ -4,13 +4,13 @@
 // without it (this machine's 20), listen() rejects and says why, never binding without it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { listen } from '../websockets.ts';
 import { findRoot } from './chromium.ts';
+import { startChild } from './support.ts';
 
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 const supported = process.platform === 'linux' && (major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12));
@@ -48,16 +48,9 @@ test('Node 22: two servers with reusePort share one port, the kernel spreads con
   try {
     const script = join(dir, 'child.mjs');
     await writeFile(script, CHILD(pathToFileURL(join(findRoot(), 'websockets.ts')).href));
-    const child = spawn('npx', ['-y', '-p', 'node@22', 'node', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill(), 220_000);
-    await new Promise<void>((resolve) => child.on('close', () => resolve()));
-    clearTimeout(timer);
-    const line = output.split('\n').find((text) => text.startsWith('RESULT '));
-    assert.ok(line, `no result from Node 22:\n${output.slice(-2000)}`);
-    const result = JSON.parse(line.slice('RESULT '.length)) as { version: string; served: [number, number]; echoes: number; third: string };
+    const child = startChild(['npx', '-y', '-p', 'node@22', 'node', script], dir);
+    const line = await child.line('RESULT ', 220_000).finally(() => child.kill());
+    const result = JSON.parse(line) as { version: string; served: [number, number]; echoes: number; third: string };
     t.diagnostic(JSON.stringify(result));
     assert.match(result.version, /^v22\./);
     assert.equal(result.echoes, 40);
@@ -79,16 +72,9 @@ let outcome;
 try { await (await listen('127.0.0.1', 0, () => {}, { reusePort: true })).close(); outcome = 'bound'; } catch (error) { outcome = String(error.message); }
 console.log('RESULT ' + JSON.stringify({ bun: process.versions.bun, outcome }));
 `);
-    const child = spawn('npx', ['-y', 'bun@1', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill(), 220_000);
-    await new Promise<void>((resolve) => child.on('close', () => resolve()));
-    clearTimeout(timer);
-    const line = output.split('\n').find((text) => text.startsWith('RESULT '));
-    assert.ok(line, `no result from Bun:\n${output.slice(-2000)}`);
-    const result = JSON.parse(line.slice('RESULT '.length)) as { bun?: string; outcome: string };
+    const child = startChild(['npx', '-y', 'bun@1', script], dir);
+    const line = await child.line('RESULT ', 220_000).finally(() => child.kill());
+    const result = JSON.parse(line) as { bun?: string; outcome: string };
     assert.match(result.bun ?? '', /^1\./);
     assert.match(result.outcome, /reusePort is not available on Bun/);
   } finally {

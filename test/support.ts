@@ -8,7 +8,7 @@ import { after, before } from 'node:test';
 import { join } from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
-import { listen } from '../websockets.ts';
+import { listen, WebSocketError } from '../websockets.ts';
 import type { Server, ServerOptions, WebSocket } from '../websockets.ts';
 
 /** RFC 6455 §1.3: the GUID a server appends to the client's key. */
@@ -767,4 +767,20 @@ export async function selfSignedCertificate(dir: string): Promise<{ key: string;
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
   ], { timeout: 30_000 }, (error, _stdout, stderr) => (error ? reject(new Error(`openssl failed: ${stderr}`, { cause: error })) : resolve())));
   return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };
+}
+
+/** What a connect() that must fail rejected with: a WebSocketError with 1006, whose message and causes do not hold `secret` (if given). */
+export async function connectFailure(promise: Promise<WebSocket>, secret?: string): Promise<WebSocketError> {
+  try {
+    const ws = await promise;
+    await ws.close();
+  } catch (error) {
+    assert.ok(error instanceof WebSocketError, `expected a WebSocketError, got ${String(error)}`);
+    assert.equal(error.code, 1006);
+    if (secret !== undefined) {
+      for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) assert.ok(!e.message.includes(secret), `a secret in: ${e.message}`);
+    }
+    return error;
+  }
+  assert.fail('the connection should have failed');
 }

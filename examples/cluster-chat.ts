@@ -81,6 +81,15 @@ if (cluster.isPrimary) {
   for (let i = 0; i < WORKERS; i++) fork();
 } else {
   const log = (line: string) => timestamped(`[worker ${process.pid}] ${line}`);
+  // Listening for the primary's drain from the start: a worker still waiting for Redis has
+  // nothing to drain, and must not keep the primary waiting.
+  let drain: (() => void) | null = null;
+  process.on('message', (message) => {
+    if (message !== 'drain') return;
+    if (drain) return drain();
+    log('drain before serving (Redis not reached yet): exiting');
+    process.exit(0);
+  });
   const fanout = await RedisFanout.connect(REDIS_URL, { log });
   const chat = await startChat({
     port: PORT,
@@ -97,7 +106,5 @@ if (cluster.isPrimary) {
     process.exit(0);
   };
   stopOnSignals(chat, exit);
-  process.on('message', (message) => {
-    if (message === 'drain') void chat.stop().then(exit);
-  });
+  drain = () => void chat.stop().then(exit);
 }

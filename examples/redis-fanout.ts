@@ -16,6 +16,8 @@
  *   receivers count it too.
  * - node-redis reconnects by itself and restores the subscriptions of the connection; each
  *   time both connections are back it logs `redis: connected again (N rooms resubscribed)`.
+ *   A subscribe or unsubscribe that fails while Redis is down (node-redis then forgets it) is
+ *   sent again once the subscriber is back, so the subscriptions always end up as the rooms.
  *   Redis also drops a subscriber that reads too slowly (`client-output-buffer-limit pubsub`):
  *   that is one more disconnection, handled the same way.
  */
@@ -65,6 +67,8 @@ interface Room {
   last: Map<string, number>;
   /** Messages lost in this room, for the log. */
   lost: number;
+  /** Redis answered its SUBSCRIBE (else it is sent again once the subscriber is back). */
+  confirmed: boolean;
 }
 
 export interface FanoutOptions {
@@ -85,7 +89,10 @@ export class RedisFanout {
   readonly #log: (line: string) => void;
   /** Which of the two connections are down: logged once when both are back. */
   readonly #down = new Set<string>();
-  #lastError = '';
+  /** The last error each connection logged: each different one is said once. */
+  readonly #lastError = new Map<string, string>();
+  /** Unsubscribes that failed (Redis down): the room and the listener, sent again once the subscriber is back. */
+  readonly #leftOver = new Map<string, (message: string) => void>();
   #closing = false;
 
   private constructor(url: string, options: FanoutOptions) {
@@ -115,8 +122,8 @@ export class RedisFanout {
       if (this.#closing) return;
       // node-redis reports every failed reconnection attempt: say each different error once.
       const text = `${role}: ${error.message || error.name}`;
-      if (text !== this.#lastError) this.#log(`redis ${text}`);
-      this.#lastError = text;
+      if (text !== this.#lastError.get(role)) this.#log(`redis ${text}`);
+      this.#lastError.set(role, text);
     });
     client.on('reconnecting', () => {
       if (!this.#closing && !this.#down.has(role)) {
@@ -125,19 +132,46 @@ export class RedisFanout {
       }
     });
     client.on('ready', () => {
+      if (client === this.#subscriber) this.#reconcile();
       if (!this.#down.delete(role) || this.#down.size > 0) return;
       this.stats.reconnects++;
-      this.#lastError = '';
+      this.#lastError.clear();
       this.#log(`redis: connected again (${this.#rooms.size} room(s) resubscribed)`);
+    });
+  }
+
+  /**
+   * Makes the subscriptions the rooms again: node-redis restores only the subscriptions Redis
+   * had confirmed, and keeps those whose unsubscribe failed. Runs each time the subscriber is back.
+   */
+  #reconcile(): void {
+    for (const [room, listener] of this.#leftOver) {
+      this.#leftOver.delete(room);
+      this.#unsubscribeRoom(room, listener).catch(() => undefined); // a failure waits for the next ready
+    }
+    for (const [room, state] of this.#rooms) {
+      if (!state.confirmed) this.#subscribeRoom(room, state).catch(() => undefined); // a failure waits for the next ready
+    }
+  }
+
+  async #subscribeRoom(room: string, state: Room): Promise<void> {
+    await this.#subscriber.subscribe(roomChannel(room), state.listener);
+    state.confirmed = true;
+  }
+
+  #unsubscribeRoom(room: string, listener: (message: string) => void): Promise<void> {
+    return this.#subscriber.unsubscribe(roomChannel(room), listener).catch((error: unknown) => {
+      if (!this.#closing) this.#leftOver.set(room, listener);
+      throw error;
     });
   }
 
   /** Starts receiving a room's messages from other processes. */
   async subscribe(room: string, deliver: (payload: string) => void): Promise<void> {
     if (this.#rooms.has(room)) throw new Error(`already subscribed to ${room}`);
-    const state: Room = { deliver, listener: (message: string) => this.#receive(room, state, message), last: new Map(), lost: 0 };
+    const state: Room = { deliver, listener: (message: string) => this.#receive(room, state, message), last: new Map(), lost: 0, confirmed: false };
     this.#rooms.set(room, state);
-    await this.#subscriber.subscribe(roomChannel(room), state.listener);
+    await this.#subscribeRoom(room, state);
   }
 
   /** Stops receiving a room's messages (its last local member left). */
@@ -145,7 +179,7 @@ export class RedisFanout {
     const state = this.#rooms.get(room);
     if (!state) return;
     this.#rooms.delete(room);
-    await this.#subscriber.unsubscribe(roomChannel(room), state.listener);
+    await this.#unsubscribeRoom(room, state.listener);
   }
 
   /** Sends a message to the room's members on other processes (the local ones are served by the caller). */

@@ -30,10 +30,10 @@ import { join } from 'node:path';
 import { createClient } from 'redis';
 import { connect, reconnect } from '../websockets.ts';
 import type { WebSocket } from '../websockets.ts';
-import { encodeEnvelope, roomChannel } from '../examples/redis-fanout.ts';
+import { encodeEnvelope, RedisFanout, roomChannel } from '../examples/redis-fanout.ts';
 import { findRoot, withTimeout } from './chromium.ts';
 import { peerMissing, REDIS_SERVER } from './peers.ts';
-import { freePort } from './support.ts';
+import { freePort, sleep } from './support.ts';
 
 const CLUSTER_CHAT = join(findRoot(), 'build', 'examples', 'cluster-chat.js');
 const skip = peerMissing(REDIS_SERVER);
@@ -465,5 +465,48 @@ describe('the cluster chat over Redis pub/sub', { skip, timeout: 120_000 }, () =
     await remote!.until(() => remote!.events.filter((event) => event.type === 'leave').length === 2, 'the leaves of the drained members');
     await remote!.publish('n', 1, 1);
     await remote!.until(() => remote!.numbers('n').get(remote!.name)?.length === 1, 'the machine carrying on');
+  });
+});
+
+// Found by an outside review: node-redis forgets a SUBSCRIBE or UNSUBSCRIBE that fails while
+// Redis is down, and a worker still waiting for Redis ignored the primary's drain.
+describe('Redis outages', { skip, timeout: 60_000 }, () => {
+  test('a room joined, and one left, while Redis is down: once it is back the subscriptions are the rooms again', async () => {
+    const port = await freePort();
+    let redis = await startRedis(port);
+    const url = `redis://127.0.0.1:${port}`;
+    const [a, b] = await Promise.all([RedisFanout.connect(url), RedisFanout.connect(url)]);
+    const admin = createClient({ url, socket: { reconnectStrategy: () => 100 } });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    const subscribers = (room: string) => admin.pubSubNumSub(roomChannel(room)).then((counts) => counts[roomChannel(room)], () => -1);
+    try {
+      await a.subscribe('left', () => undefined);
+      await redis.stop('SIGKILL');
+      const got: string[] = [];
+      await assert.rejects(a.subscribe('joined', (payload) => got.push(payload)));
+      await assert.rejects(a.unsubscribe('left'));
+      redis = await startRedis(port);
+      const deadline = Date.now() + WAIT_MS;
+      while ((await subscribers('joined')) !== 1 || (await subscribers('left')) !== 0) {
+        assert.ok(Date.now() < deadline, `NUMSUB joined ${await subscribers('joined')} (want 1), left ${await subscribers('left')} (want 0)`);
+        await sleep(50);
+      }
+      while (got.length === 0 && Date.now() < deadline) {
+        b.publish('joined', 'hello');
+        await sleep(100);
+      }
+      assert.equal(got[0], 'hello', 'the room joined during the outage hears the other process');
+    } finally {
+      await Promise.allSettled([a.close(), b.close(), admin.close()]);
+      await redis.stop();
+    }
+  });
+
+  test('SIGTERM to a primary whose worker has not reached Redis yet: it exits 0 at once', async () => {
+    const nobody = await freePort();
+    const proc = new Child(process.execPath, [CLUSTER_CHAT], { ...ENV, PORT: '0', WORKERS: '1', REDIS_URL: `redis://127.0.0.1:${nobody}` });
+    await proc.waitFor(/ECONNREFUSED/, 'the worker trying to reach Redis');
+    assert.deepEqual(await proc.stop('SIGTERM'), { code: 0, signal: null }, proc.output.slice(-2000));
   });
 });

@@ -189,6 +189,8 @@ interface TlsOptions {
   cert?: PemInput | undefined;
   /** PEM, or several keys, each possibly with its own passphrase. */
   key?: PemInput | Array<string | Uint8Array | { pem: string | Uint8Array; passphrase?: string | undefined }> | undefined;
+  /** Protocols to offer (client) or accept (server) by ALPN; `http2` sets them itself. */
+  ALPNProtocols?: readonly (string | Uint8Array)[] | ArrayBufferView | undefined;
   /** A PKCS#12 bundle instead of `key` and `cert`. */
   pfx?: PemInput | Array<string | Uint8Array | { buf: string | Uint8Array; passphrase?: string | undefined }> | undefined;
   passphrase?: string | undefined;
@@ -244,19 +246,33 @@ interface ClientOptions extends ConnectionOptions {
   followRedirects?: boolean | undefined;
   /** Most redirects followed. Default 10. */
   maxRedirects?: number | undefined;
+  /**
+   * Offer HTTP/2 for wss: (Node only): WebSockets to one origin then share one connection, as
+   * RFC 8441 streams, where the server enables it; otherwise HTTP/1.1. ws: URLs always use
+   * HTTP/1.1 (no h2c). Default false.
+   */
+  http2?: boolean | undefined;
 }
 
-/** The handshake request: method, request target and headers (names in lower case). */
+/**
+ * The handshake request: method, request target and headers (names in lower case). Over
+ * HTTP/2 (RFC 8441) the method is CONNECT and the headers hold the pseudo-headers
+ * `:authority`, `:scheme` and `:protocol`, and `host` (copied from `:authority` unless sent).
+ */
 interface RequestInfo {
   readonly method: string;
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** The HTTP version that carried the handshake: '1.1', or '2' for an HTTP/2 stream; '' where unknown (a browser's WebSocket, `pair()`). */
+  readonly httpVersion: string;
 }
 
 /** The handshake response the client received. */
 interface ResponseInfo {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
+  /** '1.1', or '2' for an HTTP/2 stream; '' where unknown. */
+  readonly httpVersion: string;
 }
 
 /** How a server refuses a handshake. */
@@ -288,6 +304,13 @@ interface ServerOptions extends ConnectionOptions {
    * Linux, FreeBSD, DragonFly BSD, Solaris or AIX; elsewhere listen() rejects and says so.
    */
   reusePort?: boolean | undefined;
+  /**
+   * Serve WebSockets over HTTP/2 too (RFC 8441), beside HTTP/1.1 on the same port (`listen`
+   * only, with `tls`: ALPN picks the version per connection). Default false.
+   */
+  http2?: boolean | undefined;
+  /** Most streams (WebSockets, requests) one HTTP/2 connection may have open at once. Default 1000. */
+  maxConcurrentStreams?: number | undefined;
 }
 
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
@@ -503,7 +526,7 @@ const HANDSHAKE_HEADERS = new Set([
 const HTTP_REASONS: Record<number, string> = {
   101: 'Switching Protocols', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
   405: 'Method Not Allowed', 408: 'Request Timeout', 426: 'Upgrade Required', 429: 'Too Many Requests',
-  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable',
 };
 
 /** Splits a comma-separated header into its tokens, trimmed. */
@@ -563,15 +586,66 @@ function checkClientRequest(method: string, httpVersion: string, headers: Record
   }
   if (!hasToken(headers['connection'], 'upgrade')) return { status: 400, body: 'Connection header must contain "upgrade"' };
   if (!headers['host']) return { status: 400, body: 'Host header missing' };
+  const offer = checkWebSocketOffer(headers);
+  if ('status' in offer) return offer;
+  const key = headers['sec-websocket-key'];
+  if (key === undefined || !KEY.test(key)) return { status: 400, body: 'Sec-WebSocket-Key must be 16 bytes in base64' };
+  return { key, protocols: offer.protocols };
+}
+
+/** The headers both handshakes share: the version (13), and the subprotocols offered. */
+function checkWebSocketOffer(headers: Record<string, string>): { protocols: string[] } | Refusal {
   if (headers['sec-websocket-version'] !== '13') {
     return { status: 426, headers: { 'Sec-WebSocket-Version': '13' }, body: 'unsupported Sec-WebSocket-Version: only 13 is supported' };
   }
-  const key = headers['sec-websocket-key'];
-  if (key === undefined || !KEY.test(key)) return { status: 400, body: 'Sec-WebSocket-Key must be 16 bytes in base64' };
   const protocols = headerTokens(headers['sec-websocket-protocol']);
   // RFC 6455 §4.1: each offered subprotocol is a token; an invalid one is never echoed.
   if (!protocols.every((protocol) => TOKEN.test(protocol))) return { status: 400, body: 'Sec-WebSocket-Protocol must be a list of tokens' };
-  return { key, protocols };
+  return { protocols };
+}
+
+// ── RFC 8441: the handshake as an HTTP/2 extended CONNECT ───────────────────────────────
+//
+// Over HTTP/2 a WebSocket is one stream: the client sends CONNECT with `:protocol: websocket`
+// (allowed once the server's SETTINGS carried SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, §3), the
+// server answers 200, and the stream's DATA carries the frames of RFC 6455 §5 unchanged
+// (client frames still masked). No Sec-WebSocket-Key nor Accept (§5): the stream is already
+// bound to this request. Header names are in lower case; pseudo-headers start with ':'.
+
+/** RFC 8441 §4–5: validates an extended CONNECT; the subprotocols offered, or the refusal. */
+function checkExtendedConnect(headers: Record<string, string>): { protocols: string[] } | Refusal {
+  if (headers[':method'] !== 'CONNECT') return { status: 405, headers: { Allow: 'CONNECT' }, body: 'a WebSocket over HTTP/2 opens with CONNECT' };
+  const protocol = headers[':protocol'];
+  if (protocol === undefined) return { status: 405, body: 'only an extended CONNECT with :protocol websocket is served here (RFC 8441)' };
+  if (protocol.toLowerCase() !== 'websocket') return { status: 501, body: `the :protocol ${JSON.stringify(protocol)} is not served here; only websocket` };
+  // §4: an extended CONNECT carries :scheme and :path, and :authority as any CONNECT.
+  for (const name of [':scheme', ':path', ':authority']) {
+    if (!headers[name]) return { status: 400, body: `an extended CONNECT needs ${name} (RFC 8441 §4)` };
+  }
+  return checkWebSocketOffer(headers);
+}
+
+/** Headers that mean something only to one HTTP/1.1 connection: HTTP/2 forbids them (RFC 9113 §8.2.2). */
+const HTTP1_ONLY_HEADERS: ReadonlySet<string> = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'host']);
+
+/** The client's extended CONNECT (RFC 8441 §4): the user's headers in lower case, their Host as :authority. */
+function extendedConnectHeaders(target: URL, headers: Record<string, string>, protocols: string[], extensions: string): Record<string, string> {
+  const request: Record<string, string> = {
+    ':method': 'CONNECT',
+    ':protocol': 'websocket',
+    ':scheme': 'https',
+    ':authority': target.host,
+    ':path': target.pathname + target.search,
+  };
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'host') request[':authority'] = value;
+    else if (!HTTP1_ONLY_HEADERS.has(lower)) request[lower] = value;
+  }
+  request['sec-websocket-version'] = '13';
+  if (protocols.length > 0) request['sec-websocket-protocol'] = protocols.join(', ');
+  if (extensions) request['sec-websocket-extensions'] = extensions;
+  return request;
 }
 
 function formatHeaders(headers: Record<string, string>): string {
@@ -624,10 +698,23 @@ function chooseProtocol(offered: string[], request: RequestInfo, options: Server
  * or throws a WebSocketError saying what is wrong.
  */
 function checkServerResponse(headers: Record<string, string>, expectedAccept: string, offered: string[]): string {
-  const fail = (why: string) => new WebSocketError(1006, `handshake failed: ${why}`, { status: 101, headers });
+  const fail = handshakeFailure(101, headers);
   if (!hasToken(headers['upgrade'], 'websocket')) throw fail('the response has no "Upgrade: websocket"');
   if (!hasToken(headers['connection'], 'upgrade')) throw fail('the response has no "Connection: upgrade"');
   if (headers['sec-websocket-accept'] !== expectedAccept) throw fail('Sec-WebSocket-Accept does not match the key');
+  return chosenProtocol(headers, offered, fail);
+}
+
+/** RFC 8441 §5: a 2xx answer to the extended CONNECT accepts; its subprotocol must be one offered. */
+function checkStreamResponse(status: number, headers: Record<string, string>, offered: string[]): string {
+  return chosenProtocol(headers, offered, handshakeFailure(status, headers));
+}
+
+function handshakeFailure(status: number, headers: Record<string, string>): (why: string) => WebSocketError {
+  return (why) => new WebSocketError(1006, `handshake failed: ${why}`, { status, headers });
+}
+
+function chosenProtocol(headers: Record<string, string>, offered: string[], fail: (why: string) => WebSocketError): string {
   const protocol = headers['sec-websocket-protocol'] ?? '';
   if (protocol !== '' && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
   return protocol;
@@ -3560,6 +3647,8 @@ interface NodeSocket extends UpgradeSocket, NodeEmitter {
   setNoDelay?(noDelay?: boolean): unknown;
   unshift(chunk: Uint8Array): void;
   readonly remoteAddress?: string | undefined;
+  /** A TLS socket's protocol chosen by ALPN ('h2', 'http/1.1'), false if none. */
+  readonly alpnProtocol?: string | false | null | undefined;
 }
 
 /** Request headers as `node:http` gives them (names in lower case). */
@@ -3591,7 +3680,9 @@ interface NodeHttpServer extends NodeEmitter {
   listen(options: { port: number; host: string; reusePort?: boolean } | { path: string }, callback: () => void): unknown;
   address(): { port: number } | string | null;
   close(callback: () => void): unknown;
-  closeAllConnections(): void;
+  /** node:http and node:https; an HTTP/2 server has closeIdleConnections() only. */
+  closeAllConnections?(): void;
+  closeIdleConnections?(): void;
 }
 
 interface NodeClientRequest extends NodeEmitter {
@@ -3617,6 +3708,50 @@ interface NodeNet {
 
 interface NodeTls {
   connect(options: object): NodeSocket;
+}
+
+/** An `http2.Http2Stream`: a duplex of DATA frames, as a socket is one of bytes. */
+interface NodeHttp2Stream extends NodeSocket {
+  respond(headers: Record<string, string | number>, options?: { endStream?: boolean }): void;
+  /** Sends RST_STREAM with `code` and destroys the stream. */
+  close(code?: number): void;
+  /** True once the stream is closed (both ends, or a reset). */
+  readonly closed: boolean;
+  readonly session?: NodeHttp2Session | undefined;
+  readonly rstCode?: number | undefined;
+}
+
+/**
+ * A stream of a node:http2 server, as `upgradeStream()` takes it: what its 'stream' event
+ * gives, or the compat API's `response.stream`.
+ */
+interface UpgradeStream extends UpgradeSocket {
+  respond(headers: Record<string, string | number>, options?: { endStream?: boolean }): void;
+  close(code?: number): void;
+  readonly closed: boolean;
+}
+
+/** An `http2.Http2Session`: one HTTP/2 connection. */
+interface NodeHttp2Session extends NodeEmitter {
+  request(headers: Record<string, string>, options: { endStream: boolean }): NodeHttp2Stream;
+  readonly remoteSettings: { readonly enableConnectProtocol?: boolean; readonly maxConcurrentStreams?: number };
+  /** A proxy of the socket: its address can be read, but node:http2 forbids using it. */
+  readonly socket?: { readonly remoteAddress?: string | undefined } | undefined;
+  readonly closed: boolean;
+  readonly destroyed: boolean;
+  /** GOAWAY, then the end once the open streams are done. */
+  close(callback?: () => void): void;
+  destroy(): void;
+  ref(): void;
+  unref(): void;
+  /** Calls `callback` each time the session was idle for `ms`. */
+  setTimeout(ms: number, callback: () => void): void;
+}
+
+interface NodeHttp2 {
+  connect(authority: string, options: object): NodeHttp2Session;
+  createSecureServer(options: object, listener: RequestListener): NodeHttpServer;
+  readonly constants: { readonly NGHTTP2_CANCEL: number; readonly NGHTTP2_REFUSED_STREAM: number };
 }
 
 interface ZlibOptions {
@@ -3706,6 +3841,8 @@ interface NodeModules {
   zlib: NodeZlib;
   dns: NodeDns;
   fs: NodeFs;
+  /** node:http2, loaded on first use (only HTTP/2 needs it). */
+  http2(): NodeHttp2;
   sha1Base64(text: string): string;
   /** `Buffer.allocUnsafe`: no zero-filling, and a Buffer is written to a socket without conversion. */
   allocateFrame: Allocate;
@@ -3736,6 +3873,7 @@ function loadBuiltins(): NodeModules {
     zlib: load('zlib') as NodeZlib,
     dns: load('dns') as NodeDns,
     fs: load('fs') as NodeFs,
+    http2: () => load('http2') as NodeHttp2,
     sha1Base64: (text) => crypto.createHash('sha1').update(text).digest('base64'),
     allocateFrame: (size) => Buffer.allocUnsafe(size),
     allocateMessage: (size) => new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size),
@@ -4133,6 +4271,27 @@ class SocketTransport implements Transport {
 
   get destroyed(): boolean {
     return this.#socket.destroyed;
+  }
+}
+
+/**
+ * An HTTP/2 stream as a transport (RFC 8441 §5): the frames travel as the stream's DATA,
+ * `end()` is END_STREAM (TCP's FIN), and `destroy()` resets the stream with CANCEL, the
+ * stream's RST; the peer sees either as the end of the connection. HTTP/2 flow control is
+ * the backpressure: a write's callback waits for the stream's window.
+ */
+class Http2StreamTransport extends SocketTransport {
+  readonly #stream: NodeHttp2Stream;
+  readonly #cancel: number;
+
+  constructor(stream: NodeHttp2Stream, node: NodeModules) {
+    super(stream, EMPTY, node);
+    this.#stream = stream;
+    this.#cancel = node.http2().constants.NGHTTP2_CANCEL;
+  }
+
+  override destroy(): void {
+    if (!this.#stream.destroyed) this.#stream.close(this.#cancel);
   }
 }
 
@@ -4539,6 +4698,156 @@ function ipValue(text: string): bigint | null {
   return value;
 }
 
+// ── HTTP/2: WebSockets to one origin share one connection (RFC 8441) ───────────────────────
+//
+// With `http2: true`, a wss: client offers h2 by ALPN. If the server takes it and its SETTINGS
+// enable extended CONNECT (§3), each WebSocket is a stream of one shared connection; if ALPN
+// gives HTTP/1.1, that socket carries the RFC 6455 handshake; if the server speaks h2 without
+// extended CONNECT, a new connection offers HTTP/1.1 only.
+
+/** How long a client's HTTP/2 connection stays open after its last WebSocket ended. */
+const HTTP2_IDLE_CLOSE = 1_000;
+
+/** A client's HTTP/2 connection, shared by its WebSockets to one origin as far as the server's stream limit allows. */
+class SharedSession {
+  readonly session: NodeHttp2Session;
+  #streams = 0;
+  #idle: Timer | null = null;
+
+  constructor(session: NodeHttp2Session) {
+    this.session = session;
+    this.#becomeIdle();
+  }
+
+  /** Room for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2). */
+  get hasRoom(): boolean {
+    const session = this.session;
+    return !session.closed && !session.destroyed && this.#streams < (session.remoteSettings.maxConcurrentStreams ?? 100);
+  }
+
+  /** Opens a stream; while any is open, the connection keeps the process alive. */
+  request(headers: Record<string, string>): NodeHttp2Stream {
+    const stream = this.session.request(headers, { endStream: false });
+    this.#streams++;
+    if (this.#idle) clearTimeout(this.#idle);
+    this.#idle = null;
+    this.session.ref();
+    stream.once('close', () => {
+      if (--this.#streams === 0) this.#becomeIdle();
+    });
+    return stream;
+  }
+
+  #becomeIdle(): void {
+    this.session.unref();
+    this.#idle = startTimer(HTTP2_IDLE_CLOSE, () => this.session.close());
+  }
+}
+
+/** A connection being opened or open, for the WebSockets to one place. */
+interface SessionSlot {
+  /** The connection; a socket if ALPN chose HTTP/1.1; null if the server did not enable extended CONNECT. */
+  ready: Promise<SharedSession | NodeSocket | null>;
+}
+
+/** The client's HTTP/2 connections, by where they go: origin, unix socket, proxy and TLS options. */
+const http2Sessions = new Map<string, SessionSlot>();
+
+/**
+ * A connection for one more WebSocket to `target`: the shared one if it has room, else a new
+ * one (shared from then on). Waits for another attempt's connection being opened, bounded by
+ * this attempt's signal; if that one fails, this attempt opens its own.
+ */
+async function http2Session(attempt: Attempt, target: DialTarget, proxy: Proxy | null): Promise<SharedSession | NodeSocket | null> {
+  const key = sessionKey(target, proxy, attempt.options.tls);
+  for (let shared = http2Sessions.get(key); shared; shared = http2Sessions.get(key)) {
+    const reached = await untilAborted(shared.ready.catch(() => undefined), attempt.signal);
+    if (reached === null || (reached instanceof SharedSession && reached.hasRoom)) return reached;
+    if (http2Sessions.get(key) === shared) break; // full: open another (unless someone else did meanwhile)
+  }
+  const slot: SessionSlot = { ready: openSession(attempt, target, proxy) };
+  const forget = () => {
+    if (http2Sessions.get(key) === slot) http2Sessions.delete(key);
+  };
+  http2Sessions.set(key, slot);
+  slot.ready.then((reached) => {
+    if (reached instanceof SharedSession) {
+      reached.session.once('close', forget);
+      reached.session.once('goaway', forget);
+    } else {
+      forget(); // an HTTP/1.1 socket is this attempt's own; null is found out anew each time
+    }
+  }, forget);
+  return slot.ready;
+}
+
+/** TLS offering h2 and HTTP/1.1 by ALPN; over h2, waits for the server's SETTINGS (RFC 8441 §3: no :protocol before them). */
+async function openSession(attempt: Attempt, target: DialTarget, proxy: Proxy | null): Promise<SharedSession | NodeSocket | null> {
+  const { builtins: node, options, signal } = attempt;
+  const socket = await dial(node, target, proxy, { ...options.tls, ALPNProtocols: ['h2', 'http/1.1'] }, options.proxyTls, signal);
+  if (socket.alpnProtocol !== 'h2') return socket;
+  socket.setNoDelay?.(true);
+  const authority = target.socketPath !== null ? 'localhost' : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+  const session = node.http2().connect(`https://${authority}`, { createConnection: () => socket });
+  session.on('error', ignoreError); // each stream reports the failure to its WebSocket
+  await remoteSettings(session, signal);
+  if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
+  if (DEBUG) debugLog(`handshake ${target.host}:${target.port}`, 'the HTTP/2 server did not enable extended CONNECT: HTTP/1.1 instead');
+  session.close();
+  return null;
+}
+
+function ignoreError(): void {}
+
+/** Resolves once the session received the server's first SETTINGS; rejects, destroying it, if it ends or the signal aborts first. */
+function remoteSettings(session: NodeHttp2Session, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error?: unknown) => {
+      signal.removeEventListener('abort', onAbort);
+      session.off('remoteSettings', onSettings);
+      session.off('close', onClose);
+      if (error === undefined) return resolve();
+      session.destroy();
+      reject(error);
+    };
+    const onSettings = () => done();
+    const onClose = () => done(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, 'connection failed: the HTTP/2 connection closed before the server sent its SETTINGS'));
+    const onAbort = () => done(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    session.once('remoteSettings', onSettings);
+    session.once('close', onClose);
+  });
+}
+
+/** `promise`, or the signal's reason if it aborts first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Connections are shared only between attempts with the same target, proxy and TLS options (objects by identity). */
+function sessionKey(target: DialTarget, proxy: Proxy | null, tls: ClientTlsOptions | undefined): string {
+  const options = Object.entries(tls ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, value]) => `${name}=${typeof value === 'object' || typeof value === 'function' ? `#${objectId(value as object)}` : JSON.stringify(value)}`);
+  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, options]);
+}
+
+const objectIds = new WeakMap<object, number>();
+let lastObjectId = 0;
+
+function objectId(value: object | null): number {
+  if (value === null) return 0;
+  let id = objectIds.get(value);
+  if (id === undefined) objectIds.set(value, (id = ++lastObjectId));
+  return id;
+}
+
 // ═══════════════════════════════════════════════════════════════════════════════════════════
 // 6. open / connect / pair / listen / upgrade
 // ═══════════════════════════════════════════════════════════════════════════════════════════
@@ -4696,21 +5005,115 @@ function withoutCredentialHeaders(headers: Record<string, string>): Record<strin
 
 /** One attempt: dial, then the handshake over what the dial gave. */
 async function connectTo(attempt: Attempt, at: Destination, headers: Record<string, string>): Promise<WebSocket | Redirect> {
-  const { builtins: node, options, signal } = attempt;
+  const { options, signal } = attempt;
   const secure = at.url.protocol === 'wss:';
   const host = at.url.hostname.replace(/^\[|\]$/g, '');
   const target: DialTarget = { host, port: Number(at.url.port) || (secure ? 443 : 80), socketPath: at.socketPath, secure };
   const proxy = chooseProxy(options.proxy, target);
   if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `dial ${at.socketPath !== null ? `unix socket ${at.socketPath}` : proxy ? `through the proxy ${proxy.shown}` : 'direct'}`);
-  let socket: NodeSocket;
+  let reached: SharedSession | NodeSocket;
   try {
-    socket = await dial(node, target, proxy, options.tls, options.proxyTls, signal);
+    reached = await reach(attempt, target, proxy);
   } catch (cause) {
     if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `connection failed: ${signal.aborted ? String((signal.reason as Error)?.message ?? signal.reason) : (cause as Error).message}`);
     if (signal.aborted) throw signal.reason;
     throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause });
   }
-  return handshake(attempt, at, headers, socket);
+  return reached instanceof SharedSession ? extendedConnect(attempt, at, headers, reached) : handshake(attempt, at, headers, reached);
+}
+
+/** Dials the server: a shared HTTP/2 connection when asked for and offered, else a socket for HTTP/1.1. */
+async function reach(attempt: Attempt, target: DialTarget, proxy: Proxy | null): Promise<SharedSession | NodeSocket> {
+  const { builtins: node, options, signal } = attempt;
+  if (!options.http2 || !target.secure) return dial(node, target, proxy, options.tls, options.proxyTls, signal);
+  const reached = await http2Session(attempt, target, proxy);
+  // An HTTP/2 server that did not enable extended CONNECT: HTTP/1.1, on a connection of its own.
+  return reached ?? dial(node, target, proxy, { ...options.tls, ALPNProtocols: ['http/1.1'] }, options.proxyTls, signal);
+}
+
+/**
+ * The RFC 8441 opening handshake on a new stream of a shared HTTP/2 connection: extended
+ * CONNECT, answered 2xx to accept (§5); a WebSocket, a redirect, or an error.
+ */
+function extendedConnect(attempt: Attempt, at: Destination, headers: Record<string, string>, shared: SharedSession): Promise<WebSocket | Redirect> {
+  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const target = at.url;
+  const login = credentials(target, 'the URL');
+  const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')
+    ? { ...headers, authorization: `Basic ${base64(textEncoder.encode(login.join(':')))}` }
+    : headers;
+  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, compression ? formatDeflateOffer(compression) : '');
+  const requestInfo: RequestInfo = { method: 'CONNECT', url: requestHeaders[':path'] ?? '/', headers: requestHeaders, httpVersion: '2' };
+  const logged = `handshake ${loggedUrl(target)}`;
+  return new Promise((resolve, reject) => {
+    let stream: NodeHttp2Stream;
+    try {
+      stream = shared.request(requestHeaders);
+    } catch (cause) {
+      return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause }));
+    }
+    let settled = false;
+    const cancel = () => {
+      if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
+    };
+    const settle = () => {
+      settled = true;
+      signal.removeEventListener('abort', onAbort);
+    };
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settle();
+      cancel();
+      reject(error);
+    };
+    const onAbort = () => fail(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.on('error', (cause: Error) => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
+    stream.once('close', () => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ''} before its answer`)));
+    stream.once('response', (raw: NodeHeaders) => {
+      if (settled) return;
+      settle();
+      const status = Number(raw[':status']);
+      const responseHeaders = lowerCaseHeaders(raw);
+      delete responseHeaders[':status'];
+      if (status < 200 || status > 299) {
+        if (DEBUG) debugLog(logged, `← HTTP/2 ${status}: refused`);
+        cancel();
+        const answer = refusedHandshake(status, HTTP_REASONS[status] ?? '', responseHeaders);
+        return answer instanceof WebSocketError ? reject(answer) : resolve(answer);
+      }
+      let protocol: string;
+      let agreed: DeflateParameters | null;
+      try {
+        protocol = checkStreamResponse(status, responseHeaders, protocols);
+        agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
+      } catch (error) {
+        if (DEBUG) debugLog(logged, `← HTTP/2 ${status} refused by the client: ${(error as Error).message}`);
+        cancel();
+        return reject(error);
+      }
+      if (DEBUG) debugLog(logged, `← HTTP/2 ${status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
+      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+      const link = new ProtocolLink(new Http2StreamTransport(stream, node), true, options, deflate);
+      resolve(new WebSocket(link, {
+        url: at.shown,
+        request: requestInfo,
+        response: { status, headers: responseHeaders, httpVersion: '2' },
+        protocol,
+        extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
+        remoteAddress: shared.session.socket?.remoteAddress,
+      }, options));
+    });
+    if (DEBUG) debugLog(logged, `→ HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
+  });
+}
+
+/** A handshake answered with something else than a WebSocket: a redirect to follow, or the error. */
+function refusedHandshake(status: number, statusText: string, headers: Record<string, string>): Redirect | WebSocketError {
+  const location = headers['location'];
+  if (REDIRECTS.has(status) && location !== undefined) return { status, headers, location };
+  return new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${statusText}`.trimEnd(), { status, headers });
 }
 
 /** The RFC 6455 opening handshake (§4.1) over a connected socket: a WebSocket, a redirect, or an error. */
@@ -4746,6 +5149,7 @@ function handshake(attempt: Attempt, at: Destination, headers: Record<string, st
     method: 'GET',
     url: path,
     headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
+    httpVersion: '1.1',
   };
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -4770,19 +5174,14 @@ function handshake(attempt: Attempt, at: Destination, headers: Record<string, st
     request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← HTTP ${status}: refused`);
-      const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
-      const location = responseHeaders['location'];
-      if (REDIRECTS.has(status) && location !== undefined && !settled) {
-        settle();
-        request.destroy();
-        socket.destroy();
-        return resolve({ status, headers: responseHeaders, location });
-      }
-      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd(), {
-        status,
-        headers: responseHeaders,
-      }));
+      const answer = refusedHandshake(status, response.statusMessage ?? '', lowerCaseHeaders(response.headers));
+      if (answer instanceof WebSocketError) return fail(answer);
+      if (settled) return;
+      settle();
+      request.destroy();
+      socket.destroy();
+      resolve(answer);
     });
     request.on('upgrade', (response: NodeIncomingMessage, upgraded: NodeSocket, head: Uint8Array) => {
       if (settled) {
@@ -4808,7 +5207,7 @@ function handshake(attempt: Attempt, at: Destination, headers: Record<string, st
       resolve(new WebSocket(link, {
         url: at.shown,
         request: requestInfo,
-        response: { status: response.statusCode ?? 101, headers: responseHeaders },
+        response: { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion },
         protocol,
         extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
         remoteAddress: upgraded.remoteAddress,
@@ -4874,11 +5273,11 @@ function pair(options: PairOptions = {}): [client: WebSocket, server: WebSocket]
   const serverEnd = new MemoryTransport();
   clientEnd.peer = serverEnd;
   serverEnd.peer = clientEnd;
-  const request: RequestInfo = { method: 'GET', url: path, headers: {} };
+  const request: RequestInfo = { method: 'GET', url: path, headers: {}, httpVersion: '' };
   const client = new WebSocket(new ProtocolLink(clientEnd, true, options, compression(true)), {
     url: withoutCredentials(target),
     request,
-    response: { status: 101, headers: {} },
+    response: { status: 101, headers: {}, httpVersion: '' },
     protocol,
     extensions,
   }, options);
@@ -5109,6 +5508,8 @@ const ASYNC_DISPOSE: AsyncDisposeSymbol = ((Symbol as { asyncDispose?: symbol })
 interface ConnectionTracker {
   sockets: Set<WebSocket>;
   pending: Set<NodeSocket>;
+  /** The server's HTTP/2 connections, with how many WebSockets each carries. */
+  sessions: Map<NodeHttp2Session, number>;
   closing: boolean;
   /** Where a connection handler's failure goes: made once per server, not per connection. */
   handlerFailed(error: unknown, ws: WebSocket): void;
@@ -5119,7 +5520,7 @@ function trackConnections(options: ServerOptions): ConnectionTracker {
     // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
     if (error !== endOf(ws)) reportError(options, error, ws);
   };
-  return { sockets: new Set(), pending: new Set(), closing: false, handlerFailed };
+  return { sockets: new Set(), pending: new Set(), sessions: new Map(), closing: false, handlerFailed };
 }
 
 /**
@@ -5151,13 +5552,16 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
     // A plain HTTP request; a valid handshake without Connection: upgrade never gets here.
     const refusal: Refusal = 'status' in verdict ? verdict : { status: 426, headers: { Upgrade: 'websocket' } };
     const { body, headers } = refusalContent(refusal);
-    response.writeHead(refusal.status, headers);
+    response.writeHead(refusal.status, request.httpVersion === '2.0' ? http2Headers(headers) : headers);
     response.end(body);
   };
-  const httpServer = options.tls
-    ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp)
-    : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker = trackConnections(options);
+  if (options.http2 && !options.tls) throw new TypeError('http2 needs tls: HTTP/2 is chosen by ALPN in the TLS handshake (h2c is not served)');
+  const httpServer = options.http2
+    ? createHttp2Server(node, options, serverOptions, answerPlainHttp, handler, tracker)
+    : options.tls
+      ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp)
+      : node.http.createServer(serverOptions, answerPlainHttp);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1; // one more, to see "too many"
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? 'wss' : 'ws';
@@ -5256,10 +5660,50 @@ const REUSE_PORT_PLATFORMS: ReadonlySet<string> = new Set(['linux', 'freebsd', '
 async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker): Promise<void> {
   tracker.closing = true;
   const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-  httpServer.closeAllConnections();
+  if (httpServer.closeAllConnections) httpServer.closeAllConnections();
+  else httpServer.closeIdleConnections?.();
   for (const socket of tracker.pending) socket.destroy();
   await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {})));
+  // Every WebSocket is gone: HTTP/2 connections get GOAWAY, and end after their last request.
+  for (const session of tracker.sessions.keys()) session.close();
   await stopped;
+}
+
+/** Most streams at once on one of the server's HTTP/2 connections. */
+const DEFAULT_MAX_STREAMS = 1_000;
+
+/**
+ * An HTTP/2 server with HTTP/1.1 on the same port (ALPN chooses), extended CONNECT enabled
+ * (RFC 8441 §3): only a server that serves WebSockets advertises it, as browsers take it as a
+ * promise. The compat API hands every CONNECT to its 'connect' event.
+ */
+function createHttp2Server(node: NodeModules, options: ServerOptions, http1Options: object, answerPlainHttp: RequestListener, handler: (ws: WebSocket) => unknown, tracker: ConnectionTracker): NodeHttpServer {
+  const { maxConcurrentStreams } = readNumbers({ maxConcurrentStreams: DEFAULT_MAX_STREAMS }, options, { maxConcurrentStreams: 1 });
+  const settings = {
+    enableConnectProtocol: true,
+    maxConcurrentStreams,
+    ...(options.maxHeaderSize !== undefined ? { maxHeaderListSize: options.maxHeaderSize } : {}),
+  };
+  const server = node.http2().createSecureServer({ ...options.tls, allowHTTP1: true, noDelay: true, settings }, answerPlainHttp);
+  // node:http2 sets its HTTP/1.1 timeouts itself: ours replace them.
+  Object.assign(server, http1Options);
+  server.on('connect', (request: { readonly headers: NodeHeaders }, response: { readonly stream: NodeHttp2Stream }) =>
+    acceptStream(node, response.stream, request.headers, handler, options, tracker));
+  server.on('session', (session: NodeHttp2Session) => watchSession(session, options, tracker));
+  return server;
+}
+
+/** Tracks a connection of the HTTP/2 server; one that carries no WebSocket for the handshake timeout is closed. */
+function watchSession(session: NodeHttp2Session, options: ServerOptions, tracker: ConnectionTracker): void {
+  tracker.sessions.set(session, 0);
+  session.on('error', ignoreError); // its streams report to their WebSockets
+  session.once('close', () => tracker.sessions.delete(session));
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  if (timeout > 0) {
+    session.setTimeout(timeout, () => {
+      if (!tracker.sessions.get(session)) session.close();
+    });
+  }
 }
 
 /**
@@ -5285,10 +5729,31 @@ function upgrade(
   void acceptUpgrade(loadNode(), request, socket as NodeSocket, head, handler, options, tracker);
 }
 
-/** True if a `node:http` request asks for a WebSocket upgrade. */
+/** True if a `node:http` request asks for a WebSocket upgrade, or a `node:http2` one's headers are an extended CONNECT for one (RFC 8441). */
 function isUpgrade(request: { readonly headers: NodeHeaders }): boolean {
-  const upgradeHeader = request.headers['upgrade'];
+  const { headers } = request;
+  if (headers[':method'] === 'CONNECT') return String(headers[':protocol'] ?? '').toLowerCase() === 'websocket';
+  const upgradeHeader = headers['upgrade'];
   return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(',') : upgradeHeader, 'websocket');
+}
+
+/**
+ * Completes a WebSocket handshake over HTTP/2 (RFC 8441) on a stream that a `node:http2`
+ * server received, then runs `handler` as `listen` does; a bad request is answered on that
+ * stream alone. The server must enable extended CONNECT (`settings: { enableConnectProtocol:
+ * true }`). For the compat API, pass `response.stream` and `request.headers` from its
+ * 'connect' event.
+ *
+ * @example
+ * const server = http2.createSecureServer({ key, cert, allowHTTP1: true, settings: { enableConnectProtocol: true } })
+ * server.on('stream', (stream, headers) => {
+ *   if (isUpgrade({ headers })) upgradeStream(stream, headers, async (ws) => { for await (const m of ws) await ws.send(m) })
+ * })
+ */
+function upgradeStream(stream: UpgradeStream, headers: NodeHeaders, handler: (ws: WebSocket) => unknown, options: ServerOptions = {}): void {
+  resolveOptions(options);
+  checkCompressionOptions(options.compression);
+  void acceptStream(loadNode(), stream as NodeHttp2Stream, headers, handler, options, trackConnections(options));
 }
 
 function reportError(options: ServerOptions, error: unknown, ws?: WebSocket): void {
@@ -5324,39 +5789,117 @@ async function acceptUpgrade(
   socket.on('error', destroySocket);
   if (tracker.closing) return refuse(socket, { status: 503, body: 'the server is shutting down' });
   const headers = lowerCaseHeaders(request.headers);
-  const requestInfo: RequestInfo = { method: request.method ?? '', url: request.url ?? '/', headers };
+  const requestInfo: RequestInfo = { method: request.method ?? '', url: request.url ?? '/', headers, httpVersion: request.httpVersion };
   // node:http drops headers past its own count limit silently; ours is below it.
   if (request.rawHeaders.length / 2 > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuse(socket, { status: 431, body: 'too many headers' });
   const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
   if ('status' in hello) return refuse(socket, hello);
 
-  tracker.pending.add(socket);
-  let protocol: string;
-  try {
-    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, requestInfo) : true; // no await without a hook
-    if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
-    protocol = chooseProtocol(hello.protocols, requestInfo, options);
-  } catch (error) {
-    reportError(options, error);
-    return refuse(socket, { status: 500 });
-  } finally {
-    tracker.pending.delete(socket);
-  }
+  const protocol = await negotiate(requestInfo, hello.protocols, socket, options, tracker);
+  if (typeof protocol !== 'string') return refuse(socket, protocol);
   if (socket.destroyed) return;
-  const settings = checkCompressionOptions(options.compression);
-  const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
-  const extensions = deflate?.response ?? '';
+  const { extensions, compression } = acceptCompression(node, headers, options);
   if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? '?'}`, `→ 101 for ${requestInfo.url.split('?')[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
-  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
-  const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
-  const ws = new WebSocket(link, details, options);
+  startConnection(new SocketTransport(socket, head, node), details, compression, handler, options, tracker);
   socket.off('error', destroySocket); // the transport listens for errors now
+}
+
+/**
+ * Completes an RFC 8441 handshake (extended CONNECT) on a stream of an HTTP/2 server, then
+ * runs the handler; a bad request is answered on its stream only.
+ */
+async function acceptStream(
+  node: NodeModules,
+  stream: NodeHttp2Stream,
+  rawHeaders: NodeHeaders,
+  handler: (ws: WebSocket) => unknown,
+  options: ServerOptions,
+  tracker: ConnectionTracker,
+): Promise<void> {
+  stream.on('error', ignoreError); // a reset before the answer just ends the stream
+  const remoteAddress = stream.session?.socket?.remoteAddress;
+  if (tracker.closing) return refuseStream(stream, { status: 503, body: 'the server is shutting down' }, remoteAddress);
+  const headers = lowerCaseHeaders(rawHeaders);
+  if (Object.keys(headers).length > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: 'too many headers' }, remoteAddress);
+  const hello = checkExtendedConnect(headers);
+  if ('status' in hello) return refuseStream(stream, hello, remoteAddress);
+  headers['host'] ??= headers[':authority'] as string;
+  const requestInfo: RequestInfo = { method: 'CONNECT', url: headers[':path'] as string, headers, httpVersion: '2' };
+  const protocol = await negotiate(requestInfo, hello.protocols, stream, options, tracker);
+  if (typeof protocol !== 'string') return refuseStream(stream, protocol, remoteAddress);
+  if (stream.closed || stream.destroyed) return;
+  const { extensions, compression } = acceptCompression(node, headers, options);
+  if (DEBUG) debugLog(`handshake from ${remoteAddress ?? '?'}`, `→ HTTP/2 200 for ${requestInfo.url.split('?')[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  stream.respond({ ':status': 200, ...(protocol ? { 'sec-websocket-protocol': protocol } : {}), ...(extensions ? { 'sec-websocket-extensions': extensions } : {}) });
+  countStream(stream, tracker);
+  const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress };
+  startConnection(new Http2StreamTransport(stream, node), details, compression, handler, options, tracker);
+  stream.off('error', ignoreError);
+}
+
+/** Counts a WebSocket stream on its connection while it is open (see watchSession). */
+function countStream(stream: NodeHttp2Stream, tracker: ConnectionTracker): void {
+  const session = stream.session;
+  const count = session && tracker.sessions.get(session);
+  if (!session || count === undefined) return;
+  tracker.sessions.set(session, count + 1);
+  stream.once('close', () => {
+    const now = tracker.sessions.get(session);
+    if (now !== undefined) tracker.sessions.set(session, now - 1);
+  });
+}
+
+/** Runs `verify` and chooses the subprotocol: the protocol ('' for none), or the refusal. */
+async function negotiate(request: RequestInfo, offered: string[], pending: NodeSocket, options: ServerOptions, tracker: ConnectionTracker): Promise<string | Refusal> {
+  tracker.pending.add(pending);
+  try {
+    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, request) : true; // no await without a hook
+    if (verdict !== true) return verdict === false ? { status: 403 } : verdict;
+    return chooseProtocol(offered, request, options);
+  } catch (error) {
+    reportError(options, error);
+    return { status: 500 };
+  } finally {
+    tracker.pending.delete(pending);
+  }
+}
+
+/** permessage-deflate, if the server has it on and the client offered it: the answer's header and the compressor. */
+function acceptCompression(node: NodeModules, headers: Record<string, string>, options: ServerOptions): { extensions: string; compression: ZlibCompression | null } {
+  const settings = checkCompressionOptions(options.compression);
+  const deflate = settings ? acceptDeflateOffer(headers['sec-websocket-extensions'], settings) : null;
+  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
+  return { extensions: deflate?.response ?? '', compression };
+}
+
+/** The handshake is answered: the server's WebSocket, tracked, and its handler started. */
+function startConnection(transport: Transport, details: ConnectionDetails, compression: ZlibCompression | null, handler: (ws: WebSocket) => unknown, options: ServerOptions, tracker: ConnectionTracker): void {
+  const ws = new WebSocket(new ProtocolLink(transport, false, options, compression), details, options);
   track(ws, tracker.sockets);
-  // Not awaited: this function's frame (the HTTP request, the handshake) is freed at once.
-  // The handler's errors go to onError, never further.
+  // Not awaited: the handshake's frame (the HTTP request) is freed at once. The handler's
+  // errors go to onError, never further.
   runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
+}
+
+/** Answers an extended CONNECT with an HTTP refusal on its stream; the connection and its other streams go on. */
+function refuseStream(stream: NodeHttp2Stream, refusal: Refusal, remoteAddress: string | undefined): void {
+  if (DEBUG) debugLog(`handshake from ${remoteAddress ?? '?'}`, `→ HTTP/2 ${refusal.status}: refused`);
+  if (stream.closed || stream.destroyed) return;
+  const { body, headers } = refusalContent(refusal);
+  stream.respond({ ':status': refusal.status, ...http2Headers(headers) });
+  stream.end(body);
+}
+
+/** Headers for an HTTP/2 answer: names in lower case, without those of HTTP/1.1 connections. */
+function http2Headers(headers: Record<string, string>): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!HTTP1_ONLY_HEADERS.has(lower)) kept[lower] = value;
+  }
+  return kept;
 }
 
 /** Runs the server's `verify` hook, bounded by the handshake timeout. */
@@ -5697,7 +6240,7 @@ function joinChunks(chunks: Iterable<Chunk>): string | Uint8Array {
  */
 function wrap(native: NativeWebSocket, options: ConnectionOptions = {}): WebSocket {
   const link = new NativeLink(native, options);
-  return new WebSocket(link, { url: native.url, request: { method: 'GET', url: native.url, headers: {} }, protocol: '', extensions: '' }, options);
+  return new WebSocket(link, { url: native.url, request: { method: 'GET', url: native.url, headers: {}, httpVersion: '' }, protocol: '', extensions: '' }, options);
 }
 
 /** `connect` where there is no Node: the runtime's own WebSocket, through `wrap`. */
@@ -5754,6 +6297,7 @@ export {
   connect,
   listen,
   upgrade,
+  upgradeStream,
   isUpgrade,
   // HTTP.jl-style free functions
   receive,

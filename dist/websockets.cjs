@@ -40,6 +40,7 @@ __export(websockets_exports, {
   reconnect: () => reconnect,
   send: () => send,
   upgrade: () => upgrade,
+  upgradeStream: () => upgradeStream,
   wrap: () => wrap
 });
 module.exports = __toCommonJS(websockets_exports);
@@ -280,6 +281,7 @@ const HTTP_REASONS = {
   429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
+  501: "Not Implemented",
   503: "Service Unavailable"
 };
 function headerTokens(value) {
@@ -321,14 +323,48 @@ function checkClientRequest(method, httpVersion, headers) {
   }
   if (!hasToken(headers["connection"], "upgrade")) return { status: 400, body: 'Connection header must contain "upgrade"' };
   if (!headers["host"]) return { status: 400, body: "Host header missing" };
+  const offer = checkWebSocketOffer(headers);
+  if ("status" in offer) return offer;
+  const key = headers["sec-websocket-key"];
+  if (key === void 0 || !KEY.test(key)) return { status: 400, body: "Sec-WebSocket-Key must be 16 bytes in base64" };
+  return { key, protocols: offer.protocols };
+}
+function checkWebSocketOffer(headers) {
   if (headers["sec-websocket-version"] !== "13") {
     return { status: 426, headers: { "Sec-WebSocket-Version": "13" }, body: "unsupported Sec-WebSocket-Version: only 13 is supported" };
   }
-  const key = headers["sec-websocket-key"];
-  if (key === void 0 || !KEY.test(key)) return { status: 400, body: "Sec-WebSocket-Key must be 16 bytes in base64" };
   const protocols = headerTokens(headers["sec-websocket-protocol"]);
   if (!protocols.every((protocol) => TOKEN.test(protocol))) return { status: 400, body: "Sec-WebSocket-Protocol must be a list of tokens" };
-  return { key, protocols };
+  return { protocols };
+}
+function checkExtendedConnect(headers) {
+  if (headers[":method"] !== "CONNECT") return { status: 405, headers: { Allow: "CONNECT" }, body: "a WebSocket over HTTP/2 opens with CONNECT" };
+  const protocol = headers[":protocol"];
+  if (protocol === void 0) return { status: 405, body: "only an extended CONNECT with :protocol websocket is served here (RFC 8441)" };
+  if (protocol.toLowerCase() !== "websocket") return { status: 501, body: `the :protocol ${JSON.stringify(protocol)} is not served here; only websocket` };
+  for (const name of [":scheme", ":path", ":authority"]) {
+    if (!headers[name]) return { status: 400, body: `an extended CONNECT needs ${name} (RFC 8441 \xA74)` };
+  }
+  return checkWebSocketOffer(headers);
+}
+const HTTP1_ONLY_HEADERS = /* @__PURE__ */ new Set(["connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding", "host"]);
+function extendedConnectHeaders(target, headers, protocols, extensions) {
+  const request = {
+    ":method": "CONNECT",
+    ":protocol": "websocket",
+    ":scheme": "https",
+    ":authority": target.host,
+    ":path": target.pathname + target.search
+  };
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === "host") request[":authority"] = value;
+    else if (!HTTP1_ONLY_HEADERS.has(lower)) request[lower] = value;
+  }
+  request["sec-websocket-version"] = "13";
+  if (protocols.length > 0) request["sec-websocket-protocol"] = protocols.join(", ");
+  if (extensions) request["sec-websocket-extensions"] = extensions;
+  return request;
 }
 function formatHeaders(headers) {
   let text = "";
@@ -371,10 +407,19 @@ function chooseProtocol(offered, request, options) {
   return options.protocols?.find((protocol) => offered.includes(protocol)) ?? "";
 }
 function checkServerResponse(headers, expectedAccept, offered) {
-  const fail = (why) => new WebSocketError(1006, `handshake failed: ${why}`, { status: 101, headers });
+  const fail = handshakeFailure(101, headers);
   if (!hasToken(headers["upgrade"], "websocket")) throw fail('the response has no "Upgrade: websocket"');
   if (!hasToken(headers["connection"], "upgrade")) throw fail('the response has no "Connection: upgrade"');
   if (headers["sec-websocket-accept"] !== expectedAccept) throw fail("Sec-WebSocket-Accept does not match the key");
+  return chosenProtocol(headers, offered, fail);
+}
+function checkStreamResponse(status, headers, offered) {
+  return chosenProtocol(headers, offered, handshakeFailure(status, headers));
+}
+function handshakeFailure(status, headers) {
+  return (why) => new WebSocketError(1006, `handshake failed: ${why}`, { status, headers });
+}
+function chosenProtocol(headers, offered, fail) {
   const protocol = headers["sec-websocket-protocol"] ?? "";
   if (protocol !== "" && !offered.includes(protocol)) throw fail(`the server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`);
   return protocol;
@@ -2587,6 +2632,7 @@ function loadBuiltins() {
     zlib: load("zlib"),
     dns: load("dns"),
     fs: load("fs"),
+    http2: () => load("http2"),
     sha1Base64: (text) => crypto.createHash("sha1").update(text).digest("base64"),
     allocateFrame: (size) => Buffer2.allocUnsafe(size),
     allocateMessage: (size) => new Uint8Array(Buffer2.allocUnsafeSlow(size).buffer, 0, size),
@@ -2893,6 +2939,18 @@ class SocketTransport {
   }
   get destroyed() {
     return this.#socket.destroyed;
+  }
+}
+class Http2StreamTransport extends SocketTransport {
+  #stream;
+  #cancel;
+  constructor(stream, node) {
+    super(stream, EMPTY, node);
+    this.#stream = stream;
+    this.#cancel = node.http2().constants.NGHTTP2_CANCEL;
+  }
+  destroy() {
+    if (!this.#stream.destroyed) this.#stream.close(this.#cancel);
   }
 }
 function lowerCaseHeaders(raw) {
@@ -3208,6 +3266,115 @@ function ipValue(text) {
   }
   return value;
 }
+const HTTP2_IDLE_CLOSE = 1e3;
+class SharedSession {
+  session;
+  #streams = 0;
+  #idle = null;
+  constructor(session) {
+    this.session = session;
+    this.#becomeIdle();
+  }
+  /** Room for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2). */
+  get hasRoom() {
+    const session = this.session;
+    return !session.closed && !session.destroyed && this.#streams < (session.remoteSettings.maxConcurrentStreams ?? 100);
+  }
+  /** Opens a stream; while any is open, the connection keeps the process alive. */
+  request(headers) {
+    const stream = this.session.request(headers, { endStream: false });
+    this.#streams++;
+    if (this.#idle) clearTimeout(this.#idle);
+    this.#idle = null;
+    this.session.ref();
+    stream.once("close", () => {
+      if (--this.#streams === 0) this.#becomeIdle();
+    });
+    return stream;
+  }
+  #becomeIdle() {
+    this.session.unref();
+    this.#idle = startTimer(HTTP2_IDLE_CLOSE, () => this.session.close());
+  }
+}
+const http2Sessions = /* @__PURE__ */ new Map();
+async function http2Session(attempt, target, proxy) {
+  const key = sessionKey(target, proxy, attempt.options.tls);
+  for (let shared = http2Sessions.get(key); shared; shared = http2Sessions.get(key)) {
+    const reached = await untilAborted(shared.ready.catch(() => void 0), attempt.signal);
+    if (reached === null || reached instanceof SharedSession && reached.hasRoom) return reached;
+    if (http2Sessions.get(key) === shared) break;
+  }
+  const slot = { ready: openSession(attempt, target, proxy) };
+  const forget = () => {
+    if (http2Sessions.get(key) === slot) http2Sessions.delete(key);
+  };
+  http2Sessions.set(key, slot);
+  slot.ready.then((reached) => {
+    if (reached instanceof SharedSession) {
+      reached.session.once("close", forget);
+      reached.session.once("goaway", forget);
+    } else {
+      forget();
+    }
+  }, forget);
+  return slot.ready;
+}
+async function openSession(attempt, target, proxy) {
+  const { builtins: node, options, signal } = attempt;
+  const socket = await dial(node, target, proxy, { ...options.tls, ALPNProtocols: ["h2", "http/1.1"] }, options.proxyTls, signal);
+  if (socket.alpnProtocol !== "h2") return socket;
+  socket.setNoDelay?.(true);
+  const authority2 = target.socketPath !== null ? "localhost" : `${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
+  const session = node.http2().connect(`https://${authority2}`, { createConnection: () => socket });
+  session.on("error", ignoreError);
+  await remoteSettings(session, signal);
+  if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
+  if (DEBUG) debugLog(`handshake ${target.host}:${target.port}`, "the HTTP/2 server did not enable extended CONNECT: HTTP/1.1 instead");
+  session.close();
+  return null;
+}
+function ignoreError() {
+}
+function remoteSettings(session, signal) {
+  return new Promise((resolve, reject) => {
+    const done = (error) => {
+      signal.removeEventListener("abort", onAbort);
+      session.off("remoteSettings", onSettings);
+      session.off("close", onClose);
+      if (error === void 0) return resolve();
+      session.destroy();
+      reject(error);
+    };
+    const onSettings = () => done();
+    const onClose = () => done(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, "connection failed: the HTTP/2 connection closed before the server sent its SETTINGS"));
+    const onAbort = () => done(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    session.once("remoteSettings", onSettings);
+    session.once("close", onClose);
+  });
+}
+function untilAborted(promise, signal) {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+function sessionKey(target, proxy, tls) {
+  const options = Object.entries(tls ?? {}).sort(([a], [b]) => a < b ? -1 : 1).map(([name, value]) => `${name}=${typeof value === "object" || typeof value === "function" ? `#${objectId(value)}` : JSON.stringify(value)}`);
+  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, options]);
+}
+const objectIds = /* @__PURE__ */ new WeakMap();
+let lastObjectId = 0;
+function objectId(value) {
+  if (value === null) return 0;
+  let id = objectIds.get(value);
+  if (id === void 0) objectIds.set(value, id = ++lastObjectId);
+  return id;
+}
 function withoutCredentials(url) {
   if (!url.username && !url.password) return url.href;
   const shown = new URL(url.href);
@@ -3306,21 +3473,103 @@ function withoutCredentialHeaders(headers) {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
 }
 async function connectTo(attempt, at, headers) {
-  const { builtins: node, options, signal } = attempt;
+  const { options, signal } = attempt;
   const secure = at.url.protocol === "wss:";
   const host = at.url.hostname.replace(/^\[|\]$/g, "");
   const target = { host, port: Number(at.url.port) || (secure ? 443 : 80), socketPath: at.socketPath, secure };
   const proxy = chooseProxy(options.proxy, target);
   if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `dial ${at.socketPath !== null ? `unix socket ${at.socketPath}` : proxy ? `through the proxy ${proxy.shown}` : "direct"}`);
-  let socket;
+  let reached;
   try {
-    socket = await dial(node, target, proxy, options.tls, options.proxyTls, signal);
+    reached = await reach(attempt, target, proxy);
   } catch (cause) {
     if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `connection failed: ${signal.aborted ? String(signal.reason?.message ?? signal.reason) : cause.message}`);
     if (signal.aborted) throw signal.reason;
     throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause });
   }
-  return handshake(attempt, at, headers, socket);
+  return reached instanceof SharedSession ? extendedConnect(attempt, at, headers, reached) : handshake(attempt, at, headers, reached);
+}
+async function reach(attempt, target, proxy) {
+  const { builtins: node, options, signal } = attempt;
+  if (!options.http2 || !target.secure) return dial(node, target, proxy, options.tls, options.proxyTls, signal);
+  const reached = await http2Session(attempt, target, proxy);
+  return reached ?? dial(node, target, proxy, { ...options.tls, ALPNProtocols: ["http/1.1"] }, options.proxyTls, signal);
+}
+function extendedConnect(attempt, at, headers, shared) {
+  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const target = at.url;
+  const login = credentials(target, "the URL");
+  const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === "authorization") ? { ...headers, authorization: `Basic ${base64(textEncoder.encode(login.join(":")))}` } : headers;
+  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, compression ? formatDeflateOffer(compression) : "");
+  const requestInfo = { method: "CONNECT", url: requestHeaders[":path"] ?? "/", headers: requestHeaders, httpVersion: "2" };
+  const logged = `handshake ${loggedUrl(target)}`;
+  return new Promise((resolve, reject) => {
+    let stream;
+    try {
+      stream = shared.request(requestHeaders);
+    } catch (cause) {
+      return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
+    }
+    let settled = false;
+    const cancel = () => {
+      if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
+    };
+    const settle = () => {
+      settled = true;
+      signal.removeEventListener("abort", onAbort);
+    };
+    const fail = (error) => {
+      if (settled) return;
+      settle();
+      cancel();
+      reject(error);
+    };
+    const onAbort = () => fail(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.on("error", (cause) => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
+    stream.once("close", () => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ""} before its answer`)));
+    stream.once("response", (raw) => {
+      if (settled) return;
+      settle();
+      const status = Number(raw[":status"]);
+      const responseHeaders = lowerCaseHeaders(raw);
+      delete responseHeaders[":status"];
+      if (status < 200 || status > 299) {
+        if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status}: refused`);
+        cancel();
+        const answer = refusedHandshake(status, HTTP_REASONS[status] ?? "", responseHeaders);
+        return answer instanceof WebSocketError ? reject(answer) : resolve(answer);
+      }
+      let protocol;
+      let agreed;
+      try {
+        protocol = checkStreamResponse(status, responseHeaders, protocols);
+        agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
+      } catch (error) {
+        if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status} refused by the client: ${error.message}`);
+        cancel();
+        return reject(error);
+      }
+      if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
+      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+      const link = new ProtocolLink(new Http2StreamTransport(stream, node), true, options, deflate);
+      resolve(new WebSocket(link, {
+        url: at.shown,
+        request: requestInfo,
+        response: { status, headers: responseHeaders, httpVersion: "2" },
+        protocol,
+        extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
+        remoteAddress: shared.session.socket?.remoteAddress
+      }, options));
+    });
+    if (DEBUG) debugLog(logged, `\u2192 HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
+  });
+}
+function refusedHandshake(status, statusText, headers) {
+  const location = headers["location"];
+  if (REDIRECTS.has(status) && location !== void 0) return { status, headers, location };
+  return new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${statusText}`.trimEnd(), { status, headers });
 }
 function handshake(attempt, at, headers, socket) {
   const { builtins: node, protocols, compression, options, signal } = attempt;
@@ -3351,7 +3600,8 @@ function handshake(attempt, at, headers, socket) {
   const requestInfo = {
     method: "GET",
     url: path,
-    headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value]))
+    headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
+    httpVersion: "1.1"
   };
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -3376,19 +3626,14 @@ function handshake(attempt, at, headers, socket) {
     request.on("response", (response) => {
       const status = response.statusCode ?? 0;
       if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 HTTP ${status}: refused`);
-      const responseHeaders = lowerCaseHeaders(response.headers);
       response.resume();
-      const location = responseHeaders["location"];
-      if (REDIRECTS.has(status) && location !== void 0 && !settled) {
-        settle();
-        request.destroy();
-        socket.destroy();
-        return resolve({ status, headers: responseHeaders, location });
-      }
-      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${response.statusMessage ?? ""}`.trimEnd(), {
-        status,
-        headers: responseHeaders
-      }));
+      const answer = refusedHandshake(status, response.statusMessage ?? "", lowerCaseHeaders(response.headers));
+      if (answer instanceof WebSocketError) return fail(answer);
+      if (settled) return;
+      settle();
+      request.destroy();
+      socket.destroy();
+      resolve(answer);
     });
     request.on("upgrade", (response, upgraded, head) => {
       if (settled) {
@@ -3413,7 +3658,7 @@ function handshake(attempt, at, headers, socket) {
       resolve(new WebSocket(link, {
         url: at.shown,
         request: requestInfo,
-        response: { status: response.statusCode ?? 101, headers: responseHeaders },
+        response: { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion },
         protocol,
         extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
         remoteAddress: upgraded.remoteAddress
@@ -3446,11 +3691,11 @@ function pair(options = {}) {
   const serverEnd = new MemoryTransport();
   clientEnd.peer = serverEnd;
   serverEnd.peer = clientEnd;
-  const request = { method: "GET", url: path, headers: {} };
+  const request = { method: "GET", url: path, headers: {}, httpVersion: "" };
   const client = new WebSocket(new ProtocolLink(clientEnd, true, options, compression(true)), {
     url: withoutCredentials(target),
     request,
-    response: { status: 101, headers: {} },
+    response: { status: 101, headers: {}, httpVersion: "" },
     protocol,
     extensions
   }, options);
@@ -3591,7 +3836,7 @@ function trackConnections(options) {
   const handlerFailed = (error, ws) => {
     if (error !== endOf(ws)) reportError(options, error, ws);
   };
-  return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), closing: false, handlerFailed };
+  return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), sessions: /* @__PURE__ */ new Map(), closing: false, handlerFailed };
 }
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
@@ -3610,11 +3855,12 @@ async function listen(host, port, handler, options = {}) {
     const verdict = checkClientRequest(request.method ?? "", request.httpVersion, lowerCaseHeaders(request.headers));
     const refusal = "status" in verdict ? verdict : { status: 426, headers: { Upgrade: "websocket" } };
     const { body, headers } = refusalContent(refusal);
-    response.writeHead(refusal.status, headers);
+    response.writeHead(refusal.status, request.httpVersion === "2.0" ? http2Headers(headers) : headers);
     response.end(body);
   };
-  const httpServer = options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
   const tracker = trackConnections(options);
+  if (options.http2 && !options.tls) throw new TypeError("http2 needs tls: HTTP/2 is chosen by ALPN in the TLS handshake (h2c is not served)");
+  const httpServer = options.http2 ? createHttp2Server(node, options, serverOptions, answerPlainHttp, handler, tracker) : options.tls ? node.https.createServer({ ...options.tls, ...serverOptions }, answerPlainHttp) : node.http.createServer(serverOptions, answerPlainHttp);
   httpServer.maxHeadersCount = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 1;
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? "wss" : "ws";
@@ -3693,11 +3939,38 @@ const REUSE_PORT_PLATFORMS = /* @__PURE__ */ new Set(["linux", "freebsd", "drago
 async function shutdown(httpServer, tracker) {
   tracker.closing = true;
   const stopped = new Promise((resolve) => httpServer.close(() => resolve()));
-  httpServer.closeAllConnections();
+  if (httpServer.closeAllConnections) httpServer.closeAllConnections();
+  else httpServer.closeIdleConnections?.();
   for (const socket of tracker.pending) socket.destroy();
   await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {
   })));
+  for (const session of tracker.sessions.keys()) session.close();
   await stopped;
+}
+const DEFAULT_MAX_STREAMS = 1e3;
+function createHttp2Server(node, options, http1Options, answerPlainHttp, handler, tracker) {
+  const { maxConcurrentStreams } = readNumbers({ maxConcurrentStreams: DEFAULT_MAX_STREAMS }, options, { maxConcurrentStreams: 1 });
+  const settings = {
+    enableConnectProtocol: true,
+    maxConcurrentStreams,
+    ...options.maxHeaderSize !== void 0 ? { maxHeaderListSize: options.maxHeaderSize } : {}
+  };
+  const server = node.http2().createSecureServer({ ...options.tls, allowHTTP1: true, noDelay: true, settings }, answerPlainHttp);
+  Object.assign(server, http1Options);
+  server.on("connect", (request, response) => acceptStream(node, response.stream, request.headers, handler, options, tracker));
+  server.on("session", (session) => watchSession(session, options, tracker));
+  return server;
+}
+function watchSession(session, options, tracker) {
+  tracker.sessions.set(session, 0);
+  session.on("error", ignoreError);
+  session.once("close", () => tracker.sessions.delete(session));
+  const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
+  if (timeout > 0) {
+    session.setTimeout(timeout, () => {
+      if (!tracker.sessions.get(session)) session.close();
+    });
+  }
 }
 function upgrade(request, socket, head, handler, options = {}) {
   resolveOptions(options);
@@ -3706,8 +3979,15 @@ function upgrade(request, socket, head, handler, options = {}) {
   void acceptUpgrade(loadNode(), request, socket, head, handler, options, tracker);
 }
 function isUpgrade(request) {
-  const upgradeHeader = request.headers["upgrade"];
+  const { headers } = request;
+  if (headers[":method"] === "CONNECT") return String(headers[":protocol"] ?? "").toLowerCase() === "websocket";
+  const upgradeHeader = headers["upgrade"];
   return hasToken(Array.isArray(upgradeHeader) ? upgradeHeader.join(",") : upgradeHeader, "websocket");
+}
+function upgradeStream(stream, headers, handler, options = {}) {
+  resolveOptions(options);
+  checkCompressionOptions(options.compression);
+  void acceptStream(loadNode(), stream, headers, handler, options, trackConnections(options));
 }
 function reportError(options, error, ws) {
   try {
@@ -3729,35 +4009,89 @@ async function acceptUpgrade(node, request, socket, head, handler, options, trac
   socket.on("error", destroySocket);
   if (tracker.closing) return refuse(socket, { status: 503, body: "the server is shutting down" });
   const headers = lowerCaseHeaders(request.headers);
-  const requestInfo = { method: request.method ?? "", url: request.url ?? "/", headers };
+  const requestInfo = { method: request.method ?? "", url: request.url ?? "/", headers, httpVersion: request.httpVersion };
   if (request.rawHeaders.length / 2 > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuse(socket, { status: 431, body: "too many headers" });
   const hello = checkClientRequest(requestInfo.method, request.httpVersion, headers);
   if ("status" in hello) return refuse(socket, hello);
-  tracker.pending.add(socket);
-  let protocol;
-  try {
-    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, requestInfo) : true;
-    if (verdict !== true) return refuse(socket, verdict === false ? { status: 403 } : verdict);
-    protocol = chooseProtocol(hello.protocols, requestInfo, options);
-  } catch (error) {
-    reportError(options, error);
-    return refuse(socket, { status: 500 });
-  } finally {
-    tracker.pending.delete(socket);
-  }
+  const protocol = await negotiate(requestInfo, hello.protocols, socket, options, tracker);
+  if (typeof protocol !== "string") return refuse(socket, protocol);
   if (socket.destroyed) return;
-  const settings = checkCompressionOptions(options.compression);
-  const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
-  const extensions = deflate?.response ?? "";
+  const { extensions, compression } = acceptCompression(node, headers, options);
   if (DEBUG) debugLog(`handshake from ${socket.remoteAddress ?? "?"}`, `\u2192 101 for ${requestInfo.url.split("?")[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
   socket.write(formatAcceptance(acceptKey(hello.key, node.sha1Base64), protocol, extensions));
-  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
-  const link = new ProtocolLink(new SocketTransport(socket, head, node), false, options, compression);
   const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress: socket.remoteAddress };
-  const ws = new WebSocket(link, details, options);
+  startConnection(new SocketTransport(socket, head, node), details, compression, handler, options, tracker);
   socket.off("error", destroySocket);
+}
+async function acceptStream(node, stream, rawHeaders, handler, options, tracker) {
+  stream.on("error", ignoreError);
+  const remoteAddress = stream.session?.socket?.remoteAddress;
+  if (tracker.closing) return refuseStream(stream, { status: 503, body: "the server is shutting down" }, remoteAddress);
+  const headers = lowerCaseHeaders(rawHeaders);
+  if (Object.keys(headers).length > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: "too many headers" }, remoteAddress);
+  const hello = checkExtendedConnect(headers);
+  if ("status" in hello) return refuseStream(stream, hello, remoteAddress);
+  headers["host"] ??= headers[":authority"];
+  const requestInfo = { method: "CONNECT", url: headers[":path"], headers, httpVersion: "2" };
+  const protocol = await negotiate(requestInfo, hello.protocols, stream, options, tracker);
+  if (typeof protocol !== "string") return refuseStream(stream, protocol, remoteAddress);
+  if (stream.closed || stream.destroyed) return;
+  const { extensions, compression } = acceptCompression(node, headers, options);
+  if (DEBUG) debugLog(`handshake from ${remoteAddress ?? "?"}`, `\u2192 HTTP/2 200 for ${requestInfo.url.split("?")[0]}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  stream.respond({ ":status": 200, ...protocol ? { "sec-websocket-protocol": protocol } : {}, ...extensions ? { "sec-websocket-extensions": extensions } : {} });
+  countStream(stream, tracker);
+  const details = { url: requestInfo.url, request: requestInfo, protocol, extensions, remoteAddress };
+  startConnection(new Http2StreamTransport(stream, node), details, compression, handler, options, tracker);
+  stream.off("error", ignoreError);
+}
+function countStream(stream, tracker) {
+  const session = stream.session;
+  const count = session && tracker.sessions.get(session);
+  if (!session || count === void 0) return;
+  tracker.sessions.set(session, count + 1);
+  stream.once("close", () => {
+    const now = tracker.sessions.get(session);
+    if (now !== void 0) tracker.sessions.set(session, now - 1);
+  });
+}
+async function negotiate(request, offered, pending, options, tracker) {
+  tracker.pending.add(pending);
+  try {
+    const verdict = options.verify ? await verifyWithTimeout(options.verify, options, request) : true;
+    if (verdict !== true) return verdict === false ? { status: 403 } : verdict;
+    return chooseProtocol(offered, request, options);
+  } catch (error) {
+    reportError(options, error);
+    return { status: 500 };
+  } finally {
+    tracker.pending.delete(pending);
+  }
+}
+function acceptCompression(node, headers, options) {
+  const settings = checkCompressionOptions(options.compression);
+  const deflate = settings ? acceptDeflateOffer(headers["sec-websocket-extensions"], settings) : null;
+  const compression = deflate && settings ? new ZlibCompression(node.zlib, deflate.agreed, false, settings) : null;
+  return { extensions: deflate?.response ?? "", compression };
+}
+function startConnection(transport, details, compression, handler, options, tracker) {
+  const ws = new WebSocket(new ProtocolLink(transport, false, options, compression), details, options);
   track(ws, tracker.sockets);
   runHandler(ws, handler, CloseCode.INTERNAL_ERROR, ignoreValue, tracker.handlerFailed);
+}
+function refuseStream(stream, refusal, remoteAddress) {
+  if (DEBUG) debugLog(`handshake from ${remoteAddress ?? "?"}`, `\u2192 HTTP/2 ${refusal.status}: refused`);
+  if (stream.closed || stream.destroyed) return;
+  const { body, headers } = refusalContent(refusal);
+  stream.respond({ ":status": refusal.status, ...http2Headers(headers) });
+  stream.end(body);
+}
+function http2Headers(headers) {
+  const kept = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!HTTP1_ONLY_HEADERS.has(lower)) kept[lower] = value;
+  }
+  return kept;
 }
 async function verifyWithTimeout(verify, options, request) {
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
@@ -3995,7 +4329,7 @@ function joinChunks(chunks) {
 }
 function wrap(native, options = {}) {
   const link = new NativeLink(native, options);
-  return new WebSocket(link, { url: native.url, request: { method: "GET", url: native.url, headers: {} }, protocol: "", extensions: "" }, options);
+  return new WebSocket(link, { url: native.url, request: { method: "GET", url: native.url, headers: {}, httpVersion: "" }, protocol: "", extensions: "" }, options);
 }
 function connectNative(target, protocols, options) {
   if (options.headers) return Promise.reject(new TypeError("headers cannot be set in a browser: its WebSocket API has no way to send them"));

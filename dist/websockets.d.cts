@@ -145,6 +145,8 @@ interface TlsOptions {
         pem: string | Uint8Array;
         passphrase?: string | undefined;
     }> | undefined;
+    /** Protocols to offer (client) or accept (server) by ALPN; `http2` sets them itself. */
+    ALPNProtocols?: readonly (string | Uint8Array)[] | ArrayBufferView | undefined;
     /** A PKCS#12 bundle instead of `key` and `cert`. */
     pfx?: PemInput | Array<string | Uint8Array | {
         buf: string | Uint8Array;
@@ -200,17 +202,31 @@ interface ClientOptions extends ConnectionOptions {
     followRedirects?: boolean | undefined;
     /** Most redirects followed. Default 10. */
     maxRedirects?: number | undefined;
+    /**
+     * Offer HTTP/2 for wss: (Node only): WebSockets to one origin then share one connection, as
+     * RFC 8441 streams, where the server enables it; otherwise HTTP/1.1. ws: URLs always use
+     * HTTP/1.1 (no h2c). Default false.
+     */
+    http2?: boolean | undefined;
 }
-/** The handshake request: method, request target and headers (names in lower case). */
+/**
+ * The handshake request: method, request target and headers (names in lower case). Over
+ * HTTP/2 (RFC 8441) the method is CONNECT and the headers hold the pseudo-headers
+ * `:authority`, `:scheme` and `:protocol`, and `host` (copied from `:authority` unless sent).
+ */
 interface RequestInfo {
     readonly method: string;
     readonly url: string;
     readonly headers: Readonly<Record<string, string>>;
+    /** The HTTP version that carried the handshake: '1.1', or '2' for an HTTP/2 stream; '' where unknown (a browser's WebSocket, `pair()`). */
+    readonly httpVersion: string;
 }
 /** The handshake response the client received. */
 interface ResponseInfo {
     readonly status: number;
     readonly headers: Readonly<Record<string, string>>;
+    /** '1.1', or '2' for an HTTP/2 stream; '' where unknown. */
+    readonly httpVersion: string;
 }
 /** How a server refuses a handshake. */
 interface Refusal {
@@ -240,6 +256,13 @@ interface ServerOptions extends ConnectionOptions {
      * Linux, FreeBSD, DragonFly BSD, Solaris or AIX; elsewhere listen() rejects and says so.
      */
     reusePort?: boolean | undefined;
+    /**
+     * Serve WebSockets over HTTP/2 too (RFC 8441), beside HTTP/1.1 on the same port (`listen`
+     * only, with `tls`: ALPN picks the version per connection). Default false.
+     */
+    http2?: boolean | undefined;
+    /** Most streams (WebSockets, requests) one HTTP/2 connection may have open at once. Default 1000. */
+    maxConcurrentStreams?: number | undefined;
 }
 /** What ended a connection: the close code and reason the peer sent (1005: none, 1006: no close frame). */
 interface CloseInfo {
@@ -622,6 +645,17 @@ interface UpgradeRequest {
     readonly rawHeaders: readonly string[];
 }
 /**
+ * A stream of a node:http2 server, as `upgradeStream()` takes it: what its 'stream' event
+ * gives, or the compat API's `response.stream`.
+ */
+interface UpgradeStream extends UpgradeSocket {
+    respond(headers: Record<string, string | number>, options?: {
+        endStream?: boolean;
+    }): void;
+    close(code?: number): void;
+    readonly closed: boolean;
+}
+/**
  * Opens a client connection and resolves with the WebSocket once the handshake is done:
  * dial (TCP, TLS, a unix socket, a proxy's tunnel), then the RFC 6455 handshake, following
  * redirects if asked. Rejects with a `WebSocketError` (code 1006, with `status` and `headers`
@@ -739,10 +773,24 @@ declare function listen(host: string, port: number, handler: (ws: WebSocket) => 
  * })
  */
 declare function upgrade(request: UpgradeRequest, socket: UpgradeSocket, head: Uint8Array, handler: (ws: WebSocket) => unknown, options?: ServerOptions): void;
-/** True if a `node:http` request asks for a WebSocket upgrade. */
+/** True if a `node:http` request asks for a WebSocket upgrade, or a `node:http2` one's headers are an extended CONNECT for one (RFC 8441). */
 declare function isUpgrade(request: {
     readonly headers: NodeHeaders;
 }): boolean;
+/**
+ * Completes a WebSocket handshake over HTTP/2 (RFC 8441) on a stream that a `node:http2`
+ * server received, then runs `handler` as `listen` does; a bad request is answered on that
+ * stream alone. The server must enable extended CONNECT (`settings: { enableConnectProtocol:
+ * true }`). For the compat API, pass `response.stream` and `request.headers` from its
+ * 'connect' event.
+ *
+ * @example
+ * const server = http2.createSecureServer({ key, cert, allowHTTP1: true, settings: { enableConnectProtocol: true } })
+ * server.on('stream', (stream, headers) => {
+ *   if (isUpgrade({ headers })) upgradeStream(stream, headers, async (ws) => { for await (const m of ws) await ws.send(m) })
+ * })
+ */
+declare function upgradeStream(stream: UpgradeStream, headers: NodeHeaders, handler: (ws: WebSocket) => unknown, options?: ServerOptions): void;
 /** The part of a WHATWG `WebSocket` (a browser's, Deno's, Bun's, Node 22's) that `wrap` uses. */
 interface NativeWebSocket {
     readonly url: string;
@@ -773,5 +821,5 @@ interface NativeEvent {
  * await ws.send('hello')
  */
 declare function wrap(native: NativeWebSocket, options?: ConnectionOptions): WebSocket;
-export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
+export { WebSocket, WebSocketError, isOk, open, pair, reconnect, wrap, connect, listen, upgrade, upgradeStream, isUpgrade, receive, send, ping, pong, close, broadcast, Opcode, CloseCode, encodeFrame, applyMask, FrameParser, DEFAULTS, };
 export type { Data, Chunk, Outgoing, Server, CloseInfo, RequestInfo, ResponseInfo, Refusal, ConnectionOptions, ClientOptions, ServerOptions, ReceiveOptions, MessageStream, PairOptions, BroadcastOptions, BroadcastResult, ReconnectOptions, CompressionOptions, ClientTlsOptions, ServerTlsOptions, ConnectionStats, NativeWebSocket, Frame, FrameHeader, FrameSink, };

@@ -15,7 +15,9 @@ import { connect, isUpgrade, listen, upgrade, upgradeStream, WebSocketError } fr
 import type { ClientOptions, Server, ServerOptions, WebSocket } from '../websockets.ts';
 import { DIE_REQUEST, PROTOCOL, runAbnormalClose, runClientScenario, runEdgeScenario, scenarioHandler } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario } from './scenario-checks.ts';
-import { connectFailure, sleep, startChild, temporaryCertificate, within } from './support.ts';
+import { execFile } from 'node:child_process';
+import { PYTHON_H2, peerMissing } from './peers.ts';
+import { connectFailure, sleep, startChild, temporaryCertificate, WireOp, wireFrame, within } from './support.ts';
 
 const T = { timeout: 30_000 };
 const pem = temporaryCertificate('websockets-http2-');
@@ -193,7 +195,7 @@ describe('our client and server over HTTP/2', () => {
     assert.notEqual(await within(closing, 5_000), null, 'Server.close() resolved');
   });
 
-  test('h2 flow control is the backpressure: send() waits while the peer does not read, nothing is lost', T, async () => {
+  test('h2 flow control is the backpressure: send() waits while the peer does not read, nothing is lost', T, async (t) => {
     const MESSAGE = 64 * 1024;
     const COUNT = 400;
     let sent = 0;
@@ -211,6 +213,7 @@ describe('our client and server over HTTP/2', () => {
       const stalled = sent;
       await sleep(500);
       assert.equal(sent, stalled, 'the sender stopped while nobody read');
+      t.diagnostic(`the sender got ${stalled} of ${COUNT} messages of 64 KiB out without a reader`);
       assert.ok(stalled < COUNT / 2, `the sender got ${stalled} of ${COUNT} messages out without a reader`);
       for (let i = 0; i < COUNT; i++) {
         const message = (await ws.receive()) as Uint8Array;
@@ -362,6 +365,196 @@ describe('node:http2 servers of the application', () => {
       await ws.close();
     } finally {
       server.close();
+    }
+  });
+});
+
+// ── hostile HTTP/2 peers: test/h2peer.py (python3-h2) sends what no decent client would ──────
+
+/** One event test/h2peer.py printed. */
+interface PeerEvent {
+  event: string;
+  stream?: number;
+  code?: number;
+  length?: number;
+  hex?: string;
+  headers?: [string, string][];
+  values?: Record<string, number>;
+}
+
+type Step = Record<string, unknown>;
+
+/** Runs test/h2peer.py against 127.0.0.1:`port` over TLS with `steps`; resolves with its events. */
+function h2peer(port: number, steps: Step[], seconds = 20): Promise<PeerEvent[]> {
+  const script = new URL('../../test/h2peer.py', import.meta.url).pathname;
+  return new Promise((resolve, reject) => {
+    const child = execFile('/usr/bin/python3', [script, '127.0.0.1', String(port), '--tls', '--timeout', String(seconds)], { timeout: (seconds + 10) * 1000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(`h2peer failed: ${error.message}\n${stderr}`));
+      resolve(stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as PeerEvent));
+    });
+    child.stdin?.end(JSON.stringify(steps));
+  });
+}
+
+const CONNECT_HEADERS: [string, string][] = [[':method', 'CONNECT'], [':protocol', 'websocket'], [':scheme', 'https'], [':path', '/'], [':authority', 'localhost'], ['sec-websocket-version', '13']];
+
+const without = (name: string): [string, string][] => CONNECT_HEADERS.filter(([header]) => header !== name);
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString('hex');
+const maskedText = (text: string): string => hex(wireFrame(WireOp.TEXT, text, { mask: true }));
+
+/** The steps of a good WebSocket on `stream` that sends `text` and waits for its echo. */
+const goodWebSocket = (stream: number, text: string): Step[] => [
+  { op: 'request', stream, headers: CONNECT_HEADERS },
+  { op: 'wait', event: 'response', stream, timeout: 5 },
+  { op: 'data', stream, hex: maskedText(text) },
+  { op: 'wait', event: 'data', stream, timeout: 5 },
+];
+
+const status = (events: PeerEvent[], stream: number): string | undefined =>
+  events.find((e) => e.event === 'response' && e.stream === stream)?.headers?.find(([name]) => name === ':status')?.[1];
+const dataOn = (events: PeerEvent[], stream: number): string =>
+  events.filter((e) => e.event === 'data' && e.stream === stream).map((e) => e.hex ?? '').join('');
+const resetOn = (events: PeerEvent[], stream: number): number | undefined => events.find((e) => e.event === 'reset' && e.stream === stream)?.code;
+/** The server's echo of `text`: an unmasked TEXT frame. */
+const echoOf = (text: string): string => hex(wireFrame(WireOp.TEXT, text));
+
+describe('hostile HTTP/2 input, each answered on its stream while the connection goes on', { skip: peerMissing(PYTHON_H2) }, () => {
+  let target: { server: Server; versions: string[]; url: string };
+  let port: number;
+  before(async () => {
+    target = await listenH2(echo, { onError: () => {} });
+    port = Number(new URL(target.server.url).port);
+  });
+  after(() => target?.server.close());
+
+  // What nghttp2 itself finds malformed (RFC 9113 §8.1.1) it resets before node:http2 sees it.
+  const refusals: [string, [string, string][], 'response' | 'reset', (events: PeerEvent[]) => void][] = [
+    ['a plain CONNECT (no :protocol): 405', [[':method', 'CONNECT'], [':authority', 'localhost:1']], 'response', (e) => assert.equal(status(e, 1), '405')],
+    ['no sec-websocket-version: 13: 426', without('sec-websocket-version'), 'response', (e) => assert.equal(status(e, 1), '426')],
+    ['a :protocol other than websocket: 501', CONNECT_HEADERS.map(([n, v]) => [n, n === ':protocol' ? 'chat' : v]), 'response', (e) => assert.equal(status(e, 1), '501')],
+    ['no :path: reset', without(':path'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],
+    ['no :scheme: reset', without(':scheme'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],
+    ['no :authority: reset', without(':authority'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],
+  ];
+  for (const [name, headers, answer, check] of refusals) {
+    test(`refused: ${name}; the next stream is a WebSocket`, T, async () => {
+      const events = await h2peer(port, [
+        { op: 'request', stream: 1, headers },
+        { op: 'wait', event: answer, stream: 1, timeout: 3 },
+        ...goodWebSocket(3, 'after'),
+        { op: 'close' },
+      ]);
+      check(events);
+      assert.equal(status(events, 3), '200', JSON.stringify(events));
+      assert.ok(dataOn(events, 3).startsWith(echoOf('after')), `echo on stream 3: ${JSON.stringify(events)}`);
+    });
+  }
+
+  test(':protocol to a server that did not enable extended CONNECT: a reset, and its connection still serves', T, async () => {
+    const peer = await plainH2({ enableConnectProtocol: false }, (stream) => stream.respond({ ':status': 204 }, { endStream: true }));
+    try {
+      const events = await h2peer(Number(new URL(peer.url).port), [
+        { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+        { op: 'wait', event: 'reset', stream: 1, timeout: 3 },
+        { op: 'request', stream: 3, headers: [[':method', 'GET'], [':scheme', 'https'], [':path', '/'], [':authority', 'localhost']], end_stream: true },
+        { op: 'wait', event: 'response', stream: 3, timeout: 3 },
+        { op: 'close' },
+      ]);
+      assert.notEqual(resetOn(events, 1), undefined, JSON.stringify(events));
+      assert.equal(status(events, 3), '204');
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('DATA before the answer: frames of an accepted WebSocket are read after it, a refused one is never read', T, async () => {
+    const slow = await listenH2(echo, {
+      verify: async (request) => {
+        await sleep(200);
+        return request.url !== '/refused';
+      },
+    });
+    try {
+      const events = await h2peer(Number(new URL(slow.server.url).port), [
+        { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+        { op: 'data', stream: 1, hex: maskedText('early') },
+        { op: 'request', stream: 3, headers: CONNECT_HEADERS.map(([n, v]) => [n, n === ':path' ? '/refused' : v]) },
+        { op: 'data', stream: 3, hex: maskedText('never') },
+        { op: 'wait', event: 'data', stream: 1, timeout: 5 },
+        { op: 'wait', event: 'response', stream: 3, timeout: 5 },
+        { op: 'sleep', seconds: 0.3 },
+        { op: 'close' },
+      ]);
+      assert.equal(status(events, 1), '200');
+      assert.ok(dataOn(events, 1).startsWith(echoOf('early')), JSON.stringify(events));
+      assert.equal(status(events, 3), '403');
+      assert.ok(!dataOn(events, 3).includes(echoOf('never')), 'the refused stream was not read as frames');
+    } finally {
+      await slow.server.close();
+    }
+  });
+
+  test('a protocol error on one stream closes that WebSocket (1002), not its siblings nor the connection', T, async () => {
+    const events = await h2peer(port, [
+      { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+      { op: 'request', stream: 3, headers: CONNECT_HEADERS },
+      { op: 'wait', event: 'response', stream: 1, timeout: 5 },
+      { op: 'wait', event: 'response', stream: 3, timeout: 5 },
+      { op: 'data', stream: 1, hex: hex(wireFrame(WireOp.TEXT, 'unmasked')) }, // RFC 6455 §5.1: a client masks
+      { op: 'wait', event: 'end', stream: 1, timeout: 5 },
+      { op: 'data', stream: 3, hex: maskedText('sibling') },
+      { op: 'wait', event: 'data', stream: 3, timeout: 5 },
+      { op: 'close' },
+    ]);
+    assert.match(dataOn(events, 1), /^88[0-7][0-9a-f]03ea/, 'a close frame with 1002 on stream 1');
+    assert.ok(dataOn(events, 3).startsWith(echoOf('sibling')), JSON.stringify(events));
+  });
+
+  test('streams opened and reset in a loop: nothing is held, and the server goes on serving', { timeout: 60_000 }, async (t) => {
+    const before = process.memoryUsage();
+    const events = await h2peer(port, [
+      { op: 'open_reset_loop', count: 3_000, headers: CONNECT_HEADERS, code: 8 },
+      { op: 'sleep', seconds: 0.5 },
+      { op: 'close' },
+    ], 40);
+    const after = process.memoryUsage();
+    assert.ok(events.some((e) => e.event === 'reset_loop_done' || e.event === 'goaway'), JSON.stringify(events.slice(-5)));
+    const grown = (after.heapUsed + after.external - before.heapUsed - before.external) / 2 ** 20;
+    t.diagnostic(`heap + external grew by ${grown.toFixed(1)} MiB; the flood ended with ${JSON.stringify(events.filter((e) => e.event !== 'reset').slice(-3))}`);
+    assert.ok(grown < 64, `heap + external grew by ${grown.toFixed(1)} MiB over 3,000 reset streams`);
+    // Whatever the flood cost that connection, a new one is served.
+    const ws = await connect(target.url, h2Client());
+    await ws.send('after the flood');
+    assert.equal(await ws.receive(), 'after the flood');
+    await ws.close();
+  });
+
+  test('a peer that never opens its window: send() stops resolving, the sender holds a bounded amount', T, async (t) => {
+    let resolved = 0;
+    let buffered = 0;
+    const stalled = await listenH2(async (ws) => {
+      const message = new Uint8Array(64 * 1024);
+      for (let i = 0; i < 200; i++) {
+        await ws.send(message);
+        resolved++;
+        buffered = ws.bufferedAmount;
+      }
+    }, { onError: () => {} });
+    try {
+      const events = await h2peer(Number(new URL(stalled.server.url).port), [
+        { op: 'window', initial: 0 },
+        { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+        { op: 'wait', event: 'response', stream: 1, timeout: 5 },
+        { op: 'sleep', seconds: 1.5 },
+        { op: 'close' },
+      ]);
+      assert.equal(status(events, 1), '200');
+      assert.equal(dataOn(events, 1), '', 'no DATA through a closed window');
+      t.diagnostic(`send() resolved ${resolved} times, ${buffered} bytes buffered`);
+      assert.ok(resolved < 200, `send() resolved ${resolved} times of 200 through a window that never opened`);
+      assert.ok(buffered < 8 * 2 ** 20, `the sender holds ${buffered} bytes`);
+    } finally {
+      await stalled.server.close();
     }
   });
 });

@@ -62,3 +62,10 @@ export const MICROSOCKS: SystemPeer = {
   install: 'apt-get install -y microsocks',
   present: () => onPath('microsocks'),
 };
+
+/** Debian's python3-h2, under test/h2peer.py: the raw HTTP/2 client of test/http2.test.ts's hostile cases. */
+export const PYTHON_H2: SystemPeer = {
+  name: 'python3-h2',
+  install: 'apt-get install -y python3-h2',
+  present: () => spawnSync('/usr/bin/python3', ['-c', 'import h2'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
+};

@@ -5822,7 +5822,8 @@ async function acceptStream(
   const remoteAddress = stream.session?.socket?.remoteAddress;
   if (tracker.closing) return refuseStream(stream, { status: 503, body: 'the server is shutting down' }, remoteAddress);
   const headers = lowerCaseHeaders(rawHeaders);
-  if (Object.keys(headers).length > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: 'too many headers' }, remoteAddress);
+  const count = Object.keys(headers).filter((name) => !name.startsWith(':')).length; // pseudo-headers do not count
+  if (count > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: 'too many headers' }, remoteAddress);
   const hello = checkExtendedConnect(headers);
   if ('status' in hello) return refuseStream(stream, hello, remoteAddress);
   headers['host'] ??= headers[':authority'] as string;

@@ -432,6 +432,8 @@ describe('hostile HTTP/2 input, each answered on its stream while the connection
     ['a plain CONNECT (no :protocol): 405', [[':method', 'CONNECT'], [':authority', 'localhost:1']], 'response', (e) => assert.equal(status(e, 1), '405')],
     ['no sec-websocket-version: 13: 426', without('sec-websocket-version'), 'response', (e) => assert.equal(status(e, 1), '426')],
     ['a :protocol other than websocket: 501', CONNECT_HEADERS.map(([n, v]) => [n, n === ':protocol' ? 'chat' : v]), 'response', (e) => assert.equal(status(e, 1), '501')],
+    ['a GET, a plain request: 426', [[':method', 'GET'], [':scheme', 'https'], [':path', '/'], [':authority', 'localhost']], 'response', (e) => assert.equal(status(e, 1), '426')],
+    ['101 headers over the limit: 431', [...CONNECT_HEADERS, ...Array.from({ length: 101 }, (_, i): [string, string] => [`x-h${i}`, 'v'])], 'response', (e) => assert.equal(status(e, 1), '431')],
     ['no :path: reset', without(':path'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],
     ['no :scheme: reset', without(':scheme'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],
     ['no :authority: reset', without(':authority'), 'reset', (e) => assert.equal(resetOn(e, 1), h2.NGHTTP2_PROTOCOL_ERROR)],

@@ -5036,7 +5036,7 @@ async function reach(attempt: Attempt, target: DialTarget, proxy: Proxy | null):
  * CONNECT, answered 2xx to accept (§5); a WebSocket, a redirect, or an error.
  */
 function extendedConnect(attempt: Attempt, at: Destination, headers: Record<string, string>, shared: SharedSession): Promise<WebSocket | Redirect> {
-  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const { builtins: node, protocols, compression, signal } = attempt;
   const target = at.url;
   const login = credentials(target, 'the URL');
   const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')
@@ -5052,58 +5052,34 @@ function extendedConnect(attempt: Attempt, at: Destination, headers: Record<stri
     } catch (cause) {
       return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause }));
     }
-    let settled = false;
     const cancel = () => {
       if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
     };
-    const settle = () => {
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-    };
-    const fail = (error: unknown) => {
-      if (settled) return;
-      settle();
-      cancel();
-      reject(error);
-    };
-    const onAbort = () => fail(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    stream.on('error', (cause: Error) => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
-    stream.once('close', () => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ''} before its answer`)));
+    const outcome = oneOutcome(signal, reject, cancel);
+    if (outcome.settled) return;
+    stream.on('error', (cause: Error) => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
+    stream.once('close', () => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ''} before its answer`)));
     stream.once('response', (raw: NodeHeaders) => {
-      if (settled) return;
-      settle();
+      if (!outcome.settle()) return;
       const status = Number(raw[':status']);
       const responseHeaders = lowerCaseHeaders(raw);
       delete responseHeaders[':status'];
-      if (status < 200 || status > 299) {
-        if (DEBUG) debugLog(logged, `← HTTP/2 ${status}: refused`);
-        cancel();
-        const answer = refusedHandshake(status, HTTP_REASONS[status] ?? '', responseHeaders);
-        return answer instanceof WebSocketError ? reject(answer) : resolve(answer);
-      }
-      let protocol: string;
-      let agreed: DeflateParameters | null;
       try {
-        protocol = checkStreamResponse(status, responseHeaders, protocols);
-        agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
+        if (status < 200 || status > 299) {
+          if (DEBUG) debugLog(logged, `← HTTP/2 ${status}: refused`);
+          const answer = refusedHandshake(status, HTTP_REASONS[status] ?? '', responseHeaders);
+          if (answer instanceof WebSocketError) throw answer;
+          cancel();
+          return resolve(answer);
+        }
+        const protocol = checkStreamResponse(status, responseHeaders, protocols);
+        const answer = { status, headers: responseHeaders, httpVersion: '2' };
+        resolve(clientWebSocket(attempt, at, new Http2StreamTransport(stream, node), requestInfo, answer, protocol, shared.session.socket?.remoteAddress));
       } catch (error) {
-        if (DEBUG) debugLog(logged, `← HTTP/2 ${status} refused by the client: ${(error as Error).message}`);
+        if (DEBUG) debugLog(logged, `← HTTP/2 ${status} refused: ${(error as Error).message}`);
         cancel();
-        return reject(error);
+        reject(error);
       }
-      if (DEBUG) debugLog(logged, `← HTTP/2 ${status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
-      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new Http2StreamTransport(stream, node), true, options, deflate);
-      resolve(new WebSocket(link, {
-        url: at.shown,
-        request: requestInfo,
-        response: { status, headers: responseHeaders, httpVersion: '2' },
-        protocol,
-        extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
-        remoteAddress: shared.session.socket?.remoteAddress,
-      }, options));
     });
     if (DEBUG) debugLog(logged, `→ HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
   });
@@ -5118,7 +5094,7 @@ function refusedHandshake(status: number, statusText: string, headers: Record<st
 
 /** The RFC 6455 opening handshake (§4.1) over a connected socket: a WebSocket, a redirect, or an error. */
 function handshake(attempt: Attempt, at: Destination, headers: Record<string, string>, socket: NodeSocket): Promise<WebSocket | Redirect> {
-  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const { builtins: node, protocols, compression, signal } = attempt;
   const target = at.url;
   const key = base64(randomBytes(16));
   const requestHeaders: Record<string, string> = {
@@ -5151,71 +5127,88 @@ function handshake(attempt: Attempt, at: Destination, headers: Record<string, st
     headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
     httpVersion: '1.1',
   };
+  const logged = `handshake ${loggedUrl(target)}`;
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = () => {
-      settled = true;
-      signal.removeEventListener('abort', onAbort);
-    };
-    const fail = (error: unknown) => {
-      if (settled) return;
-      settle();
+    const outcome = oneOutcome(signal, reject, () => {
       request.destroy();
       socket.destroy();
-      reject(error);
-    };
-    const onAbort = () => fail(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    });
+    if (outcome.settled) return;
     request.on('error', (cause: Error) => {
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
-      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
+      if (DEBUG) debugLog(logged, `connection failed: ${cause.message}`);
+      outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     });
     request.on('response', (response: NodeIncomingMessage) => {
       const status = response.statusCode ?? 0;
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← HTTP ${status}: refused`);
+      if (DEBUG) debugLog(logged, `← HTTP ${status}: refused`);
       response.resume();
       const answer = refusedHandshake(status, response.statusMessage ?? '', lowerCaseHeaders(response.headers));
-      if (answer instanceof WebSocketError) return fail(answer);
-      if (settled) return;
-      settle();
+      if (answer instanceof WebSocketError) return outcome.fail(answer);
+      if (!outcome.settle()) return;
       request.destroy();
       socket.destroy();
       resolve(answer);
     });
     request.on('upgrade', (response: NodeIncomingMessage, upgraded: NodeSocket, head: Uint8Array) => {
-      if (settled) {
-        upgraded.destroy();
-        return;
-      }
-      settle();
+      if (!outcome.settle()) return void upgraded.destroy();
       const responseHeaders = lowerCaseHeaders(response.headers);
-      let protocol: string;
-      let agreed: DeflateParameters | null;
       try {
-        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
-        // RFC 6455 §9.1: an extension the client did not offer fails the connection.
-        agreed = checkDeflateResponse(responseHeaders['sec-websocket-extensions'], compression);
+        const protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
+        const answer = { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion };
+        resolve(clientWebSocket(attempt, at, new SocketTransport(upgraded, head, node), requestInfo, answer, protocol, upgraded.remoteAddress));
       } catch (error) {
-        if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101 refused by the client: ${(error as Error).message}`);
+        if (DEBUG) debugLog(logged, `← 101 refused by the client: ${(error as Error).message}`);
         upgraded.destroy();
-        return reject(error);
+        reject(error);
       }
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `← 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders['sec-websocket-extensions'] : '')}`);
-      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new SocketTransport(upgraded, head, node), true, options, deflate);
-      resolve(new WebSocket(link, {
-        url: at.shown,
-        request: requestInfo,
-        response: { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion },
-        protocol,
-        extensions: agreed ? (responseHeaders['sec-websocket-extensions'] ?? '') : '',
-        remoteAddress: upgraded.remoteAddress,
-      }, options));
     });
-    if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `→ GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
+    if (DEBUG) debugLog(logged, `→ GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
     request.end();
   });
+}
+
+/**
+ * The client's end of an accepted handshake: checks the extensions the server agreed to
+ * (RFC 6455 §9.1: one the client did not offer fails the connection, and throws), then the WebSocket.
+ */
+function clientWebSocket(attempt: Attempt, at: Destination, transport: Transport, request: RequestInfo, response: ResponseInfo, protocol: string, remoteAddress: string | undefined): WebSocket {
+  const { builtins: node, compression, options } = attempt;
+  const offered = response.headers['sec-websocket-extensions'];
+  const agreed = checkDeflateResponse(offered, compression);
+  const extensions = agreed ? (offered ?? '') : '';
+  if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `← HTTP/${response.httpVersion} ${response.status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+  const link = new ProtocolLink(transport, true, options, deflate);
+  return new WebSocket(link, { url: at.shown, request, response, protocol, extensions, remoteAddress }, options);
+}
+
+/** A handshake's one outcome: the first `settle()` wins; `fail` also abandons the attempt; the signal's abort fails it. */
+interface Outcome {
+  readonly settled: boolean;
+  /** True if this call settled it (false: settled already). */
+  settle(): boolean;
+  fail(error: unknown): void;
+}
+
+function oneOutcome(signal: AbortSignal, reject: (error: unknown) => void, abandon: () => void): Outcome {
+  const onAbort = () => outcome.fail(signal.reason);
+  const outcome = {
+    settled: false,
+    settle(): boolean {
+      if (outcome.settled) return false;
+      outcome.settled = true;
+      signal.removeEventListener('abort', onAbort);
+      return true;
+    },
+    fail(error: unknown): void {
+      if (!outcome.settle()) return;
+      abandon();
+      reject(error);
+    },
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return outcome;
 }
 
 /**

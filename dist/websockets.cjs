@@ -3496,7 +3496,7 @@ async function reach(attempt, target, proxy) {
   return reached ?? dial(node, target, proxy, { ...options.tls, ALPNProtocols: ["http/1.1"] }, options.proxyTls, signal);
 }
 function extendedConnect(attempt, at, headers, shared) {
-  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const { builtins: node, protocols, compression, signal } = attempt;
   const target = at.url;
   const login = credentials(target, "the URL");
   const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === "authorization") ? { ...headers, authorization: `Basic ${base64(textEncoder.encode(login.join(":")))}` } : headers;
@@ -3510,58 +3510,34 @@ function extendedConnect(attempt, at, headers, shared) {
     } catch (cause) {
       return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     }
-    let settled = false;
     const cancel = () => {
       if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
     };
-    const settle = () => {
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-    };
-    const fail = (error) => {
-      if (settled) return;
-      settle();
-      cancel();
-      reject(error);
-    };
-    const onAbort = () => fail(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    stream.on("error", (cause) => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
-    stream.once("close", () => fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ""} before its answer`)));
+    const outcome = oneOutcome(signal, reject, cancel);
+    if (outcome.settled) return;
+    stream.on("error", (cause) => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
+    stream.once("close", () => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ""} before its answer`)));
     stream.once("response", (raw) => {
-      if (settled) return;
-      settle();
+      if (!outcome.settle()) return;
       const status = Number(raw[":status"]);
       const responseHeaders = lowerCaseHeaders(raw);
       delete responseHeaders[":status"];
-      if (status < 200 || status > 299) {
-        if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status}: refused`);
-        cancel();
-        const answer = refusedHandshake(status, HTTP_REASONS[status] ?? "", responseHeaders);
-        return answer instanceof WebSocketError ? reject(answer) : resolve(answer);
-      }
-      let protocol;
-      let agreed;
       try {
-        protocol = checkStreamResponse(status, responseHeaders, protocols);
-        agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
+        if (status < 200 || status > 299) {
+          if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status}: refused`);
+          const answer2 = refusedHandshake(status, HTTP_REASONS[status] ?? "", responseHeaders);
+          if (answer2 instanceof WebSocketError) throw answer2;
+          cancel();
+          return resolve(answer2);
+        }
+        const protocol = checkStreamResponse(status, responseHeaders, protocols);
+        const answer = { status, headers: responseHeaders, httpVersion: "2" };
+        resolve(clientWebSocket(attempt, at, new Http2StreamTransport(stream, node), requestInfo, answer, protocol, shared.session.socket?.remoteAddress));
       } catch (error) {
-        if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status} refused by the client: ${error.message}`);
+        if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status} refused: ${error.message}`);
         cancel();
-        return reject(error);
+        reject(error);
       }
-      if (DEBUG) debugLog(logged, `\u2190 HTTP/2 ${status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
-      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new Http2StreamTransport(stream, node), true, options, deflate);
-      resolve(new WebSocket(link, {
-        url: at.shown,
-        request: requestInfo,
-        response: { status, headers: responseHeaders, httpVersion: "2" },
-        protocol,
-        extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
-        remoteAddress: shared.session.socket?.remoteAddress
-      }, options));
     });
     if (DEBUG) debugLog(logged, `\u2192 HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
   });
@@ -3572,7 +3548,7 @@ function refusedHandshake(status, statusText, headers) {
   return new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `handshake refused: the server answered HTTP ${status} ${statusText}`.trimEnd(), { status, headers });
 }
 function handshake(attempt, at, headers, socket) {
-  const { builtins: node, protocols, compression, options, signal } = attempt;
+  const { builtins: node, protocols, compression, signal } = attempt;
   const target = at.url;
   const key = base64(randomBytes(16));
   const requestHeaders = {
@@ -3603,70 +3579,74 @@ function handshake(attempt, at, headers, socket) {
     headers: Object.fromEntries(Object.entries(requestHeaders).map(([name, value]) => [name.toLowerCase(), value])),
     httpVersion: "1.1"
   };
+  const logged = `handshake ${loggedUrl(target)}`;
   return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = () => {
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-    };
-    const fail = (error) => {
-      if (settled) return;
-      settle();
+    const outcome = oneOutcome(signal, reject, () => {
       request.destroy();
       socket.destroy();
-      reject(error);
-    };
-    const onAbort = () => fail(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
+    });
+    if (outcome.settled) return;
     request.on("error", (cause) => {
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `connection failed: ${cause.message}`);
-      fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
+      if (DEBUG) debugLog(logged, `connection failed: ${cause.message}`);
+      outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     });
     request.on("response", (response) => {
       const status = response.statusCode ?? 0;
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 HTTP ${status}: refused`);
+      if (DEBUG) debugLog(logged, `\u2190 HTTP ${status}: refused`);
       response.resume();
       const answer = refusedHandshake(status, response.statusMessage ?? "", lowerCaseHeaders(response.headers));
-      if (answer instanceof WebSocketError) return fail(answer);
-      if (settled) return;
-      settle();
+      if (answer instanceof WebSocketError) return outcome.fail(answer);
+      if (!outcome.settle()) return;
       request.destroy();
       socket.destroy();
       resolve(answer);
     });
     request.on("upgrade", (response, upgraded, head) => {
-      if (settled) {
-        upgraded.destroy();
-        return;
-      }
-      settle();
+      if (!outcome.settle()) return void upgraded.destroy();
       const responseHeaders = lowerCaseHeaders(response.headers);
-      let protocol;
-      let agreed;
       try {
-        protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
-        agreed = checkDeflateResponse(responseHeaders["sec-websocket-extensions"], compression);
+        const protocol = checkServerResponse(responseHeaders, acceptKey(key, node.sha1Base64), protocols);
+        const answer = { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion };
+        resolve(clientWebSocket(attempt, at, new SocketTransport(upgraded, head, node), requestInfo, answer, protocol, upgraded.remoteAddress));
       } catch (error) {
-        if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101 refused by the client: ${error.message}`);
+        if (DEBUG) debugLog(logged, `\u2190 101 refused by the client: ${error.message}`);
         upgraded.destroy();
-        return reject(error);
+        reject(error);
       }
-      if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2190 101, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(agreed ? responseHeaders["sec-websocket-extensions"] : "")}`);
-      const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
-      const link = new ProtocolLink(new SocketTransport(upgraded, head, node), true, options, deflate);
-      resolve(new WebSocket(link, {
-        url: at.shown,
-        request: requestInfo,
-        response: { status: response.statusCode ?? 101, headers: responseHeaders, httpVersion: response.httpVersion },
-        protocol,
-        extensions: agreed ? responseHeaders["sec-websocket-extensions"] ?? "" : "",
-        remoteAddress: upgraded.remoteAddress
-      }, options));
     });
-    if (DEBUG) debugLog(`handshake ${loggedUrl(target)}`, `\u2192 GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
+    if (DEBUG) debugLog(logged, `\u2192 GET ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
     request.end();
   });
+}
+function clientWebSocket(attempt, at, transport, request, response, protocol, remoteAddress) {
+  const { builtins: node, compression, options } = attempt;
+  const offered = response.headers["sec-websocket-extensions"];
+  const agreed = checkDeflateResponse(offered, compression);
+  const extensions = agreed ? offered ?? "" : "";
+  if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, `\u2190 HTTP/${response.httpVersion} ${response.status}, protocol ${JSON.stringify(protocol)}, extensions ${JSON.stringify(extensions)}`);
+  const deflate = agreed && compression ? new ZlibCompression(node.zlib, agreed, true, compression) : null;
+  const link = new ProtocolLink(transport, true, options, deflate);
+  return new WebSocket(link, { url: at.shown, request, response, protocol, extensions, remoteAddress }, options);
+}
+function oneOutcome(signal, reject, abandon2) {
+  const onAbort = () => outcome.fail(signal.reason);
+  const outcome = {
+    settled: false,
+    settle() {
+      if (outcome.settled) return false;
+      outcome.settled = true;
+      signal.removeEventListener("abort", onAbort);
+      return true;
+    },
+    fail(error) {
+      if (!outcome.settle()) return;
+      abandon2();
+      reject(error);
+    }
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return outcome;
 }
 async function open(url, handler, options = {}) {
   const ws = await connect(url, options);

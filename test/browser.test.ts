@@ -44,8 +44,8 @@ import type { Browser } from './chromium.ts';
 const SCENARIO_MS = 120_000;
 /** The browser tests' `skip` option: skipped (with a SKIPPED line) without Chromium, unless CI=true. */
 const needsChromium = chromiumMissing();
-/** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). */
-const BUNDLE_BUDGET = { minified: 80 * 1024, gzipped: 28 * 1024 };
+/** The browser bundle's budget (bytes): minified, and minified + gzip -9 (of which the MIT licence, kept as a legal comment, is about 600). About 40 % of it is Node-only code (HTTP/2, proxies, the server) that never runs in a browser. */
+const BUNDLE_BUDGET = { minified: 88 * 1024, gzipped: 31 * 1024 };
 
 // ── fixtures ────────────────────────────────────────────────────────────────────────────────
 

@@ -14,7 +14,8 @@ test('the two ends report a connection without a handshake: URL, request, respon
   const [client, server] = pair();
   assert.equal(client.url, 'ws://pair/');
   assert.equal(server.url, '/');
-  assert.deepEqual(server.request, { method: 'GET', url: '/', headers: {} });
+  assert.deepEqual(server.request, { method: 'GET', url: '/', headers: {}, httpVersion: '' }, 'no HTTP carried it');
+  assert.equal(client.response?.httpVersion, '');
   assert.equal(client.response?.status, 101);
   assert.equal(server.response, undefined);
   assert.equal(client.protocol, '');

@@ -2890,9 +2890,14 @@ class ProtocolLink implements Link, FrameSink, TransportEvents {
     this.#startCloseTimer();
   }
 
-  /** @internal TransportEvents: the peer sends nothing more: finish our side too. */
+  /**
+   * @internal TransportEvents: the peer sends nothing more: finish our side too, after the
+   * answer to a close frame that came with the end (§5.5.1: it is answered; an HTTP/2 peer's
+   * END_STREAM arrives in the same macrotask as the DATA before it).
+   */
   onTransportEnd(): void {
-    this.#transport.end();
+    if (this.#pendingReaction) defer(() => this.#transport.end());
+    else this.#transport.end();
   }
 
   /** @internal TransportEvents. */
@@ -3719,6 +3724,8 @@ interface NodeHttp2Stream extends NodeSocket {
   readonly closed: boolean;
   readonly session?: NodeHttp2Session | undefined;
   readonly rstCode?: number | undefined;
+  /** True if the request's HEADERS carried END_STREAM. */
+  readonly endAfterHeaders?: boolean | undefined;
 }
 
 /**
@@ -3744,8 +3751,8 @@ interface NodeHttp2Session extends NodeEmitter {
   destroy(): void;
   ref(): void;
   unref(): void;
-  /** Calls `callback` each time the session was idle for `ms`. */
-  setTimeout(ms: number, callback: () => void): void;
+  /** Emits 'timeout' each time the session was idle for `ms`. */
+  setTimeout(ms: number): void;
 }
 
 interface NodeHttp2 {
@@ -4291,8 +4298,17 @@ class Http2StreamTransport extends SocketTransport {
   }
 
   override destroy(): void {
-    if (!this.#stream.destroyed) this.#stream.close(this.#cancel);
+    cancelStream(this.#stream, this.#cancel);
   }
+}
+
+/**
+ * RST_STREAM(CANCEL). The unread rest of the stream is discarded first: node:http2 never
+ * closes a stream whose readable side still holds data, and it would be held for ever.
+ */
+function cancelStream(stream: NodeHttp2Stream, cancel: number): void {
+  stream.resume();
+  if (!stream.destroyed) stream.close(cancel);
 }
 
 function lowerCaseHeaders(raw: NodeHeaders): Record<string, string> {
@@ -4708,6 +4724,13 @@ function ipValue(text: string): bigint | null {
 /** How long a client's HTTP/2 connection stays open after its last WebSocket ended. */
 const HTTP2_IDLE_CLOSE = 1_000;
 
+/**
+ * node:http2's cap on one connection's memory (MB: frames queued, header tables), 10 by
+ * default, past which it refuses new streams (ENHANCE_YOUR_CALM): far too little for a
+ * thousand WebSockets. Our own limits (highWaterMark per stream) bound the real use.
+ */
+const HTTP2_SESSION_MEMORY = 1_024;
+
 /** A client's HTTP/2 connection, shared by its WebSockets to one origin as far as the server's stream limit allows. */
 class SharedSession {
   readonly session: NodeHttp2Session;
@@ -4719,23 +4742,36 @@ class SharedSession {
     this.#becomeIdle();
   }
 
-  /** Room for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2). */
-  get hasRoom(): boolean {
+  /**
+   * Takes a place for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS
+   * (RFC 9113 §5.1.2), if one is left, at once: concurrent connects never count the same
+   * place. `request()` fills it; while any is taken, the connection keeps the process alive.
+   */
+  reserve(): boolean {
     const session = this.session;
-    return !session.closed && !session.destroyed && this.#streams < (session.remoteSettings.maxConcurrentStreams ?? 100);
-  }
-
-  /** Opens a stream; while any is open, the connection keeps the process alive. */
-  request(headers: Record<string, string>): NodeHttp2Stream {
-    const stream = this.session.request(headers, { endStream: false });
+    if (session.closed || session.destroyed || this.#streams >= (session.remoteSettings.maxConcurrentStreams ?? 100)) return false;
     this.#streams++;
     if (this.#idle) clearTimeout(this.#idle);
     this.#idle = null;
-    this.session.ref();
-    stream.once('close', () => {
-      if (--this.#streams === 0) this.#becomeIdle();
-    });
+    session.ref();
+    return true;
+  }
+
+  /** Opens a stream in the place `reserve()` took; the place is free again once the stream closes. */
+  request(headers: Record<string, string>): NodeHttp2Stream {
+    let stream: NodeHttp2Stream;
+    try {
+      stream = this.session.request(headers, { endStream: false });
+    } catch (error) {
+      this.#release();
+      throw error;
+    }
+    stream.once('close', () => this.#release());
     return stream;
+  }
+
+  #release(): void {
+    if (--this.#streams === 0) this.#becomeIdle();
   }
 
   #becomeIdle(): void {
@@ -4762,7 +4798,7 @@ async function http2Session(attempt: Attempt, target: DialTarget, proxy: Proxy |
   const key = sessionKey(target, proxy, attempt.options.tls);
   for (let shared = http2Sessions.get(key); shared; shared = http2Sessions.get(key)) {
     const reached = await untilAborted(shared.ready.catch(() => undefined), attempt.signal);
-    if (reached === null || (reached instanceof SharedSession && reached.hasRoom)) return reached;
+    if (reached === null || (reached instanceof SharedSession && reached.reserve())) return reached;
     if (http2Sessions.get(key) === shared) break; // full: open another (unless someone else did meanwhile)
   }
   const slot: SessionSlot = { ready: openSession(attempt, target, proxy) };
@@ -4778,7 +4814,11 @@ async function http2Session(attempt: Attempt, target: DialTarget, proxy: Proxy |
       forget(); // an HTTP/1.1 socket is this attempt's own; null is found out anew each time
     }
   }, forget);
-  return slot.ready;
+  const reached = await slot.ready;
+  if (reached instanceof SharedSession && !reached.reserve()) {
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, 'connection failed: the server allows no stream on its new HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS 0)');
+  }
+  return reached;
 }
 
 /** TLS offering h2 and HTTP/1.1 by ALPN; over h2, waits for the server's SETTINGS (RFC 8441 §3: no :protocol before them). */
@@ -4788,7 +4828,7 @@ async function openSession(attempt: Attempt, target: DialTarget, proxy: Proxy | 
   if (socket.alpnProtocol !== 'h2') return socket;
   socket.setNoDelay?.(true);
   const authority = target.socketPath !== null ? 'localhost' : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-  const session = node.http2().connect(`https://${authority}`, { createConnection: () => socket });
+  const session = node.http2().connect(`https://${authority}`, { createConnection: () => socket, maxSessionMemory: HTTP2_SESSION_MEMORY });
   session.on('error', ignoreError); // each stream reports the failure to its WebSocket
   await remoteSettings(session, signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
@@ -5004,7 +5044,7 @@ function withoutCredentialHeaders(headers: Record<string, string>): Record<strin
 }
 
 /** One attempt: dial, then the handshake over what the dial gave. */
-async function connectTo(attempt: Attempt, at: Destination, headers: Record<string, string>): Promise<WebSocket | Redirect> {
+async function connectTo(attempt: Attempt, at: Destination, headers: Record<string, string>, retried = false): Promise<WebSocket | Redirect> {
   const { options, signal } = attempt;
   const secure = at.url.protocol === 'wss:';
   const host = at.url.hostname.replace(/^\[|\]$/g, '');
@@ -5019,7 +5059,16 @@ async function connectTo(attempt: Attempt, at: Destination, headers: Record<stri
     if (signal.aborted) throw signal.reason;
     throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause });
   }
-  return reached instanceof SharedSession ? extendedConnect(attempt, at, headers, reached) : handshake(attempt, at, headers, reached);
+  if (!(reached instanceof SharedSession)) return handshake(attempt, at, headers, reached);
+  try {
+    return await extendedConnect(attempt, at, headers, reached);
+  } catch (error) {
+    // A stream the server did not process (a GOAWAY raced it) is tried once more: the
+    // connection that refused it is no longer shared, so the retry goes to a new one.
+    if (!unprocessed.has(error as object) || retried) throw error;
+    if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, 'the server refused the stream unprocessed: trying again');
+    return connectTo(attempt, at, headers, true);
+  }
 }
 
 /** Dials the server: a shared HTTP/2 connection when asked for and offered, else a socket for HTTP/1.1. */
@@ -5027,8 +5076,14 @@ async function reach(attempt: Attempt, target: DialTarget, proxy: Proxy | null):
   const { builtins: node, options, signal } = attempt;
   if (!options.http2 || !target.secure) return dial(node, target, proxy, options.tls, options.proxyTls, signal);
   const reached = await http2Session(attempt, target, proxy);
+  if (reached) return reached;
   // An HTTP/2 server that did not enable extended CONNECT: HTTP/1.1, on a connection of its own.
-  return reached ?? dial(node, target, proxy, { ...options.tls, ALPNProtocols: ['http/1.1'] }, options.proxyTls, signal);
+  try {
+    return await dial(node, target, proxy, { ...options.tls, ALPNProtocols: ['http/1.1'] }, options.proxyTls, signal);
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server speaks HTTP/2 without WebSockets (no SETTINGS_ENABLE_CONNECT_PROTOCOL), and HTTP/1.1 failed: ${(cause as Error).message}`, { cause });
+  }
 }
 
 /**
@@ -5042,8 +5097,11 @@ function extendedConnect(attempt: Attempt, at: Destination, headers: Record<stri
   const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')
     ? { ...headers, authorization: `Basic ${base64(textEncoder.encode(login.join(':')))}` }
     : headers;
-  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, compression ? formatDeflateOffer(compression) : '');
-  const requestInfo: RequestInfo = { method: 'CONNECT', url: requestHeaders[':path'] ?? '/', headers: requestHeaders, httpVersion: '2' };
+  const offer = compression ? formatDeflateOffer(compression) : '';
+  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, offer);
+  // As over HTTP/1.1, the URL's credentials are not shown in ws.request.
+  const shownHeaders = withLogin === headers ? requestHeaders : extendedConnectHeaders(target, headers, protocols, offer);
+  const requestInfo: RequestInfo = { method: 'CONNECT', url: requestHeaders[':path'] ?? '/', headers: shownHeaders, httpVersion: '2' };
   const logged = `handshake ${loggedUrl(target)}`;
   return new Promise((resolve, reject) => {
     let stream: NodeHttp2Stream;
@@ -5052,13 +5110,11 @@ function extendedConnect(attempt: Attempt, at: Destination, headers: Record<stri
     } catch (cause) {
       return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${(cause as Error).message}`, { cause }));
     }
-    const cancel = () => {
-      if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
-    };
+    const cancel = () => cancelStream(stream, node.http2().constants.NGHTTP2_CANCEL);
     const outcome = oneOutcome(signal, reject, cancel);
     if (outcome.settled) return;
-    stream.on('error', (cause: Error) => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
-    stream.once('close', () => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ''} before its answer`)));
+    stream.on('error', (cause: Error) => outcome.fail(streamFailure(stream, node, cause)));
+    stream.once('close', () => outcome.fail(streamFailure(stream, node)));
     stream.once('response', (raw: NodeHeaders) => {
       if (!outcome.settle()) return;
       const status = Number(raw[':status']);
@@ -5083,6 +5139,19 @@ function extendedConnect(attempt: Attempt, at: Destination, headers: Record<stri
     });
     if (DEBUG) debugLog(logged, `→ HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(', ')}` : ''}`);
   });
+}
+
+/** Errors of streams the server did not process (RFC 9113 §8.7: REFUSED_STREAM, or past a GOAWAY): they may be tried again. */
+const unprocessed = new WeakSet<object>();
+
+/** Why a stream ended before its answer. */
+function streamFailure(stream: NodeHttp2Stream, node: NodeModules, cause?: Error): WebSocketError {
+  const code = stream.rstCode;
+  const error = cause
+    ? new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })
+    : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${code ? ` (RST_STREAM code ${code})` : ''} before its answer`);
+  if (code === node.http2().constants.NGHTTP2_REFUSED_STREAM) unprocessed.add(error);
+  return error;
 }
 
 /** A handshake answered with something else than a WebSocket: a redirect to follow, or the error. */
@@ -5503,6 +5572,8 @@ interface ConnectionTracker {
   pending: Set<NodeSocket>;
   /** The server's HTTP/2 connections, with how many WebSockets each carries. */
   sessions: Map<NodeHttp2Session, number>;
+  /** The server's TCP connections, whatever runs over them, from their first byte. */
+  connections: Set<NodeSocket>;
   closing: boolean;
   /** Where a connection handler's failure goes: made once per server, not per connection. */
   handlerFailed(error: unknown, ws: WebSocket): void;
@@ -5513,7 +5584,7 @@ function trackConnections(options: ServerOptions): ConnectionTracker {
     // The connection's own end (the peer closed, or broke the protocol) is no handler failure.
     if (error !== endOf(ws)) reportError(options, error, ws);
   };
-  return { sockets: new Set(), pending: new Set(), sessions: new Map(), closing: false, handlerFailed };
+  return { sockets: new Set(), pending: new Set(), sessions: new Map(), connections: new Set(), closing: false, handlerFailed };
 }
 
 /**
@@ -5559,7 +5630,12 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? 'wss' : 'ws';
   let closing: Promise<void> | undefined;
-  const closeServer = () => (closing ??= shutdown(httpServer, tracker));
+  httpServer.on('connection', (socket: NodeSocket) => {
+    tracker.connections.add(socket);
+    socket.once('close', () => tracker.connections.delete(socket));
+  });
+  const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
+  const closeServer = () => (closing ??= shutdown(httpServer, tracker, closeTimeout));
   const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };
   if (host.startsWith('unix:')) {
     const path = host.slice('unix:'.length);
@@ -5650,7 +5726,7 @@ function checkReusePort(): void {
 
 const REUSE_PORT_PLATFORMS: ReadonlySet<string> = new Set(['linux', 'freebsd', 'dragonfly', 'sunos', 'aix']);
 
-async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker): Promise<void> {
+async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker, closeTimeout: number): Promise<void> {
   tracker.closing = true;
   const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
   if (httpServer.closeAllConnections) httpServer.closeAllConnections();
@@ -5659,6 +5735,14 @@ async function shutdown(httpServer: NodeHttpServer, tracker: ConnectionTracker):
   await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {})));
   // Every WebSocket is gone: HTTP/2 connections get GOAWAY, and end after their last request.
   for (const session of tracker.sessions.keys()) session.close();
+  // What is left after the close timeout is cut: a TLS handshake that never ends, an
+  // HTTP/1.1 connection that sent nothing, an HTTP/2 peer that does not go after GOAWAY.
+  if (closeTimeout > 0) {
+    let timer: Timer | undefined;
+    const late = await Promise.race([stopped.then(() => false), new Promise<boolean>((resolve) => (timer = startTimer(closeTimeout, () => resolve(true))))]);
+    clearTimeout(timer);
+    if (late) for (const socket of tracker.connections) socket.destroy();
+  }
   await stopped;
 }
 
@@ -5672,12 +5756,14 @@ const DEFAULT_MAX_STREAMS = 1_000;
  */
 function createHttp2Server(node: NodeModules, options: ServerOptions, http1Options: object, answerPlainHttp: RequestListener, handler: (ws: WebSocket) => unknown, tracker: ConnectionTracker): NodeHttpServer {
   const { maxConcurrentStreams } = readNumbers({ maxConcurrentStreams: DEFAULT_MAX_STREAMS }, options, { maxConcurrentStreams: 1 });
-  const settings = {
-    enableConnectProtocol: true,
-    maxConcurrentStreams,
-    ...(options.maxHeaderSize !== undefined ? { maxHeaderListSize: options.maxHeaderSize } : {}),
-  };
-  const server = node.http2().createSecureServer({ ...options.tls, allowHTTP1: true, noDelay: true, settings }, answerPlainHttp);
+  // The request limits of HTTP/1.1 (node:http's 16 KiB): a larger header list is reset by
+  // nghttp2 (ENHANCE_YOUR_CALM); headers past maxHeaders get our 431 (pseudo-headers, and
+  // one more to see "too many", are room on top).
+  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB };
+  const maxHeaderListPairs = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 8;
+  const server = node.http2().createSecureServer({
+    ...options.tls, allowHTTP1: true, noDelay: true, settings, maxHeaderListPairs, maxSessionMemory: HTTP2_SESSION_MEMORY,
+  }, answerPlainHttp);
   // node:http2 sets its HTTP/1.1 timeouts itself: ours replace them.
   Object.assign(server, http1Options);
   server.on('connect', (request: { readonly headers: NodeHeaders }, response: { readonly stream: NodeHttp2Stream }) =>
@@ -5693,7 +5779,9 @@ function watchSession(session: NodeHttp2Session, options: ServerOptions, tracker
   session.once('close', () => tracker.sessions.delete(session));
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   if (timeout > 0) {
-    session.setTimeout(timeout, () => {
+    // A callback given to setTimeout() is called once only; 'timeout' comes each time.
+    session.setTimeout(timeout);
+    session.on('timeout', () => {
       if (!tracker.sessions.get(session)) session.close();
     });
   }
@@ -5819,6 +5907,7 @@ async function acceptStream(
   if (count > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: 'too many headers' }, remoteAddress);
   const hello = checkExtendedConnect(headers);
   if ('status' in hello) return refuseStream(stream, hello, remoteAddress);
+  if (stream.endAfterHeaders) return refuseStream(stream, { status: 400, body: 'an extended CONNECT that ends its stream at once cannot carry a WebSocket' }, remoteAddress);
   headers['host'] ??= headers[':authority'] as string;
   const requestInfo: RequestInfo = { method: 'CONNECT', url: headers[':path'] as string, headers, httpVersion: '2' };
   const protocol = await negotiate(requestInfo, hello.protocols, stream, options, tracker);
@@ -5882,6 +5971,7 @@ function refuseStream(stream: NodeHttp2Stream, refusal: Refusal, remoteAddress: 
   if (DEBUG) debugLog(`handshake from ${remoteAddress ?? '?'}`, `→ HTTP/2 ${refusal.status}: refused`);
   if (stream.closed || stream.destroyed) return;
   const { body, headers } = refusalContent(refusal);
+  stream.resume(); // what the client sent is discarded, so the stream can close
   stream.respond({ ':status': refusal.status, ...http2Headers(headers) });
   stream.end(body);
 }

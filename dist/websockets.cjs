@@ -2031,9 +2031,14 @@ class ProtocolLink {
     if (!this.#client) this.#transport.end();
     this.#startCloseTimer();
   }
-  /** @internal TransportEvents: the peer sends nothing more: finish our side too. */
+  /**
+   * @internal TransportEvents: the peer sends nothing more: finish our side too, after the
+   * answer to a close frame that came with the end (§5.5.1: it is answered; an HTTP/2 peer's
+   * END_STREAM arrives in the same macrotask as the DATA before it).
+   */
   onTransportEnd() {
-    this.#transport.end();
+    if (this.#pendingReaction) defer(() => this.#transport.end());
+    else this.#transport.end();
   }
   /** @internal TransportEvents. */
   onTransportClose(cause) {
@@ -2950,8 +2955,12 @@ class Http2StreamTransport extends SocketTransport {
     this.#cancel = node.http2().constants.NGHTTP2_CANCEL;
   }
   destroy() {
-    if (!this.#stream.destroyed) this.#stream.close(this.#cancel);
+    cancelStream(this.#stream, this.#cancel);
   }
+}
+function cancelStream(stream, cancel) {
+  stream.resume();
+  if (!stream.destroyed) stream.close(cancel);
 }
 function lowerCaseHeaders(raw) {
   const headers = {};
@@ -3267,6 +3276,7 @@ function ipValue(text) {
   return value;
 }
 const HTTP2_IDLE_CLOSE = 1e3;
+const HTTP2_SESSION_MEMORY = 1024;
 class SharedSession {
   session;
   #streams = 0;
@@ -3275,22 +3285,34 @@ class SharedSession {
     this.session = session;
     this.#becomeIdle();
   }
-  /** Room for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §5.1.2). */
-  get hasRoom() {
+  /**
+   * Takes a place for one more stream under the server's SETTINGS_MAX_CONCURRENT_STREAMS
+   * (RFC 9113 §5.1.2), if one is left, at once: concurrent connects never count the same
+   * place. `request()` fills it; while any is taken, the connection keeps the process alive.
+   */
+  reserve() {
     const session = this.session;
-    return !session.closed && !session.destroyed && this.#streams < (session.remoteSettings.maxConcurrentStreams ?? 100);
-  }
-  /** Opens a stream; while any is open, the connection keeps the process alive. */
-  request(headers) {
-    const stream = this.session.request(headers, { endStream: false });
+    if (session.closed || session.destroyed || this.#streams >= (session.remoteSettings.maxConcurrentStreams ?? 100)) return false;
     this.#streams++;
     if (this.#idle) clearTimeout(this.#idle);
     this.#idle = null;
-    this.session.ref();
-    stream.once("close", () => {
-      if (--this.#streams === 0) this.#becomeIdle();
-    });
+    session.ref();
+    return true;
+  }
+  /** Opens a stream in the place `reserve()` took; the place is free again once the stream closes. */
+  request(headers) {
+    let stream;
+    try {
+      stream = this.session.request(headers, { endStream: false });
+    } catch (error) {
+      this.#release();
+      throw error;
+    }
+    stream.once("close", () => this.#release());
     return stream;
+  }
+  #release() {
+    if (--this.#streams === 0) this.#becomeIdle();
   }
   #becomeIdle() {
     this.session.unref();
@@ -3301,8 +3323,8 @@ const http2Sessions = /* @__PURE__ */ new Map();
 async function http2Session(attempt, target, proxy) {
   const key = sessionKey(target, proxy, attempt.options.tls);
   for (let shared = http2Sessions.get(key); shared; shared = http2Sessions.get(key)) {
-    const reached = await untilAborted(shared.ready.catch(() => void 0), attempt.signal);
-    if (reached === null || reached instanceof SharedSession && reached.hasRoom) return reached;
+    const reached2 = await untilAborted(shared.ready.catch(() => void 0), attempt.signal);
+    if (reached2 === null || reached2 instanceof SharedSession && reached2.reserve()) return reached2;
     if (http2Sessions.get(key) === shared) break;
   }
   const slot = { ready: openSession(attempt, target, proxy) };
@@ -3310,15 +3332,19 @@ async function http2Session(attempt, target, proxy) {
     if (http2Sessions.get(key) === slot) http2Sessions.delete(key);
   };
   http2Sessions.set(key, slot);
-  slot.ready.then((reached) => {
-    if (reached instanceof SharedSession) {
-      reached.session.once("close", forget);
-      reached.session.once("goaway", forget);
+  slot.ready.then((reached2) => {
+    if (reached2 instanceof SharedSession) {
+      reached2.session.once("close", forget);
+      reached2.session.once("goaway", forget);
     } else {
       forget();
     }
   }, forget);
-  return slot.ready;
+  const reached = await slot.ready;
+  if (reached instanceof SharedSession && !reached.reserve()) {
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, "connection failed: the server allows no stream on its new HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS 0)");
+  }
+  return reached;
 }
 async function openSession(attempt, target, proxy) {
   const { builtins: node, options, signal } = attempt;
@@ -3326,7 +3352,7 @@ async function openSession(attempt, target, proxy) {
   if (socket.alpnProtocol !== "h2") return socket;
   socket.setNoDelay?.(true);
   const authority2 = target.socketPath !== null ? "localhost" : `${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
-  const session = node.http2().connect(`https://${authority2}`, { createConnection: () => socket });
+  const session = node.http2().connect(`https://${authority2}`, { createConnection: () => socket, maxSessionMemory: HTTP2_SESSION_MEMORY });
   session.on("error", ignoreError);
   await remoteSettings(session, signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
@@ -3472,7 +3498,7 @@ function redirected(from, redirect, options) {
 function withoutCredentialHeaders(headers) {
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
 }
-async function connectTo(attempt, at, headers) {
+async function connectTo(attempt, at, headers, retried = false) {
   const { options, signal } = attempt;
   const secure = at.url.protocol === "wss:";
   const host = at.url.hostname.replace(/^\[|\]$/g, "");
@@ -3487,21 +3513,36 @@ async function connectTo(attempt, at, headers) {
     if (signal.aborted) throw signal.reason;
     throw cause instanceof WebSocketError ? cause : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause });
   }
-  return reached instanceof SharedSession ? extendedConnect(attempt, at, headers, reached) : handshake(attempt, at, headers, reached);
+  if (!(reached instanceof SharedSession)) return handshake(attempt, at, headers, reached);
+  try {
+    return await extendedConnect(attempt, at, headers, reached);
+  } catch (error) {
+    if (!unprocessed.has(error) || retried) throw error;
+    if (DEBUG) debugLog(`handshake ${loggedUrl(at.url)}`, "the server refused the stream unprocessed: trying again");
+    return connectTo(attempt, at, headers, true);
+  }
 }
 async function reach(attempt, target, proxy) {
   const { builtins: node, options, signal } = attempt;
   if (!options.http2 || !target.secure) return dial(node, target, proxy, options.tls, options.proxyTls, signal);
   const reached = await http2Session(attempt, target, proxy);
-  return reached ?? dial(node, target, proxy, { ...options.tls, ALPNProtocols: ["http/1.1"] }, options.proxyTls, signal);
+  if (reached) return reached;
+  try {
+    return await dial(node, target, proxy, { ...options.tls, ALPNProtocols: ["http/1.1"] }, options.proxyTls, signal);
+  } catch (cause) {
+    if (signal.aborted) throw cause;
+    throw new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server speaks HTTP/2 without WebSockets (no SETTINGS_ENABLE_CONNECT_PROTOCOL), and HTTP/1.1 failed: ${cause.message}`, { cause });
+  }
 }
 function extendedConnect(attempt, at, headers, shared) {
   const { builtins: node, protocols, compression, signal } = attempt;
   const target = at.url;
   const login = credentials(target, "the URL");
   const withLogin = login && !Object.keys(headers).some((name) => name.toLowerCase() === "authorization") ? { ...headers, authorization: `Basic ${base64(textEncoder.encode(login.join(":")))}` } : headers;
-  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, compression ? formatDeflateOffer(compression) : "");
-  const requestInfo = { method: "CONNECT", url: requestHeaders[":path"] ?? "/", headers: requestHeaders, httpVersion: "2" };
+  const offer = compression ? formatDeflateOffer(compression) : "";
+  const requestHeaders = extendedConnectHeaders(target, withLogin, protocols, offer);
+  const shownHeaders = withLogin === headers ? requestHeaders : extendedConnectHeaders(target, headers, protocols, offer);
+  const requestInfo = { method: "CONNECT", url: requestHeaders[":path"] ?? "/", headers: shownHeaders, httpVersion: "2" };
   const logged = `handshake ${loggedUrl(target)}`;
   return new Promise((resolve, reject) => {
     let stream;
@@ -3510,13 +3551,11 @@ function extendedConnect(attempt, at, headers, shared) {
     } catch (cause) {
       return reject(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }));
     }
-    const cancel = () => {
-      if (!stream.destroyed) stream.close(node.http2().constants.NGHTTP2_CANCEL);
-    };
+    const cancel = () => cancelStream(stream, node.http2().constants.NGHTTP2_CANCEL);
     const outcome = oneOutcome(signal, reject, cancel);
     if (outcome.settled) return;
-    stream.on("error", (cause) => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause })));
-    stream.once("close", () => outcome.fail(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${stream.rstCode ? ` (RST_STREAM code ${stream.rstCode})` : ""} before its answer`)));
+    stream.on("error", (cause) => outcome.fail(streamFailure(stream, node, cause)));
+    stream.once("close", () => outcome.fail(streamFailure(stream, node)));
     stream.once("response", (raw) => {
       if (!outcome.settle()) return;
       const status = Number(raw[":status"]);
@@ -3541,6 +3580,13 @@ function extendedConnect(attempt, at, headers, shared) {
     });
     if (DEBUG) debugLog(logged, `\u2192 HTTP/2 CONNECT ${target.pathname}${protocols.length > 0 ? `, protocols ${protocols.join(", ")}` : ""}`);
   });
+}
+const unprocessed = /* @__PURE__ */ new WeakSet();
+function streamFailure(stream, node, cause) {
+  const code = stream.rstCode;
+  const error = cause ? new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: ${cause.message}`, { cause }) : new WebSocketError(CloseCode.ABNORMAL_CLOSURE, `connection failed: the server ended the stream${code ? ` (RST_STREAM code ${code})` : ""} before its answer`);
+  if (code === node.http2().constants.NGHTTP2_REFUSED_STREAM) unprocessed.add(error);
+  return error;
 }
 function refusedHandshake(status, statusText, headers) {
   const location = headers["location"];
@@ -3816,7 +3862,7 @@ function trackConnections(options) {
   const handlerFailed = (error, ws) => {
     if (error !== endOf(ws)) reportError(options, error, ws);
   };
-  return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), sessions: /* @__PURE__ */ new Map(), closing: false, handlerFailed };
+  return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), sessions: /* @__PURE__ */ new Map(), connections: /* @__PURE__ */ new Set(), closing: false, handlerFailed };
 }
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
@@ -3845,7 +3891,12 @@ async function listen(host, port, handler, options = {}) {
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? "wss" : "ws";
   let closing;
-  const closeServer = () => closing ??= shutdown(httpServer, tracker);
+  httpServer.on("connection", (socket) => {
+    tracker.connections.add(socket);
+    socket.once("close", () => tracker.connections.delete(socket));
+  });
+  const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
+  const closeServer = () => closing ??= shutdown(httpServer, tracker, closeTimeout);
   const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };
   if (host.startsWith("unix:")) {
     const path = host.slice("unix:".length);
@@ -3916,7 +3967,7 @@ function checkReusePort() {
   if (!REUSE_PORT_PLATFORMS.has(platform)) throw new Error(`reusePort is not available on ${platform}: Node offers it on ${[...REUSE_PORT_PLATFORMS].join(", ")}`);
 }
 const REUSE_PORT_PLATFORMS = /* @__PURE__ */ new Set(["linux", "freebsd", "dragonfly", "sunos", "aix"]);
-async function shutdown(httpServer, tracker) {
+async function shutdown(httpServer, tracker, closeTimeout) {
   tracker.closing = true;
   const stopped = new Promise((resolve) => httpServer.close(() => resolve()));
   if (httpServer.closeAllConnections) httpServer.closeAllConnections();
@@ -3925,17 +3976,27 @@ async function shutdown(httpServer, tracker) {
   await Promise.all([...tracker.sockets].map((ws) => ws.close(CloseCode.GOING_AWAY).catch(() => {
   })));
   for (const session of tracker.sessions.keys()) session.close();
+  if (closeTimeout > 0) {
+    let timer;
+    const late = await Promise.race([stopped.then(() => false), new Promise((resolve) => timer = startTimer(closeTimeout, () => resolve(true)))]);
+    clearTimeout(timer);
+    if (late) for (const socket of tracker.connections) socket.destroy();
+  }
   await stopped;
 }
 const DEFAULT_MAX_STREAMS = 1e3;
 function createHttp2Server(node, options, http1Options, answerPlainHttp, handler, tracker) {
   const { maxConcurrentStreams } = readNumbers({ maxConcurrentStreams: DEFAULT_MAX_STREAMS }, options, { maxConcurrentStreams: 1 });
-  const settings = {
-    enableConnectProtocol: true,
-    maxConcurrentStreams,
-    ...options.maxHeaderSize !== void 0 ? { maxHeaderListSize: options.maxHeaderSize } : {}
-  };
-  const server = node.http2().createSecureServer({ ...options.tls, allowHTTP1: true, noDelay: true, settings }, answerPlainHttp);
+  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB };
+  const maxHeaderListPairs = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 8;
+  const server = node.http2().createSecureServer({
+    ...options.tls,
+    allowHTTP1: true,
+    noDelay: true,
+    settings,
+    maxHeaderListPairs,
+    maxSessionMemory: HTTP2_SESSION_MEMORY
+  }, answerPlainHttp);
   Object.assign(server, http1Options);
   server.on("connect", (request, response) => acceptStream(node, response.stream, request.headers, handler, options, tracker));
   server.on("session", (session) => watchSession(session, options, tracker));
@@ -3947,7 +4008,8 @@ function watchSession(session, options, tracker) {
   session.once("close", () => tracker.sessions.delete(session));
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   if (timeout > 0) {
-    session.setTimeout(timeout, () => {
+    session.setTimeout(timeout);
+    session.on("timeout", () => {
       if (!tracker.sessions.get(session)) session.close();
     });
   }
@@ -4012,6 +4074,7 @@ async function acceptStream(node, stream, rawHeaders, handler, options, tracker)
   if (count > (options.maxHeaders ?? DEFAULT_MAX_HEADERS)) return refuseStream(stream, { status: 431, body: "too many headers" }, remoteAddress);
   const hello = checkExtendedConnect(headers);
   if ("status" in hello) return refuseStream(stream, hello, remoteAddress);
+  if (stream.endAfterHeaders) return refuseStream(stream, { status: 400, body: "an extended CONNECT that ends its stream at once cannot carry a WebSocket" }, remoteAddress);
   headers["host"] ??= headers[":authority"];
   const requestInfo = { method: "CONNECT", url: headers[":path"], headers, httpVersion: "2" };
   const protocol = await negotiate(requestInfo, hello.protocols, stream, options, tracker);
@@ -4063,6 +4126,7 @@ function refuseStream(stream, refusal, remoteAddress) {
   if (DEBUG) debugLog(`handshake from ${remoteAddress ?? "?"}`, `\u2192 HTTP/2 ${refusal.status}: refused`);
   if (stream.closed || stream.destroyed) return;
   const { body, headers } = refusalContent(refusal);
+  stream.resume();
   stream.respond({ ":status": refusal.status, ...http2Headers(headers) });
   stream.end(body);
 }

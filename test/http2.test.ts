@@ -10,6 +10,7 @@ import { createSecureServer, constants as h2 } from 'node:http2';
 import type { Http2SecureServer, Http2Session, ServerHttp2Stream } from 'node:http2';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { connect, isUpgrade, listen, upgrade, upgradeStream, WebSocketError } from '../websockets.ts';
 import type { ClientOptions, Server, ServerOptions, WebSocket } from '../websockets.ts';
@@ -195,6 +196,29 @@ describe('our client and server over HTTP/2', () => {
     assert.notEqual(await within(closing, 5_000), null, 'Server.close() resolved');
   });
 
+  test('Server.close() is bounded by closeTimeout whatever is left: a TLS connection that never sends a request', T, async () => {
+    const { server } = await listenH2(echo, { closeTimeout: 300 });
+    const silent = tlsConnect({ host: '127.0.0.1', port: Number(new URL(server.url).port), ALPNProtocols: ['http/1.1'], rejectUnauthorized: false });
+    silent.on('error', () => {});
+    await once(silent, 'secureConnect');
+    const started = Date.now();
+    assert.notEqual(await within(server.close(), 5_000), null, 'Server.close() resolved');
+    assert.ok(Date.now() - started < 2_000, `after ${Date.now() - started} ms`);
+    silent.destroy();
+  });
+
+  test('the header limits of HTTP/1.1 hold over h2: maxHeaders above 128 is honoured', T, async () => {
+    const { server, url } = await listenH2(echo, { maxHeaders: 200 });
+    try {
+      const headers = Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`x-h${i}`, 'v']));
+      const ws = await connect(url, h2Client({ headers }));
+      assert.equal(ws.response?.httpVersion, '2');
+      await ws.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   test('h2 flow control is the backpressure: send() waits while the peer does not read, nothing is lost', T, async (t) => {
     const MESSAGE = 64 * 1024;
     const COUNT = 400;
@@ -304,6 +328,40 @@ describe('HTTP/2 connections on the client', () => {
     }
   });
 
+  test("concurrent connects never count the same place under the server's stream limit: past it, new connections", T, async () => {
+    const { server, url } = await listenH2(echo, { maxConcurrentStreams: 2 });
+    try {
+      const sockets = await Promise.all(Array.from({ length: 5 }, () => connect(url, h2Client({ handshakeTimeout: 5_000 }))));
+      for (const ws of sockets) assert.equal(ws.response?.httpVersion, '2');
+      const ports = new Set(sockets.map((ws) => ws.request.headers[':authority']));
+      assert.equal(ports.size, 1);
+      await Promise.all(sockets.map(async (ws, i) => {
+        await ws.send(`s${i}`);
+        assert.equal(await ws.receive(), `s${i}`);
+        await ws.close();
+      }));
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("the URL's credentials go as Authorization but are not shown in ws.request, as over HTTP/1.1", T, async () => {
+    let seen = '';
+    const { server, url } = await listenH2(async (ws) => {
+      seen = ws.request.headers['authorization'] ?? '';
+      await echo(ws);
+    });
+    try {
+      const ws = await connect(url.replace('wss://', 'wss://alice:s3cret@'), h2Client());
+      assert.equal(seen, `Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
+      assert.equal(ws.request.headers['authorization'], undefined);
+      assert.doesNotMatch(JSON.stringify(ws.request) + ws.url, /s3cret/);
+      await ws.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   test('the handshake timeout covers a server that never answers the CONNECT', T, async () => {
     const peer = await plainH2({ enableConnectProtocol: true }, () => {});
     try {
@@ -316,18 +374,22 @@ describe('HTTP/2 connections on the client', () => {
     }
   });
 
-  test('an HTTP/2 connection never keeps the process alive after its WebSockets', T, async () => {
-    const { server, url } = await listenH2(echo);
+  test('an HTTP/2 connection never keeps the process alive after its WebSockets, nor after a refusal', T, async () => {
+    const { server, url } = await listenH2(echo, { verify: (request) => request.url !== '/refused' });
     try {
       const child = startChild([process.execPath, '--input-type=module', '-e', `
         import { connect } from ${JSON.stringify(new URL('../../dist/websockets.js', import.meta.url).href)};
-        const ws = await connect(${JSON.stringify(url)}, { http2: true, tls: { ca: ${JSON.stringify(pem.cert)} } });
+        const options = { http2: true, tls: { ca: ${JSON.stringify(pem.cert)} } };
+        const ws = await connect(${JSON.stringify(url)}, options);
         await ws.send('bye'); console.log('GOT', await ws.receive(), ws.response.httpVersion); await ws.close();
+        // A refused handshake (its stream has a body nobody reads) holds nothing either.
+        await connect(${JSON.stringify(`${url}/refused`)}, options).catch((error) => console.log('REFUSED', error.status));
         console.log('CLOSED');
       `], process.cwd());
       const started = Date.now();
       assert.equal(await within(child.exit, 10_000), 0, child.output());
       assert.match(child.output(), /GOT bye 2/);
+      assert.match(child.output(), /REFUSED 403/);
       assert.ok(Date.now() - started < 8_000, `exited after ${Date.now() - started} ms`);
     } finally {
       await server.close();
@@ -510,6 +572,35 @@ describe('hostile HTTP/2 input, each answered on its stream while the connection
     ]);
     assert.match(dataOn(events, 1), /^88[0-7][0-9a-f]03ea/, 'a close frame with 1002 on stream 1');
     assert.ok(dataOn(events, 3).startsWith(echoOf('sibling')), JSON.stringify(events));
+  });
+
+  test('a close frame that comes with END_STREAM is answered (RFC 6455 §5.5.1) before the server ends its side', T, async () => {
+    const events = await h2peer(port, [
+      { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+      { op: 'wait', event: 'response', stream: 1, timeout: 5 },
+      { op: 'data', stream: 1, hex: hex(wireFrame(WireOp.CLOSE, new Uint8Array([0x03, 0xe8]), { mask: true })), end_stream: true },
+      { op: 'wait', event: 'end', stream: 1, timeout: 5 },
+      { op: 'close' },
+    ]);
+    assert.equal(dataOn(events, 1), '880203e8', JSON.stringify(events));
+  });
+
+  test('a connection left without WebSockets for handshakeTimeout is closed, also after an idle WebSocket', T, async () => {
+    const quick = await listenH2(echo, { handshakeTimeout: 300 });
+    try {
+      const events = await h2peer(Number(new URL(quick.server.url).port), [
+        { op: 'request', stream: 1, headers: CONNECT_HEADERS },
+        { op: 'wait', event: 'response', stream: 1, timeout: 5 },
+        { op: 'sleep', seconds: 0.7 }, // idle past the timeout, with a WebSocket open: kept
+        { op: 'data', stream: 1, hex: hex(wireFrame(WireOp.CLOSE, new Uint8Array([0x03, 0xe8]), { mask: true })), end_stream: true },
+        { op: 'wait', event: 'end', stream: 1, timeout: 5 },
+        { op: 'wait', event: 'goaway', timeout: 3 }, // then, with none: closed
+        { op: 'close' },
+      ]);
+      assert.ok(events.some((e) => e.event === 'goaway'), JSON.stringify(events));
+    } finally {
+      await quick.server.close();
+    }
   });
 
   test('streams opened and reset in a loop: nothing is held, and the server goes on serving', { timeout: 60_000 }, async (t) => {

@@ -3751,6 +3751,8 @@ interface NodeHttp2Session extends NodeEmitter {
   destroy(): void;
   ref(): void;
   unref(): void;
+  /** Grants the peer this much connection-level flow-control window. */
+  setLocalWindowSize(size: number): void;
   /** Emits 'timeout' each time the session was idle for `ms`. */
   setTimeout(ms: number): void;
 }
@@ -4731,6 +4733,15 @@ const HTTP2_IDLE_CLOSE = 1_000;
  */
 const HTTP2_SESSION_MEMORY = 1_024;
 
+/**
+ * HTTP/2 flow-control windows we grant (RFC 9113 §6.9): 64 KiB by default, which holds a fast
+ * sender to one window per round trip of WINDOW_UPDATEs. A stream's window is at most what a
+ * WebSocket that stops reading makes us hold, beside its receive queue (maxQueuedBytes, 1 MiB
+ * by default); the connection's bounds all its streams together.
+ */
+const HTTP2_STREAM_WINDOW = 1024 * KiB;
+const HTTP2_CONNECTION_WINDOW = 32 * 1024 * KiB;
+
 /** A client's HTTP/2 connection, shared by its WebSockets to one origin as far as the server's stream limit allows. */
 class SharedSession {
   readonly session: NodeHttp2Session;
@@ -4828,7 +4839,12 @@ async function openSession(attempt: Attempt, target: DialTarget, proxy: Proxy | 
   if (socket.alpnProtocol !== 'h2') return socket;
   socket.setNoDelay?.(true);
   const authority = target.socketPath !== null ? 'localhost' : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-  const session = node.http2().connect(`https://${authority}`, { createConnection: () => socket, maxSessionMemory: HTTP2_SESSION_MEMORY });
+  const session = node.http2().connect(`https://${authority}`, {
+    createConnection: () => socket,
+    maxSessionMemory: HTTP2_SESSION_MEMORY,
+    settings: { initialWindowSize: HTTP2_STREAM_WINDOW },
+  });
+  session.once('connect', () => session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW));
   session.on('error', ignoreError); // each stream reports the failure to its WebSocket
   await remoteSettings(session, signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
@@ -4872,10 +4888,22 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 /** Connections are shared only between attempts with the same target, proxy and TLS options (objects by identity). */
 function sessionKey(target: DialTarget, proxy: Proxy | null, tls: ClientTlsOptions | undefined): string {
-  const options = Object.entries(tls ?? {})
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, value]) => `${name}=${typeof value === 'object' || typeof value === 'function' ? `#${objectId(value as object)}` : JSON.stringify(value)}`);
-  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, options]);
+  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, tls ? tlsKey(tls) : '']);
+}
+
+/** TLS options as a key, made once per options object (a PEM `ca` is long). */
+const tlsKeys = new WeakMap<ClientTlsOptions, string>();
+
+function tlsKey(tls: ClientTlsOptions): string {
+  let key = tlsKeys.get(tls);
+  if (key === undefined) {
+    key = Object.entries(tls)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, value]) => `${name}=${typeof value === 'object' || typeof value === 'function' ? `#${objectId(value as object)}` : JSON.stringify(value)}`)
+      .join(';');
+    tlsKeys.set(tls, key);
+  }
+  return key;
 }
 
 const objectIds = new WeakMap<object, number>();
@@ -5759,7 +5787,7 @@ function createHttp2Server(node: NodeModules, options: ServerOptions, http1Optio
   // The request limits of HTTP/1.1 (node:http's 16 KiB): a larger header list is reset by
   // nghttp2 (ENHANCE_YOUR_CALM); headers past maxHeaders get our 431 (pseudo-headers, and
   // one more to see "too many", are room on top).
-  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB };
+  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB, initialWindowSize: HTTP2_STREAM_WINDOW };
   const maxHeaderListPairs = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 8;
   const server = node.http2().createSecureServer({
     ...options.tls, allowHTTP1: true, noDelay: true, settings, maxHeaderListPairs, maxSessionMemory: HTTP2_SESSION_MEMORY,
@@ -5776,6 +5804,7 @@ function createHttp2Server(node: NodeModules, options: ServerOptions, http1Optio
 function watchSession(session: NodeHttp2Session, options: ServerOptions, tracker: ConnectionTracker): void {
   tracker.sessions.set(session, 0);
   session.on('error', ignoreError); // its streams report to their WebSockets
+  session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
   session.once('close', () => tracker.sessions.delete(session));
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   if (timeout > 0) {

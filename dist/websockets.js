@@ -3231,6 +3231,8 @@ function ipValue(text) {
 }
 const HTTP2_IDLE_CLOSE = 1e3;
 const HTTP2_SESSION_MEMORY = 1024;
+const HTTP2_STREAM_WINDOW = 1024 * KiB;
+const HTTP2_CONNECTION_WINDOW = 32 * 1024 * KiB;
 class SharedSession {
   session;
   #streams = 0;
@@ -3306,7 +3308,12 @@ async function openSession(attempt, target, proxy) {
   if (socket.alpnProtocol !== "h2") return socket;
   socket.setNoDelay?.(true);
   const authority2 = target.socketPath !== null ? "localhost" : `${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
-  const session = node.http2().connect(`https://${authority2}`, { createConnection: () => socket, maxSessionMemory: HTTP2_SESSION_MEMORY });
+  const session = node.http2().connect(`https://${authority2}`, {
+    createConnection: () => socket,
+    maxSessionMemory: HTTP2_SESSION_MEMORY,
+    settings: { initialWindowSize: HTTP2_STREAM_WINDOW }
+  });
+  session.once("connect", () => session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW));
   session.on("error", ignoreError);
   await remoteSettings(session, signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
@@ -3344,8 +3351,16 @@ function untilAborted(promise, signal) {
   });
 }
 function sessionKey(target, proxy, tls) {
-  const options = Object.entries(tls ?? {}).sort(([a], [b]) => a < b ? -1 : 1).map(([name, value]) => `${name}=${typeof value === "object" || typeof value === "function" ? `#${objectId(value)}` : JSON.stringify(value)}`);
-  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, options]);
+  return JSON.stringify([target.host, target.port, target.socketPath, proxy?.url.href ?? null, tls ? tlsKey(tls) : ""]);
+}
+const tlsKeys = /* @__PURE__ */ new WeakMap();
+function tlsKey(tls) {
+  let key = tlsKeys.get(tls);
+  if (key === void 0) {
+    key = Object.entries(tls).sort(([a], [b]) => a < b ? -1 : 1).map(([name, value]) => `${name}=${typeof value === "object" || typeof value === "function" ? `#${objectId(value)}` : JSON.stringify(value)}`).join(";");
+    tlsKeys.set(tls, key);
+  }
+  return key;
 }
 const objectIds = /* @__PURE__ */ new WeakMap();
 let lastObjectId = 0;
@@ -3941,7 +3956,7 @@ async function shutdown(httpServer, tracker, closeTimeout) {
 const DEFAULT_MAX_STREAMS = 1e3;
 function createHttp2Server(node, options, http1Options, answerPlainHttp, handler, tracker) {
   const { maxConcurrentStreams } = readNumbers({ maxConcurrentStreams: DEFAULT_MAX_STREAMS }, options, { maxConcurrentStreams: 1 });
-  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB };
+  const settings = { enableConnectProtocol: true, maxConcurrentStreams, maxHeaderListSize: options.maxHeaderSize ?? 16 * KiB, initialWindowSize: HTTP2_STREAM_WINDOW };
   const maxHeaderListPairs = (options.maxHeaders ?? DEFAULT_MAX_HEADERS) + 8;
   const server = node.http2().createSecureServer({
     ...options.tls,
@@ -3959,6 +3974,7 @@ function createHttp2Server(node, options, http1Options, answerPlainHttp, handler
 function watchSession(session, options, tracker) {
   tracker.sessions.set(session, 0);
   session.on("error", ignoreError);
+  session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
   session.once("close", () => tracker.sessions.delete(session));
   const timeout = options.handshakeTimeout ?? DEFAULTS.handshakeTimeout;
   if (timeout > 0) {

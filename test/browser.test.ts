@@ -25,7 +25,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,8 +36,8 @@ import { PROTOCOL, runAbnormalClose, runClientScenario, runEdgeScenario, scenari
 import type { AbnormalResult, EdgeResult, Result, WrapEdges } from './shared-client.ts';
 import { assertAbnormal, assertEdge, assertScenario, assertWrapAlreadyClosed, assertWrapConnecting, assertWrapNeverOpened, listenKiller, portablePart } from './scenario-checks.ts';
 import type { KillerServer } from './scenario-checks.ts';
-import { sleep } from './support.ts';
-import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, withTimeout } from './chromium.ts';
+import { closeHttp, listenHttp, sleep } from './support.ts';
+import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, newTab, withTimeout } from './chromium.ts';
 import type { Browser } from './chromium.ts';
 
 const SCENARIO_MS = 120_000;
@@ -70,19 +69,6 @@ interface NativeSide {
   extensions: string;
   received: string[];
   closed?: { code: number; reason: string };
-}
-
-function listenHttp(server: HttpServer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
-  });
-}
-
-function closeHttp(server: HttpServer | undefined): Promise<void> {
-  if (!server?.listening) return Promise.resolve();
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 function run(command: string, args: string[], cwd: string): Promise<string> {
@@ -187,13 +173,7 @@ function page(): Promise<Page> {
     browser = await launchChromium(workDir);
     // Our own client against Chromium's DevTools server.
     cdp = new Cdp(await connect(browser.devtoolsUrl, { handshakeTimeout: 10_000 }));
-    const { targetId } = (await cdp.call('Target.createTarget', { url: 'about:blank' })) as { targetId: string };
-    const { sessionId } = (await cdp.call('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
-    await cdp.call('Runtime.enable', {}, sessionId);
-    await cdp.call('Page.enable', {}, sessionId);
-    const loaded = cdp.waitFor('Page.loadEventFired', sessionId, 20_000);
-    await cdp.call('Page.navigate', { url: pageUrl }, sessionId);
-    await loaded;
+    const { sessionId } = await newTab(cdp, pageUrl);
     const state = await cdp.evaluate<string>(
       sessionId,
       `new Promise((resolve) => { const check = () => window.pageState && window.pageState !== 'loading' ? resolve(window.pageState) : setTimeout(check, 20); check(); })`,

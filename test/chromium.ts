@@ -1,4 +1,4 @@
-// Headless Chromium for the browser tests (test/browser.test.ts) and the demo test
+// Headless Chromium for the browser tests (test/browser.test.ts, test/browser-http2.test.ts) and the demo test
 // (test/demo.test.ts): launching it, driving it over the Chrome DevTools Protocol with OUR OWN
 // WebSocket client, stopping it, and the policy for when it is not installed.
 //
@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { createHash, createPublicKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,6 +161,27 @@ export class Cdp {
   }
 }
 
+export interface TabSession {
+  targetId: string;
+  sessionId: string;
+}
+
+/**
+ * Opens a tab (a DevTools target attached in flat mode, Runtime and Page enabled), runs
+ * `beforeNavigate` (e.g. an Emulation call), then loads `url` and waits for its load event.
+ */
+export async function newTab(cdp: Cdp, url: string, options: { newWindow?: boolean; ms?: number; beforeNavigate?: (sessionId: string) => Promise<unknown> } = {}): Promise<TabSession> {
+  const { targetId } = (await cdp.call('Target.createTarget', { url: 'about:blank', ...(options.newWindow ? { newWindow: true } : {}) })) as { targetId: string };
+  const { sessionId } = (await cdp.call('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
+  await cdp.call('Runtime.enable', {}, sessionId);
+  await cdp.call('Page.enable', {}, sessionId);
+  await options.beforeNavigate?.(sessionId);
+  const loaded = cdp.waitFor('Page.loadEventFired', sessionId, options.ms ?? 20_000);
+  await cdp.call('Page.navigate', { url }, sessionId);
+  await loaded;
+  return { targetId, sessionId };
+}
+
 // ── Chromium ──────────────────────────────────────────────────────────────────────────────────
 
 export interface Browser {
@@ -169,7 +191,20 @@ export interface Browser {
   stderrTail(): string;
 }
 
-export function launchChromium(profile: string): Promise<Browser> {
+/**
+ * Chromium's flags that make it accept one self-signed certificate (PEM) and still reuse its
+ * connections (an h2 connection for WebSockets, test/browser-http2.test.ts):
+ * `--ignore-certificate-errors` with the base64 SHA-256 of the certificate's SPKI in
+ * `--ignore-certificate-errors-spki-list`, the pair PEERS.md records. (In Chromium 156
+ * headless either flag alone passed those tests too; with neither, the fetch fails.)
+ */
+export function trustCertificateArgs(certPem: string): string[] {
+  const spki = createPublicKey(certPem).export({ type: 'spki', format: 'der' });
+  return ['--ignore-certificate-errors', `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`];
+}
+
+/** Starts headless Chromium with its profile in `profile`; `extraArgs` go before the first URL. */
+export function launchChromium(profile: string, extraArgs: readonly string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium) or set CHROMIUM${process.env['CI'] === 'true' ? '; CI=true, so this is a failure, not a skip' : ''}`);
   }
@@ -185,6 +220,7 @@ export function launchChromium(profile: string): Promise<Browser> {
     '--disable-dev-shm-usage',
     '--remote-debugging-port=0',
     `--user-data-dir=${join(profile, 'user-data')}`,
+    ...extraArgs,
     'about:blank',
   ];
   // Its own process group, so that the renderers and helpers can be killed with it.

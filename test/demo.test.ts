@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, WebSocketError } from '../websockets.ts';
 import type { WebSocket } from '../websockets.ts';
-import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, withTimeout } from './chromium.ts';
+import { Cdp, chromiumMissing, closeChromium, findRoot, launchChromium, newTab, withTimeout } from './chromium.ts';
 import type { Browser, CdpMessage } from './chromium.ts';
 
 const root = findRoot();
@@ -332,14 +332,11 @@ async function chromium(): Promise<Cdp> {
 
 async function openTab(label: string, url: string): Promise<Tab> {
   const devtools = await chromium();
-  const { targetId } = (await devtools.call('Target.createTarget', { url: 'about:blank', newWindow: true })) as { targetId: string };
-  const { sessionId } = (await devtools.call('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
-  await devtools.call('Runtime.enable', {}, sessionId);
-  await devtools.call('Page.enable', {}, sessionId);
-  await devtools.call('Emulation.setDeviceMetricsOverride', { width: 1000, height: 640, deviceScaleFactor: 1, mobile: false }, sessionId);
-  const loaded = devtools.waitFor('Page.loadEventFired', sessionId, PAGE_MS);
-  await devtools.call('Page.navigate', { url }, sessionId);
-  await loaded;
+  const { targetId, sessionId } = await newTab(devtools, url, {
+    newWindow: true,
+    ms: PAGE_MS,
+    beforeNavigate: (session) => devtools.call('Emulation.setDeviceMetricsOverride', { width: 1000, height: 640, deviceScaleFactor: 1, mobile: false }, session),
+  });
   return { cdp: devtools, sessionId, targetId, label };
 }
 

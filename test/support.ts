@@ -8,6 +8,7 @@ import { after, before } from 'node:test';
 import { join } from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
+import type { Server as HttpServer } from 'node:http';
 import { listen, WebSocketError } from '../websockets.ts';
 import type { Server, ServerOptions, WebSocket } from '../websockets.ts';
 
@@ -731,6 +732,21 @@ export function startChild(argv: string[], cwd: string): Child {
       });
     },
   };
+}
+
+/** Starts a node:http (or https) server on 127.0.0.1, port 0: its port. */
+export function listenHttp(server: HttpServer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+  });
+}
+
+/** Closes a server of listenHttp, with its connections (nothing to do if it is not listening). */
+export function closeHttp(server: HttpServer | undefined): Promise<void> {
+  if (!server?.listening) return Promise.resolve();
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 /** A port nobody listens on (bound, then let go). */

@@ -5,7 +5,10 @@
 // talks to it with process.send() (ToParent) and obeys its commands (ToChild). A process whose
 // runner goes away exits at once.
 
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -22,7 +25,7 @@ export const MiB = 1024 * KiB;
 export type Impl = 'ours' | 'ws' | 'uws' | 'net' | 'lean';
 
 /** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
-export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress';
+export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress' | 'active' | 'tls-small' | 'tls-stream';
 
 /** What the server does in each scenario. */
 export type ServerMode = 'echo' | 'sink' | 'source' | 'hub';
@@ -34,7 +37,13 @@ export const SERVER_MODE: Readonly<Record<Scenario, ServerMode>> = {
   'stream-down': 'source', // stream to the client (the client is the receiver)
   conns: 'hub', // echo, and broadcast to every connection on command
   compress: 'echo', // echo, permessage-deflate on at both ends
+  active: 'echo', // many connections, each echoing a small message every few ms
+  'tls-small': 'echo', // small, over TLS (wss://)
+  'tls-stream': 'sink', // stream-up, over TLS (wss://)
 };
+
+/** The TLS scenarios: what they run, over wss:// (the process's config has `tls`). */
+export const OVER_TLS: Readonly<Partial<Record<Scenario, Scenario>>> = { 'tls-small': 'small', 'tls-stream': 'stream-up' };
 
 /** Sizes, counts and durations: the same for every variant of a run. */
 export interface Params {
@@ -62,6 +71,12 @@ export interface Params {
   /** scenario compress: JSON-like TEXT message size (bytes) and messages in flight, permessage-deflate on */
   compressSize: number;
   compressInFlight: number;
+  /** scenario active: connections, each sending an `activeSize`-byte TEXT message every `activeIntervalMs` and awaiting its echo; measured after a warmup */
+  activeConnections: number;
+  activeSize: number;
+  activeIntervalMs: number;
+  activeWarmupMs: number;
+  activeDurationMs: number;
   /** senders that have no promise-based backpressure (ws, node:net) keep this much buffered at most */
   highWaterMark: number;
   /** codec microbenchmarks: time per measurement */
@@ -77,6 +92,8 @@ export interface ProcessConfig {
   /** the server's implementation (clients only): the lean client skips the handshake and framing expectations against node:net */
   peer?: Impl;
   params: Params;
+  /** TLS scenarios: PEM files of a self-signed certificate for 127.0.0.1 (servers use both, clients trust `cert`) */
+  tls?: { key: string; cert: string };
 }
 
 /** Whether `ws` in this process masks with the bufferutil addon. */
@@ -110,6 +127,8 @@ export type ToParent =
   | { type: 'memory'; sample: MemorySample }
   | { type: 'opened'; total: number; seconds: number }
   | { type: 'broadcasted'; total: number; ms: number[] }
+  | { type: 'measuring' }
+  | { type: 'cpu'; usage: NodeJS.CpuUsage }
   | { type: 'error'; message: string };
 
 /** Runner → process. */
@@ -117,6 +136,8 @@ export type ToChild =
   | { type: 'memory' }
   | { type: 'open'; total: number }
   | { type: 'broadcast'; warmupRounds: number; rounds: number }
+  | { type: 'active' }
+  | { type: 'cpu' }
   | { type: 'stop' };
 
 /** The text a client sends on one connection to make the hub broadcast. */
@@ -167,21 +188,24 @@ export class RoundCounter {
   }
 }
 
+/** Calls `openOne` for `from` … `total - 1`, `concurrency` at a time; resolves with the seconds it took. */
+export async function openMany(from: number, total: number, concurrency: number, openOne: (index: number) => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  let next = from;
+  const worker = async () => {
+    while (next < total) await openOne(next++);
+  };
+  await Promise.all(Array.from({ length: Math.max(0, Math.min(concurrency, total - from)) }, worker));
+  return (performance.now() - t0) / 1000;
+}
+
 /** Serves the runner's 'open' (up to a total, `concurrency` at a time) and 'broadcast' commands over `fleet`. */
 export function serveFleet(fleet: Fleet, counter: RoundCounter, concurrency: number): void {
   let opened = 0;
   const openUpTo = async (total: number): Promise<number> => {
-    const t0 = performance.now();
-    let next = opened;
-    const worker = async () => {
-      while (next < total) {
-        next++;
-        await fleet.openOne();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, total - opened) }, worker));
+    const seconds = await openMany(opened, total, concurrency, () => fleet.openOne());
     opened = total;
-    return (performance.now() - t0) / 1000;
+    return seconds;
   };
   const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
     const times: number[] = [];
@@ -236,6 +260,7 @@ export interface UwsApp {
 
 export interface Uws {
   App(): UwsApp;
+  SSLApp(options: { key_file_name: string; cert_file_name: string }): UwsApp;
   us_socket_local_port(listenSocket: unknown): number;
 }
 
@@ -299,6 +324,17 @@ export function fail(error: unknown): void {
 }
 
 export const ignore = (): void => {};
+
+// ── raw sockets ──────────────────────────────────────────────────────────────────────────
+
+/** A node:net connection, or node:tls trusting `ca` when given: connected, Nagle off, errors ignored (the runner ends runs by killing). */
+export async function dial(host: string, port: number, ca?: string): Promise<Socket> {
+  const socket = ca ? tlsConnect({ host, port, ca }) : netConnect({ host, port });
+  await once(socket, ca ? 'secureConnect' : 'connect');
+  socket.setNoDelay(true);
+  socket.on('error', ignore);
+  return socket;
+}
 
 // ── payloads ─────────────────────────────────────────────────────────────────────────────
 
@@ -412,6 +448,13 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The values at these quantiles (0 … 1, nearest rank) of `values` (sorted here, in place). */
+export function percentiles(values: Float64Array, quantiles: readonly number[]): number[] {
+  values.sort();
+  const n = values.length;
+  return quantiles.map((q) => (n === 0 ? Number.NaN : values[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]));
 }
 
 /** Which masking `ws` uses in this process (ws decides once, when it is loaded). */

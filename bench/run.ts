@@ -14,14 +14,15 @@
 // e.g. made by `npm install --prefix DIR bufferutil`), handed to ws through NODE_PATH.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   KiB,
   MiB,
+  OVER_TLS,
   formatProfile,
   median,
   summarizeProfile,
@@ -37,6 +38,7 @@ import {
   type Values,
 } from './common.ts';
 import { renderChart } from './chart.ts';
+import { selfSignedCertificate } from '../test/support.ts';
 
 const BUILD_DIR = dirname(fileURLToPath(import.meta.url)); // build/bench
 const ROOT = resolve(BUILD_DIR, '..', '..');
@@ -73,6 +75,8 @@ const VARIANTS: readonly Variant[] = [
 ];
 /** The codec microbenchmarks compare implementations, not client/server pairs. */
 const CODEC_VARIANTS: readonly string[] = ['ours', 'ws', 'ws+bu'];
+/** Over TLS: each library at both ends, node:net over node:tls, and every server under the lean client (over node:tls). */
+const TLS_VARIANTS: readonly string[] = ['ours', 'ws+bu', 'net', 'srv-ws+bu', 'srv-ours', 'srv-uws', 'srv-net'];
 const REFERENCE = 'ws+bu';
 /** The server comparison's reference and ceiling (both always run with any server variant). */
 const SERVER_REFERENCE = 'srv-ws+bu';
@@ -85,7 +89,7 @@ const CONTENDED = 0.15;
 const RETRY_BUDGET_S = 40;
 
 type ScenarioId = Scenario | 'codec';
-const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'codec'];
+const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'active', 'tls-small', 'tls-stream', 'codec'];
 
 interface Metric {
   key: string;
@@ -114,6 +118,13 @@ const METRICS: readonly Metric[] = [
   { key: 'conns.bcast.0', scenario: 'conns', label: (p) => `5. broadcast ${p.broadcastSize} B text to ${count(p.connections[0])} clients, all received`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'conns.bcast.1', scenario: 'conns', label: (p) => `5. … to ${count(p.connections[1] ?? 0)} clients`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'compress', scenario: 'compress', label: (p) => `7. compressed: ${size(p.compressSize)} JSON-like text echoed, ${p.compressInFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1.2 },
+  { key: 'active.p50', scenario: 'active', label: (p) => `8. active: ${count(p.activeConnections)} connections, ${p.activeSize} B echoed every ${p.activeIntervalMs} ms each: round trip p50`, unit: 'ms', better: 'lower' },
+  { key: 'active.p99', scenario: 'active', label: () => '8. … round trip p99', unit: 'ms', better: 'lower' },
+  { key: 'active.max', scenario: 'active', label: () => '8. … round trip max', unit: 'ms', better: 'lower' },
+  { key: 'active.cpu', scenario: 'active', label: () => "8. … the server's CPU time (process.cpuUsage), % of one core", unit: '% CPU', better: 'lower' },
+  { key: 'active.rate', scenario: 'active', label: () => '8. … round trips completed', unit: 'msg/s', better: 'higher' },
+  { key: 'tls-small', scenario: 'tls-small', label: (p) => `9a. TLS (wss://): ${p.smallSize} B text echoed, ${p.inFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1 },
+  { key: 'tls-stream', scenario: 'tls-stream', label: (p) => `9b. TLS (wss://): stream ${size(p.streamSize)} binary, client → server`, unit: 'MB/s', better: 'higher', target: 1 },
   { key: 'codec.mask64k', scenario: 'codec', label: () => '6. mask 64 KiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.mask16m', scenario: 'codec', label: () => '6. mask 16 MiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.parse16', scenario: 'codec', label: () => '6. parse 16-byte masked frames', unit: 'frames/s', better: 'higher', target: 1 },
@@ -137,6 +148,11 @@ const FULL: Params = {
   broadcastRounds: 10,
   compressSize: 16 * KiB,
   compressInFlight: 8,
+  activeConnections: 1000,
+  activeSize: 16,
+  activeIntervalMs: 20,
+  activeWarmupMs: 2000,
+  activeDurationMs: 10_000,
   highWaterMark: 64 * KiB,
   codecMs: 400,
 };
@@ -151,6 +167,8 @@ const QUICK: Params = {
   connections: [1000],
   broadcastWarmupRounds: 2,
   broadcastRounds: 4,
+  activeWarmupMs: 1000,
+  activeDurationMs: 3000,
   codecMs: 100,
 };
 
@@ -487,7 +505,8 @@ let libraryHasBroadcast: boolean | undefined;
 
 async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions = {}): Promise<Values> {
   const env = envFor(variant.bufferutil);
-  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params, peer: variant.server });
+  const tls = OVER_TLS[scenario] ? await certificate() : undefined;
+  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params, peer: variant.server, ...(tls ? { tls } : {}) });
   const contention = contentionMeter();
   const server = new Child(`${variant.id} server`, 'server.js', config('server', variant.server, 0), 0, env, ['--expose-gc', ...profileFlags(run, 'server')]);
   let client: Child | null = null;
@@ -501,10 +520,12 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
     let values: Values = {};
     switch (scenario) {
       case 'small':
-        values = { small: (await client.next('result', window)).values['messagesPerSecond'] };
+      case 'tls-small':
+        values = { [scenario]: (await client.next('result', window)).values['messagesPerSecond'] };
         break;
       case 'stream-up':
-        values = { 'stream-up': (await server.next('result', window)).values['megabytesPerSecond'] };
+      case 'tls-stream':
+        values = { [scenario]: (await server.next('result', window)).values['megabytesPerSecond'] };
         break;
       case 'stream-down':
         values = { 'stream-down': (await client.next('result', window)).values['megabytesPerSecond'] };
@@ -517,6 +538,9 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
         break;
       case 'compress':
         values = { compress: (await client.next('result', window)).values['messagesPerSecond'] };
+        break;
+      case 'active':
+        values = await runActive(server, client);
         break;
     }
     const others = contention([server, client]);
@@ -553,6 +577,47 @@ async function runConns(server: Child, client: Child): Promise<Values> {
   return values;
 }
 
+/**
+ * Scenario 8: the lean client opens its connections, warms up, then records every round trip
+ * of its window; the server's CPU time (process.cpuUsage, user + system) is sampled at the
+ * start and the end of that window.
+ */
+async function runActive(server: Child, client: Child): Promise<Values> {
+  const cpu = async () => {
+    const { usage } = await server.request({ type: 'cpu' }, 'cpu', 10_000);
+    return { ms: (usage.user + usage.system) / 1000, at: performance.now() };
+  };
+  client.send({ type: 'active' });
+  const opened = await client.next('opened', 120_000);
+  if (opened.total !== params.activeConnections) throw new Error(`${opened.total} of ${params.activeConnections} connections opened`);
+  await client.next('measuring', params.activeWarmupMs + 30_000);
+  const c0 = await cpu();
+  const { values } = await client.next('result', params.activeDurationMs + 30_000);
+  const c1 = await cpu();
+  return {
+    'active.p50': values['p50'],
+    'active.p99': values['p99'],
+    'active.max': values['max'],
+    'active.cpu': (100 * (c1.ms - c0.ms)) / (c1.at - c0.at),
+    'active.rate': values['perSecond'],
+  };
+}
+
+/** The TLS scenarios' certificate: made once per run with openssl (as the TLS tests make theirs), removed at exit. */
+let certificateFiles: Promise<{ key: string; cert: string }> | undefined;
+function certificate(): Promise<{ key: string; cert: string }> {
+  certificateFiles ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'websockets-bench-tls-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const pem = await selfSignedCertificate(dir);
+    const files = { key: join(dir, 'bench-key.pem'), cert: join(dir, 'bench-cert.pem') };
+    writeFileSync(files.key, pem.key);
+    writeFileSync(files.cert, pem.cert);
+    return files;
+  })();
+  return certificateFiles;
+}
+
 async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values> {
   const impl: Impl = variantId === 'ours' ? 'ours' : 'ws';
   const config: ProcessConfig = { role: 'codec', impl, scenario: 'small', port: 0, params };
@@ -574,8 +639,11 @@ async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values
 function variantsOf(scenario: ScenarioId): Variant[] {
   // Compression: the libraries' own clients only (the lean client and node:net do not deflate).
   if (scenario === 'compress') return variants.filter((v) => v.group === 'pairs' && v.server !== 'net');
-  if (scenario !== 'codec') return [...variants];
-  return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
+  // Many active connections: a server comparison (the lean client keeps the client's cost low and equal).
+  if (scenario === 'active') return variants.filter((v) => v.group === 'servers');
+  if (scenario === 'codec') return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
+  if (OVER_TLS[scenario]) return variants.filter((v) => v.id === reference || TLS_VARIANTS.includes(v.id));
+  return [...variants];
 }
 
 function runOne(scenario: ScenarioId, variant: Variant, run: RunOptions = {}): Promise<Values> {
@@ -658,29 +726,32 @@ function summaryTable(results: Results): string {
   if (shown.length === 0) return '';
   const header = `| benchmark | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
-  const rows = activeMetrics().map((metric) => {
-    const byVariant = results.cells.get(metric.key);
-    const cells = shown.map((variant) => {
-      if (metric.scenario === 'codec' && !CODEC_VARIANTS.includes(variant.id)) return '';
-      const cell = byVariant?.get(variant.id);
-      const value = cell && range(cell.values);
-      if (!value) return cell ? 'failed' : '';
-      const ratio = range(cell.ratios);
-      return variant.id === reference || !ratio ? fmt(value.median, metric.unit) : `${fmt(value.median, metric.unit)} (${fmtRatio(ratio.median)})`;
+  const rows = activeMetrics()
+    .filter((metric) => variantsOf(metric.scenario).some((v) => v.group === 'pairs'))
+    .map((metric) => {
+      const byVariant = results.cells.get(metric.key);
+      const cells = shown.map((variant) => {
+        if (metric.scenario === 'codec' && !CODEC_VARIANTS.includes(variant.id)) return '';
+        const cell = byVariant?.get(variant.id);
+        const value = cell && range(cell.values);
+        if (!value) return cell ? 'failed' : '';
+        const ratio = range(cell.ratios);
+        return variant.id === reference || !ratio ? fmt(value.median, metric.unit) : `${fmt(value.median, metric.unit)} (${fmtRatio(ratio.median)})`;
+      });
+      return `| ${metric.label(params)} | ${metric.unit} | ${metric.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} |`;
     });
-    return `| ${metric.label(params)} | ${metric.unit} | ${metric.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} |`;
-  });
-  return [header, rule, ...rows].join('\n');
+  return rows.length > 0 ? [header, rule, ...rows].join('\n') : '';
 }
 
 /** The server comparison: every server under the lean client, ratios to ws + bufferutil's server and to node:net. */
 function serversTable(results: Results): string {
   const shown = variants.filter((v) => v.group === 'servers');
-  if (shown.length === 0 || !scenarios.some((s) => s !== 'codec' && s !== 'compress')) return '';
+  const inGroup = (metric: Metric) => variantsOf(metric.scenario).some((v) => v.group === 'servers');
+  if (shown.length === 0 || !activeMetrics().some(inGroup)) return '';
   const header = `| benchmark (lean client) | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
   const rows = activeMetrics()
-    .filter((metric) => metric.scenario !== 'codec' && metric.scenario !== 'compress')
+    .filter(inGroup)
     .map((metric) => {
       const byVariant = results.cells.get(metric.key);
       const cells = shown.map((variant) => {
@@ -740,7 +811,8 @@ function issue18Targets(results: Results): string {
   }
   const compressed = sameRunRatio(results, 'compress', 'ours', REFERENCE);
   lines.push(`| compressed ${size(params.compressSize)} text echo vs ws + bufferutil (both with deflate, both ends ours / ws) | ≥ 1.2× | ${compressed === null ? 'not measured' : fmtRatio(compressed)} | ${compressed === null ? '—' : compressed >= 1.2 ? 'yes' : 'no'} |`);
-  lines.push('| 1,000 active connections, p99 round trip vs ws | ≤ 0.8× | not measured (no scenario yet) | — |');
+  const p99 = sameRunRatio(results, 'active.p99', 'srv-ours', SERVER_REFERENCE);
+  lines.push(`| ${count(params.activeConnections)} active connections, p99 round trip vs ws + bufferutil (lean client) | ≤ 0.8× | ${p99 === null ? 'not measured' : fmtRatio(p99)} | ${p99 === null ? '—' : p99 <= 0.8 ? 'yes' : 'no'} |`);
   return lines.join('\n');
 }
 

@@ -110,6 +110,8 @@ export interface ProcessInfo {
 
 export interface MemorySample {
   heapUsed: number;
+  /** the V8 heap's committed size (heapUsed and what its pages hold free) */
+  heapTotal: number;
   external: number;
   arrayBuffers: number;
   rss: number;
@@ -129,6 +131,7 @@ export type ToParent =
   | { type: 'broadcasted'; total: number; ms: number[] }
   | { type: 'measuring' }
   | { type: 'cpu'; usage: NodeJS.CpuUsage }
+  | { type: 'snapshot'; file: string }
   | { type: 'error'; message: string };
 
 /** Runner → process. */
@@ -138,6 +141,7 @@ export type ToChild =
   | { type: 'broadcast'; warmupRounds: number; rounds: number }
   | { type: 'active' }
   | { type: 'cpu' }
+  | { type: 'snapshot'; file: string }
   | { type: 'stop' };
 
 /** The text a client sends on one connection to make the hub broadcast. */
@@ -431,16 +435,21 @@ export class Window {
   }
 }
 
-/** Heap, external and RSS after a full garbage collection (needs --expose-gc). */
-export async function measureMemory(connections: number): Promise<MemorySample> {
+/** Full garbage collections until what is left is live (needs --expose-gc). */
+export async function collectGarbage(): Promise<void> {
   const gc: unknown = Reflect.get(globalThis, 'gc');
-  if (typeof gc !== 'function') throw new Error('measureMemory needs node --expose-gc');
+  if (typeof gc !== 'function') throw new Error('measuring memory needs node --expose-gc');
   for (let i = 0; i < 4; i++) {
     (gc as () => void)();
     await new Promise((resolve) => setImmediate(resolve));
   }
-  const { heapUsed, external, arrayBuffers, rss } = process.memoryUsage();
-  return { heapUsed, external, arrayBuffers, rss, connections };
+}
+
+/** Heap, external and RSS after a full garbage collection (needs --expose-gc). */
+export async function measureMemory(connections: number): Promise<MemorySample> {
+  await collectGarbage();
+  const { heapUsed, heapTotal, external, arrayBuffers, rss } = process.memoryUsage();
+  return { heapUsed, heapTotal, external, arrayBuffers, rss, connections };
 }
 
 export function median(values: readonly number[]): number {
@@ -492,6 +501,7 @@ interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   hitCount?: number;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -519,6 +529,8 @@ export interface ProfileSummary {
   top: ProfileRow[];
   /** self time per source module: websockets.ts, ws, node internals, GC… */
   byModule: Array<{ module: string; selfMs: number; percent: number }>;
+  /** per module, the time with at least one of its functions on the stack (what it and all it calls cost) */
+  inclusiveByModule: Array<{ module: string; selfMs: number; percent: number }>;
 }
 
 /** Where each line of an esbuild bundle came from: the `// path/to/file.ts` markers it writes. */
@@ -631,6 +643,21 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
   const maps = new Map<string, ((line: number) => string) | null>();
   const functions = new Map<string, { name: string; where: string; us: number }>();
   const modules = new Map<string, number>();
+  // The modules on each node's stack (its own and its callers'), for inclusive time.
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const onStack = new Map<number, ReadonlySet<string>>();
+  const stackModules = (id: number): ReadonlySet<string> => {
+    const known = onStack.get(id);
+    if (known) return known;
+    const node = byId.get(id);
+    const up = parent.get(id);
+    const set = new Set(up === undefined ? [] : stackModules(up));
+    if (node && node.callFrame.url !== '') set.add(locate(node.callFrame, maps).module);
+    onStack.set(id, set);
+    return set;
+  };
+  const inclusive = new Map<string, number>();
   let totalUs = 0;
   let idleUs = 0;
   for (const [id, us] of selfUs) {
@@ -649,6 +676,7 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
     entry.us += us;
     functions.set(key, entry);
     modules.set(module, (modules.get(module) ?? 0) + us);
+    for (const on of stackModules(id)) inclusive.set(on, (inclusive.get(on) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;
   const percent = (us: number) => (busyUs > 0 ? (100 * us) / busyUs : 0);
@@ -664,7 +692,62 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
     byModule: [...modules.entries()]
       .sort((a, b) => b[1] - a[1])
       .map(([module, us]) => ({ module, selfMs: us / 1000, percent: percent(us) })),
+    inclusiveByModule: [...inclusive.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([module, us]) => ({ module, selfMs: us / 1000, percent: percent(us) })),
   };
+}
+
+// ── heap snapshots (v8.writeHeapSnapshot) ────────────────────────────────────────────────
+
+interface HeapSnapshotFile {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** Objects and their shallow bytes in a heap snapshot, per kind: constructor (objects), function (closures), or V8's category. */
+export function heapCensus(file: string): Map<string, { count: number; bytes: number }> {
+  const snapshot = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshotFile;
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const width = fields.length;
+  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((field) => fields.indexOf(field));
+  const census = new Map<string, { count: number; bytes: number }>();
+  const { nodes, strings } = snapshot;
+  for (let i = 0; i < nodes.length; i += width) {
+    const type = types[nodes[i + typeAt]];
+    const name = strings[nodes[i + nameAt]];
+    const kind =
+      type === 'object' || type === 'closure' || type === 'native' ? `${name || '(anonymous)'} (${type})` : type === 'array' || type === 'hidden' ? name : `(${type})`;
+    const entry = census.get(kind) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += nodes[i + sizeAt];
+    census.set(kind, entry);
+  }
+  return census;
+}
+
+/** What `after` holds more than `before`, per connection: a markdown table of the kinds that grew most. */
+export function formatCensusDiff(before: Map<string, { count: number; bytes: number }>, after: Map<string, { count: number; bytes: number }>, connections: number, title: string, top = 25): string {
+  const rows = [...after].map(([kind, a]) => {
+    const b = before.get(kind) ?? { count: 0, bytes: 0 };
+    return { kind, count: (a.count - b.count) / connections, bytes: (a.bytes - b.bytes) / connections };
+  });
+  for (const [kind, b] of before) if (!after.has(kind)) rows.push({ kind, count: -b.count / connections, bytes: -b.bytes / connections });
+  const total = rows.reduce((sum, row) => sum + row.bytes, 0);
+  const objects = rows.reduce((sum, row) => sum + row.count, 0);
+  rows.sort((x, y) => y.bytes - x.bytes);
+  return [
+    `#### ${title}`,
+    '',
+    `Per connection: ${total.toFixed(0)} bytes of V8 heap (shallow sizes), ${objects.toFixed(1)} objects.`,
+    '',
+    '| objects / conn | bytes / conn | kind |',
+    '| ---: | ---: | --- |',
+    ...rows.slice(0, top).map((row) => `| ${row.count.toFixed(2)} | ${row.bytes.toFixed(0)} | \`${row.kind.replace(/`/g, "'").slice(0, 80)}\` |`),
+    '',
+  ].join('\n');
 }
 
 export function formatProfile(summary: ProfileSummary, title: string): string {
@@ -678,6 +761,8 @@ export function formatProfile(summary: ProfileSummary, title: string): string {
     ...summary.top.map((row) => `| ${row.selfMs.toFixed(1)} | ${row.percent.toFixed(1)} | \`${row.name}\` | ${row.where} |`),
     '',
     'By module: ' + summary.byModule.slice(0, 8).map((m) => `${m.module} ${m.percent.toFixed(1)}%`).join(', '),
+    '',
+    'Inclusive (a function of the module on the stack): ' + summary.inclusiveByModule.slice(0, 8).map((m) => `${m.module} ${m.percent.toFixed(1)}%`).join(', '),
     '',
   ];
   return lines.join('\n');

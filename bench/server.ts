@@ -12,6 +12,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { writeHeapSnapshot } from 'node:v8';
 import * as lib from '../websockets.ts';
 import type { Data, WebSocket } from '../websockets.ts';
 import type { RawData } from 'ws';
@@ -21,6 +22,7 @@ import {
   Window,
   binaryPayload,
   byteLength,
+  collectGarbage,
   fail,
   ignore,
   loadUws,
@@ -241,6 +243,10 @@ async function main(): Promise<void> {
   serveCommands(async (command) => {
     if (command.type === 'memory') post({ type: 'memory', sample: await measureMemory(connectionCount()) });
     else if (command.type === 'cpu') post({ type: 'cpu', usage: process.cpuUsage() });
+    else if (command.type === 'snapshot') {
+      await collectGarbage();
+      post({ type: 'snapshot', file: writeHeapSnapshot(command.file) });
+    }
   });
   const start = config.impl === 'ours' ? startOurs : config.impl === 'ws' ? startWs : config.impl === 'uws' ? startUws : startNet;
   const port = await start();

@@ -32,7 +32,8 @@ const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;
 export function renderChart(results: ResultsJson): string {
   const present = SERIES.filter((s) => results.variants.some((v) => v.id === s.id));
   const rows = results.metrics
-    .filter((m) => !m.key.startsWith('codec.'))
+    // Not ratios worth a bar: the codec microbenchmarks, and round trips completed (a check that the servers kept up).
+    .filter((m) => !m.key.startsWith('codec.') && m.key !== 'active.rate')
     .map((m) => ({
       label: `${m.label} (${m.better === 'higher' ? m.unit : `${m.unit}, inverted`})`,
       bars: present.map((s) => {
@@ -43,7 +44,8 @@ export function renderChart(results: ResultsJson): string {
       }),
     }))
     .filter((row) => row.bars.some((b) => b.value !== null));
-  const labelWidth = 480;
+  // Wide enough for the longest label (about 6.2 px a character at 11 px).
+  const labelWidth = Math.max(360, Math.ceil(Math.max(0, ...rows.map((row) => row.label.length)) * 6.2) + 16);
   const plotWidth = 420;
   const barHeight = 11;
   const rowGap = 12;

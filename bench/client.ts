@@ -12,16 +12,19 @@
 // and receive(); ws through 'message' events; node:net through 'data' events.
 
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { connect } from '../websockets.ts';
 import type { WebSocket } from '../websockets.ts';
 import type { RawData, WebSocket as WsWebSocket } from 'ws';
 import {
   BROADCAST_COMMAND,
+  OVER_TLS,
   RoundCounter,
   Window,
   binaryPayload,
   byteLength,
+  dial,
   fail,
   jsonPayload,
   ignore,
@@ -39,9 +42,11 @@ import type { Fleet } from './common.ts';
 
 const config = readConfig();
 const { params } = config;
-const url = `ws://${params.host}:${config.port}/`;
+/** TLS scenarios: the self-signed certificate to trust. */
+const ca = config.tls ? readFileSync(config.tls.cert, 'utf8') : undefined;
+const url = `${ca ? 'wss' : 'ws'}://${params.host}:${config.port}/`;
 // Keepalive off, as ws has none by default; compress: permessage-deflate with the library's defaults.
-const OUR_OPTIONS = { pingInterval: 0, compression: config.scenario === 'compress' } as const;
+const OUR_OPTIONS = { pingInterval: 0, compression: config.scenario === 'compress', ...(ca ? { tls: { ca } } : {}) } as const;
 
 const receiverWindow = () => new Window(params.warmupMs, params.durationMs, (values) => post({ type: 'result', values }));
 
@@ -52,18 +57,13 @@ let WsSocket: WsClass | undefined;
 
 async function connectWs(): Promise<WsWebSocket> {
   WsSocket ??= (await import('ws')).WebSocket;
-  const ws = new WsSocket(url, { perMessageDeflate: config.scenario === 'compress' });
+  const ws = new WsSocket(url, { perMessageDeflate: config.scenario === 'compress', ...(ca ? { ca } : {}) });
   await once(ws, 'open');
   ws.on('error', ignore);
   return ws;
 }
 
-async function connectNet(): Promise<Socket> {
-  const socket = netConnect({ host: params.host, port: config.port, noDelay: true });
-  await once(socket, 'connect');
-  socket.on('error', ignore);
-  return socket;
-}
+const connectNet = (): Promise<Socket> => dial(params.host, config.port, ca);
 
 /** A ws user who receives TEXT wants a string: ws hands over the bytes, so decode them. */
 function wsMessage(data: RawData, isBinary: boolean): string | RawData {
@@ -271,7 +271,7 @@ async function main(): Promise<void> {
   if (config.scenario !== 'conns') serveCommands(ignore);
   post({ type: 'ready', port: config.port, info: processInfo(config.impl) });
   if (config.impl === 'ws') WsSocket = (await import('ws')).WebSocket;
-  switch (config.scenario) {
+  switch (OVER_TLS[config.scenario] ?? config.scenario) {
     case 'small':
     case 'compress':
       return small();
@@ -283,6 +283,8 @@ async function main(): Promise<void> {
       return large();
     case 'conns':
       return conns();
+    case 'active':
+      throw new Error('active is a server-comparison scenario: the lean client runs it');
   }
 }
 

@@ -5,7 +5,10 @@
 // talks to it with process.send() (ToParent) and obeys its commands (ToChild). A process whose
 // runner goes away exits at once.
 
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -22,7 +25,7 @@ export const MiB = 1024 * KiB;
 export type Impl = 'ours' | 'ws' | 'uws' | 'net' | 'lean';
 
 /** The socket scenarios; the codec microbenchmarks run in their own process (codec.ts). */
-export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress';
+export type Scenario = 'small' | 'stream-up' | 'stream-down' | 'large' | 'conns' | 'compress' | 'active' | 'tls-small' | 'tls-stream';
 
 /** What the server does in each scenario. */
 export type ServerMode = 'echo' | 'sink' | 'source' | 'hub';
@@ -34,7 +37,13 @@ export const SERVER_MODE: Readonly<Record<Scenario, ServerMode>> = {
   'stream-down': 'source', // stream to the client (the client is the receiver)
   conns: 'hub', // echo, and broadcast to every connection on command
   compress: 'echo', // echo, permessage-deflate on at both ends
+  active: 'echo', // many connections, each echoing a small message every few ms
+  'tls-small': 'echo', // small, over TLS (wss://)
+  'tls-stream': 'sink', // stream-up, over TLS (wss://)
 };
+
+/** The TLS scenarios: what they run, over wss:// (the process's config has `tls`). */
+export const OVER_TLS: Readonly<Partial<Record<Scenario, Scenario>>> = { 'tls-small': 'small', 'tls-stream': 'stream-up' };
 
 /** Sizes, counts and durations: the same for every variant of a run. */
 export interface Params {
@@ -62,6 +71,12 @@ export interface Params {
   /** scenario compress: JSON-like TEXT message size (bytes) and messages in flight, permessage-deflate on */
   compressSize: number;
   compressInFlight: number;
+  /** scenario active: connections, each sending an `activeSize`-byte TEXT message every `activeIntervalMs` and awaiting its echo; measured after a warmup */
+  activeConnections: number;
+  activeSize: number;
+  activeIntervalMs: number;
+  activeWarmupMs: number;
+  activeDurationMs: number;
   /** senders that have no promise-based backpressure (ws, node:net) keep this much buffered at most */
   highWaterMark: number;
   /** codec microbenchmarks: time per measurement */
@@ -77,6 +92,8 @@ export interface ProcessConfig {
   /** the server's implementation (clients only): the lean client skips the handshake and framing expectations against node:net */
   peer?: Impl;
   params: Params;
+  /** TLS scenarios: PEM files of a self-signed certificate for 127.0.0.1 (servers use both, clients trust `cert`) */
+  tls?: { key: string; cert: string };
 }
 
 /** Whether `ws` in this process masks with the bufferutil addon. */
@@ -93,6 +110,8 @@ export interface ProcessInfo {
 
 export interface MemorySample {
   heapUsed: number;
+  /** the V8 heap's committed size (heapUsed and what its pages hold free) */
+  heapTotal: number;
   external: number;
   arrayBuffers: number;
   rss: number;
@@ -110,6 +129,9 @@ export type ToParent =
   | { type: 'memory'; sample: MemorySample }
   | { type: 'opened'; total: number; seconds: number }
   | { type: 'broadcasted'; total: number; ms: number[] }
+  | { type: 'measuring' }
+  | { type: 'cpu'; usage: NodeJS.CpuUsage }
+  | { type: 'snapshot'; file: string }
   | { type: 'error'; message: string };
 
 /** Runner → process. */
@@ -117,6 +139,9 @@ export type ToChild =
   | { type: 'memory' }
   | { type: 'open'; total: number }
   | { type: 'broadcast'; warmupRounds: number; rounds: number }
+  | { type: 'active' }
+  | { type: 'cpu' }
+  | { type: 'snapshot'; file: string }
   | { type: 'stop' };
 
 /** The text a client sends on one connection to make the hub broadcast. */
@@ -167,21 +192,24 @@ export class RoundCounter {
   }
 }
 
+/** Calls `openOne` for `from` … `total - 1`, `concurrency` at a time; resolves with the seconds it took. */
+export async function openMany(from: number, total: number, concurrency: number, openOne: (index: number) => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  let next = from;
+  const worker = async () => {
+    while (next < total) await openOne(next++);
+  };
+  await Promise.all(Array.from({ length: Math.max(0, Math.min(concurrency, total - from)) }, worker));
+  return (performance.now() - t0) / 1000;
+}
+
 /** Serves the runner's 'open' (up to a total, `concurrency` at a time) and 'broadcast' commands over `fleet`. */
 export function serveFleet(fleet: Fleet, counter: RoundCounter, concurrency: number): void {
   let opened = 0;
   const openUpTo = async (total: number): Promise<number> => {
-    const t0 = performance.now();
-    let next = opened;
-    const worker = async () => {
-      while (next < total) {
-        next++;
-        await fleet.openOne();
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, total - opened) }, worker));
+    const seconds = await openMany(opened, total, concurrency, () => fleet.openOne());
     opened = total;
-    return (performance.now() - t0) / 1000;
+    return seconds;
   };
   const broadcastRounds = async (warmupRounds: number, rounds: number): Promise<number[]> => {
     const times: number[] = [];
@@ -236,6 +264,7 @@ export interface UwsApp {
 
 export interface Uws {
   App(): UwsApp;
+  SSLApp(options: { key_file_name: string; cert_file_name: string }): UwsApp;
   us_socket_local_port(listenSocket: unknown): number;
 }
 
@@ -299,6 +328,17 @@ export function fail(error: unknown): void {
 }
 
 export const ignore = (): void => {};
+
+// ── raw sockets ──────────────────────────────────────────────────────────────────────────
+
+/** A node:net connection, or node:tls trusting `ca` when given: connected, Nagle off, errors ignored (the runner ends runs by killing). */
+export async function dial(host: string, port: number, ca?: string): Promise<Socket> {
+  const socket = ca ? tlsConnect({ host, port, ca }) : netConnect({ host, port });
+  await once(socket, ca ? 'secureConnect' : 'connect');
+  socket.setNoDelay(true);
+  socket.on('error', ignore);
+  return socket;
+}
 
 // ── payloads ─────────────────────────────────────────────────────────────────────────────
 
@@ -395,16 +435,21 @@ export class Window {
   }
 }
 
-/** Heap, external and RSS after a full garbage collection (needs --expose-gc). */
-export async function measureMemory(connections: number): Promise<MemorySample> {
+/** Full garbage collections until what is left is live (needs --expose-gc). */
+export async function collectGarbage(): Promise<void> {
   const gc: unknown = Reflect.get(globalThis, 'gc');
-  if (typeof gc !== 'function') throw new Error('measureMemory needs node --expose-gc');
+  if (typeof gc !== 'function') throw new Error('measuring memory needs node --expose-gc');
   for (let i = 0; i < 4; i++) {
     (gc as () => void)();
     await new Promise((resolve) => setImmediate(resolve));
   }
-  const { heapUsed, external, arrayBuffers, rss } = process.memoryUsage();
-  return { heapUsed, external, arrayBuffers, rss, connections };
+}
+
+/** Heap, external and RSS after a full garbage collection (needs --expose-gc). */
+export async function measureMemory(connections: number): Promise<MemorySample> {
+  await collectGarbage();
+  const { heapUsed, heapTotal, external, arrayBuffers, rss } = process.memoryUsage();
+  return { heapUsed, heapTotal, external, arrayBuffers, rss, connections };
 }
 
 export function median(values: readonly number[]): number {
@@ -412,6 +457,13 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** The values at these quantiles (0 … 1, nearest rank) of `values` (sorted here, in place). */
+export function percentiles(values: Float64Array, quantiles: readonly number[]): number[] {
+  values.sort();
+  const n = values.length;
+  return quantiles.map((q) => (n === 0 ? Number.NaN : values[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))]));
 }
 
 /** Which masking `ws` uses in this process (ws decides once, when it is loaded). */
@@ -449,6 +501,7 @@ interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   hitCount?: number;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -476,6 +529,8 @@ export interface ProfileSummary {
   top: ProfileRow[];
   /** self time per source module: websockets.ts, ws, node internals, GC… */
   byModule: Array<{ module: string; selfMs: number; percent: number }>;
+  /** per module, the time with at least one of its functions on the stack (what it and all it calls cost) */
+  inclusiveByModule: Array<{ module: string; selfMs: number; percent: number }>;
 }
 
 /** Where each line of an esbuild bundle came from: the `// path/to/file.ts` markers it writes. */
@@ -588,6 +643,21 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
   const maps = new Map<string, ((line: number) => string) | null>();
   const functions = new Map<string, { name: string; where: string; us: number }>();
   const modules = new Map<string, number>();
+  // The modules on each node's stack (its own and its callers'), for inclusive time.
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const onStack = new Map<number, ReadonlySet<string>>();
+  const stackModules = (id: number): ReadonlySet<string> => {
+    const known = onStack.get(id);
+    if (known) return known;
+    const node = byId.get(id);
+    const up = parent.get(id);
+    const set = new Set(up === undefined ? [] : stackModules(up));
+    if (node && node.callFrame.url !== '') set.add(locate(node.callFrame, maps).module);
+    onStack.set(id, set);
+    return set;
+  };
+  const inclusive = new Map<string, number>();
   let totalUs = 0;
   let idleUs = 0;
   for (const [id, us] of selfUs) {
@@ -606,6 +676,7 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
     entry.us += us;
     functions.set(key, entry);
     modules.set(module, (modules.get(module) ?? 0) + us);
+    for (const on of stackModules(id)) inclusive.set(on, (inclusive.get(on) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;
   const percent = (us: number) => (busyUs > 0 ? (100 * us) / busyUs : 0);
@@ -621,7 +692,62 @@ export function summarizeProfile(file: string, top = 20): ProfileSummary {
     byModule: [...modules.entries()]
       .sort((a, b) => b[1] - a[1])
       .map(([module, us]) => ({ module, selfMs: us / 1000, percent: percent(us) })),
+    inclusiveByModule: [...inclusive.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([module, us]) => ({ module, selfMs: us / 1000, percent: percent(us) })),
   };
+}
+
+// ── heap snapshots (v8.writeHeapSnapshot) ────────────────────────────────────────────────
+
+interface HeapSnapshotFile {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** Objects and their shallow bytes in a heap snapshot, per kind: constructor (objects), function (closures), or V8's category. */
+export function heapCensus(file: string): Map<string, { count: number; bytes: number }> {
+  const snapshot = JSON.parse(readFileSync(file, 'utf8')) as HeapSnapshotFile;
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const width = fields.length;
+  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((field) => fields.indexOf(field));
+  const census = new Map<string, { count: number; bytes: number }>();
+  const { nodes, strings } = snapshot;
+  for (let i = 0; i < nodes.length; i += width) {
+    const type = types[nodes[i + typeAt]];
+    const name = strings[nodes[i + nameAt]];
+    const kind =
+      type === 'object' || type === 'closure' || type === 'native' ? `${name || '(anonymous)'} (${type})` : type === 'array' || type === 'hidden' ? name : `(${type})`;
+    const entry = census.get(kind) ?? { count: 0, bytes: 0 };
+    entry.count++;
+    entry.bytes += nodes[i + sizeAt];
+    census.set(kind, entry);
+  }
+  return census;
+}
+
+/** What `after` holds more than `before`, per connection: a markdown table of the kinds that grew most. */
+export function formatCensusDiff(before: Map<string, { count: number; bytes: number }>, after: Map<string, { count: number; bytes: number }>, connections: number, title: string, top = 25): string {
+  const rows = [...after].map(([kind, a]) => {
+    const b = before.get(kind) ?? { count: 0, bytes: 0 };
+    return { kind, count: (a.count - b.count) / connections, bytes: (a.bytes - b.bytes) / connections };
+  });
+  for (const [kind, b] of before) if (!after.has(kind)) rows.push({ kind, count: -b.count / connections, bytes: -b.bytes / connections });
+  const total = rows.reduce((sum, row) => sum + row.bytes, 0);
+  const objects = rows.reduce((sum, row) => sum + row.count, 0);
+  rows.sort((x, y) => y.bytes - x.bytes);
+  return [
+    `#### ${title}`,
+    '',
+    `Per connection: ${total.toFixed(0)} bytes of V8 heap (shallow sizes), ${objects.toFixed(1)} objects.`,
+    '',
+    '| objects / conn | bytes / conn | kind |',
+    '| ---: | ---: | --- |',
+    ...rows.slice(0, top).map((row) => `| ${row.count.toFixed(2)} | ${row.bytes.toFixed(0)} | \`${row.kind.replace(/`/g, "'").slice(0, 80)}\` |`),
+    '',
+  ].join('\n');
 }
 
 export function formatProfile(summary: ProfileSummary, title: string): string {
@@ -635,6 +761,8 @@ export function formatProfile(summary: ProfileSummary, title: string): string {
     ...summary.top.map((row) => `| ${row.selfMs.toFixed(1)} | ${row.percent.toFixed(1)} | \`${row.name}\` | ${row.where} |`),
     '',
     'By module: ' + summary.byModule.slice(0, 8).map((m) => `${m.module} ${m.percent.toFixed(1)}%`).join(', '),
+    '',
+    'Inclusive (a function of the module on the stack): ' + summary.inclusiveByModule.slice(0, 8).map((m) => `${m.module} ${m.percent.toFixed(1)}%`).join(', '),
     '',
   ];
   return lines.join('\n');

@@ -11,16 +11,23 @@
 //   stream-down  bytes the server streams, counted: MB/s here
 //   large        one pre-built 16 MiB BINARY frame echoed: ms per round trip
 //   conns        connections opened (upgrade, one echo), then broadcast rounds
+//   active       `activeConnections` connections, each sending a small TEXT frame every
+//                `activeIntervalMs` and awaiting its echo: round-trip latency, measured here
+//   tls-small, tls-stream   small and stream-up over TLS (node:tls instead of node:net)
 
-import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import {
   BROADCAST_COMMAND,
+  OVER_TLS,
   RoundCounter,
   Window,
   binaryPayload,
+  dial,
   fail,
   ignore,
+  openMany,
+  percentiles,
   post,
   processInfo,
   pumpNet,
@@ -35,6 +42,8 @@ const config = readConfig();
 const { params } = config;
 /** node:net servers have no handshake and no framing: they echo the client's bytes. */
 const raw = config.peer === 'net';
+/** TLS scenarios: the self-signed certificate to trust. */
+const ca = config.tls ? readFileSync(config.tls.cert, 'utf8') : undefined;
 
 const TEXT = 0x1;
 const BINARY = 0x2;
@@ -74,9 +83,7 @@ const UPGRADE = (host: string, port: number) =>
  * response before we send a frame, unless `early` takes them (stream-down: the server streams at once).
  */
 async function open(early?: (bytes: number) => void): Promise<Socket> {
-  const socket = netConnect({ host: params.host, port: config.port, noDelay: true });
-  await once(socket, 'connect');
-  socket.on('error', ignore);
+  const socket = await dial(params.host, config.port, ca);
   if (raw) return socket;
   socket.write(UPGRADE(params.host, config.port));
   let head = '';
@@ -206,12 +213,105 @@ function conns(): void {
   serveFleet({ openOne, trigger: () => void sockets[0]?.write(command), perRound: () => sockets.length * perSocket }, counter, params.concurrency);
 }
 
+// ── active: many connections, each echoing a small message every few milliseconds ─────
+
+/**
+ * Opens `activeConnections` connections, then (on the runner's 'active') each sends one
+ * `activeSize`-byte TEXT frame every `activeIntervalMs` and waits for its echo: connection i
+ * sends on the milliseconds ≡ i (mod the interval), so the load is spread evenly. A
+ * connection whose echo is not back by its next turn skips that turn (counted as `late`):
+ * a closed loop, so a slow server sees fewer messages, never an unbounded queue. After
+ * `activeWarmupMs` (posted as 'measuring'), every round trip of the next `activeDurationMs`
+ * is recorded: send to the last byte of the echo, on this process's clock.
+ */
+function active(): void {
+  const frame = maskedFrame(Buffer.from(textPayload(params.activeSize)), TEXT);
+  const reply = replyLength(params.activeSize);
+  const period = params.activeIntervalMs;
+  interface Conn {
+    socket: Socket;
+    /** bytes of the pending echo received so far */
+    got: number;
+    /** when its frame was sent, or -1 when it waits for its turn */
+    sentAt: number;
+  }
+  const conns: Conn[] = [];
+  // Round trips recorded in the window: at most one per connection per interval (+ slack).
+  const capacity = Math.ceil((params.activeConnections * params.activeDurationMs) / period) + params.activeConnections;
+  const samples = new Float64Array(capacity);
+  let recorded = 0;
+  let recording = false;
+  let late = 0;
+
+  const openOne = async () => {
+    const socket = await open();
+    const conn: Conn = { socket, got: 0, sentAt: -1 };
+    socket.on('data', (chunk: Buffer) => {
+      conn.got += chunk.length;
+      if (conn.got < reply || conn.sentAt < 0) return;
+      if (conn.got > reply) {
+        fail(new Error(`${conn.got} bytes received for a ${reply}-byte echo`));
+        process.exit(1);
+      }
+      conn.got = 0;
+      if (recording && recorded < capacity) samples[recorded++] = performance.now() - conn.sentAt;
+      conn.sentAt = -1;
+    });
+    conns.push(conn);
+  };
+
+  const run = async (): Promise<Values> => {
+    const buckets: Conn[][] = Array.from({ length: period }, () => []);
+    conns.forEach((conn, i) => buckets[i % period].push(conn));
+    const t0 = performance.now();
+    let done = -1; // the last millisecond whose turn was taken
+    const tick = () => {
+      const now = Math.floor(performance.now() - t0);
+      // After a stall, each connection gets at most one turn (the turns it missed are skipped).
+      for (let ms = Math.max(done + 1, now - period + 1); ms <= now; ms++) {
+        for (const conn of buckets[ms % period]) {
+          if (conn.sentAt >= 0) {
+            if (recording) late++;
+            continue;
+          }
+          conn.sentAt = performance.now();
+          conn.socket.write(frame);
+        }
+      }
+      done = now;
+    };
+    const timer = setInterval(tick, 1);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, params.activeWarmupMs));
+      recording = true;
+      post({ type: 'measuring' });
+      const w0 = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, params.activeDurationMs));
+      recording = false;
+      const seconds = (performance.now() - w0) / 1000;
+      const [p50, p99] = percentiles(samples.subarray(0, recorded), [0.5, 0.99]);
+      let max = 0;
+      for (let i = 0; i < recorded; i++) max = Math.max(max, samples[i]);
+      return { p50, p99, max, roundTrips: recorded, perSecond: recorded / seconds, late, seconds };
+    } finally {
+      clearInterval(timer);
+    }
+  };
+
+  serveCommands(async (command) => {
+    if (command.type !== 'active') return;
+    const seconds = await openMany(0, params.activeConnections, params.concurrency, openOne);
+    post({ type: 'opened', total: conns.length, seconds });
+    post({ type: 'result', values: await run() });
+  });
+}
+
 // ── main ─────────────────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
-  if (config.scenario !== 'conns') serveCommands(ignore);
+  if (config.scenario !== 'conns' && config.scenario !== 'active') serveCommands(ignore);
   post({ type: 'ready', port: config.port, info: processInfo('lean') });
-  switch (config.scenario) {
+  switch (OVER_TLS[config.scenario] ?? config.scenario) {
     case 'small':
       return small();
     case 'stream-up':
@@ -222,6 +322,8 @@ async function main(): Promise<void> {
       return large();
     case 'conns':
       return conns();
+    case 'active':
+      return active();
     case 'compress':
       throw new Error('the lean client does not compress: compress is not a server-comparison scenario');
   }

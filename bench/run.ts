@@ -14,15 +14,18 @@
 // e.g. made by `npm install --prefix DIR bufferutil`), handed to ws through NODE_PATH.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   KiB,
   MiB,
+  OVER_TLS,
+  formatCensusDiff,
   formatProfile,
+  heapCensus,
   median,
   summarizeProfile,
   type Impl,
@@ -37,6 +40,7 @@ import {
   type Values,
 } from './common.ts';
 import { renderChart } from './chart.ts';
+import { selfSignedCertificate } from '../test/support.ts';
 
 const BUILD_DIR = dirname(fileURLToPath(import.meta.url)); // build/bench
 const ROOT = resolve(BUILD_DIR, '..', '..');
@@ -73,6 +77,8 @@ const VARIANTS: readonly Variant[] = [
 ];
 /** The codec microbenchmarks compare implementations, not client/server pairs. */
 const CODEC_VARIANTS: readonly string[] = ['ours', 'ws', 'ws+bu'];
+/** Over TLS: each library at both ends, node:net over node:tls, and every server under the lean client (over node:tls). */
+const TLS_VARIANTS: readonly string[] = ['ours', 'ws+bu', 'net', 'srv-ws+bu', 'srv-ours', 'srv-uws', 'srv-net'];
 const REFERENCE = 'ws+bu';
 /** The server comparison's reference and ceiling (both always run with any server variant). */
 const SERVER_REFERENCE = 'srv-ws+bu';
@@ -85,7 +91,7 @@ const CONTENDED = 0.15;
 const RETRY_BUDGET_S = 40;
 
 type ScenarioId = Scenario | 'codec';
-const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'codec'];
+const SCENARIOS: readonly ScenarioId[] = ['small', 'stream-up', 'stream-down', 'large', 'conns', 'compress', 'active', 'tls-small', 'tls-stream', 'codec'];
 
 interface Metric {
   key: string;
@@ -107,6 +113,8 @@ const METRICS: readonly Metric[] = [
   { key: 'large', scenario: 'large', label: (p) => `3. large: ${size(p.largeSize)} binary echoed`, unit: 'ms/round trip', better: 'lower', target: 1 },
   { key: 'conns.rate.0', scenario: 'conns', label: (p) => `4. open ${count(p.connections[0])} connections`, unit: 'conn/s', better: 'higher', target: 1 },
   { key: 'conns.rate.1', scenario: 'conns', label: (p) => `4. open ${count(p.connections[1] ?? 0)} connections`, unit: 'conn/s', better: 'higher', target: 1 },
+  { key: 'conns.cpu.0', scenario: 'conns', label: (p) => `4. server CPU per connection opened (handshake, one echo), ${count(p.connections[0])}`, unit: 'µs/conn', better: 'lower' },
+  { key: 'conns.cpu.1', scenario: 'conns', label: (p) => `4. … the same, ${count(p.connections[0])} → ${count(p.connections[1] ?? 0)}`, unit: 'µs/conn', better: 'lower' },
   { key: 'conns.heap.0', scenario: 'conns', label: (p) => `4. server heap+external per idle connection, ${count(p.connections[0])} open`, unit: 'B/conn', better: 'lower', target: 0.7 },
   { key: 'conns.heap.1', scenario: 'conns', label: (p) => `4. … the same, marginal ${count(p.connections[0])} → ${count(p.connections[1] ?? 0)}`, unit: 'B/conn', better: 'lower', target: 0.7 },
   { key: 'conns.rss.0', scenario: 'conns', label: (p) => `4. server RSS per idle connection, ${count(p.connections[0])} open`, unit: 'B/conn', better: 'lower' },
@@ -114,6 +122,13 @@ const METRICS: readonly Metric[] = [
   { key: 'conns.bcast.0', scenario: 'conns', label: (p) => `5. broadcast ${p.broadcastSize} B text to ${count(p.connections[0])} clients, all received`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'conns.bcast.1', scenario: 'conns', label: (p) => `5. … to ${count(p.connections[1] ?? 0)} clients`, unit: 'ms', better: 'lower', target: 1 },
   { key: 'compress', scenario: 'compress', label: (p) => `7. compressed: ${size(p.compressSize)} JSON-like text echoed, ${p.compressInFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1.2 },
+  { key: 'active.p50', scenario: 'active', label: (p) => `8. active: ${count(p.activeConnections)} connections, ${p.activeSize} B echoed every ${p.activeIntervalMs} ms each: round trip p50`, unit: 'ms', better: 'lower' },
+  { key: 'active.p99', scenario: 'active', label: () => '8. … round trip p99', unit: 'ms', better: 'lower' },
+  { key: 'active.max', scenario: 'active', label: () => '8. … round trip max', unit: 'ms', better: 'lower' },
+  { key: 'active.cpu', scenario: 'active', label: () => "8. … the server's CPU time, % of one core", unit: '% CPU', better: 'lower' },
+  { key: 'active.rate', scenario: 'active', label: () => '8. … round trips completed', unit: 'msg/s', better: 'higher' },
+  { key: 'tls-small', scenario: 'tls-small', label: (p) => `9a. TLS (wss://): ${p.smallSize} B text echoed, ${p.inFlight} in flight`, unit: 'msg/s', better: 'higher', target: 1 },
+  { key: 'tls-stream', scenario: 'tls-stream', label: (p) => `9b. TLS (wss://): stream ${size(p.streamSize)} binary, client → server`, unit: 'MB/s', better: 'higher', target: 1 },
   { key: 'codec.mask64k', scenario: 'codec', label: () => '6. mask 64 KiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.mask16m', scenario: 'codec', label: () => '6. mask 16 MiB in place', unit: 'GB/s', better: 'higher', target: 1 },
   { key: 'codec.parse16', scenario: 'codec', label: () => '6. parse 16-byte masked frames', unit: 'frames/s', better: 'higher', target: 1 },
@@ -137,6 +152,11 @@ const FULL: Params = {
   broadcastRounds: 10,
   compressSize: 16 * KiB,
   compressInFlight: 8,
+  activeConnections: 1000,
+  activeSize: 16,
+  activeIntervalMs: 20,
+  activeWarmupMs: 2000,
+  activeDurationMs: 10_000,
   highWaterMark: 64 * KiB,
   codecMs: 400,
 };
@@ -151,6 +171,8 @@ const QUICK: Params = {
   connections: [1000],
   broadcastWarmupRounds: 2,
   broadcastRounds: 4,
+  activeWarmupMs: 1000,
+  activeDurationMs: 3000,
   codecMs: 100,
 };
 
@@ -169,6 +191,12 @@ const USAGE = `usage: node build/bench/run.js [options]
                            with node --cpu-prof, for websockets.ts and ws + bufferutil; auto
                            picks the scenario where websockets.ts is furthest from its target
   --profile-variants a,b   variants to profile (default ours,${REFERENCE})
+  --server-flags "F …"     node flags for every server process, e.g. "--max-semi-space-size=1"
+                           (the figures then are not the default configuration's: say so)
+  --heap-snapshot          after the run (or instead of it, with --reps 0), heap snapshots of the
+                           server before and after opening ${FULL.connections[0].toLocaleString('en-US')} idle connections (conns), for
+                           srv-ours, ${SERVER_REFERENCE} and ${SERVER_CEILING} (or --profile-variants): what each connection
+                           keeps, per kind of object (printed, and written with the profiles)
   --placement split|same   split (default): server on CPU 0, client on CPU 1; same: both on CPU 0
   --wait-idle SECONDS      wait up to this long for other processes to leave the CPUs alone
   --retries N              run again (up to N times, default 2) a run during which other
@@ -191,6 +219,8 @@ const { values: options } = parseArgs({
     out: { type: 'string' },
     profile: { type: 'string' },
     'profile-variants': { type: 'string' },
+    'heap-snapshot': { type: 'boolean', default: false },
+    'server-flags': { type: 'string' },
     'wait-idle': { type: 'string' },
     retries: { type: 'string' },
     verbose: { type: 'boolean', default: false },
@@ -211,6 +241,7 @@ if (!Number.isInteger(reps) || reps < 0) throw new Error(`--reps must be a whole
 const scenarios = (list(options.scenarios) ?? [...SCENARIOS]) as ScenarioId[];
 for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s}; expected ${SCENARIOS.join(', ')}`);
 const outDir = resolve(options.out ?? join(ROOT, 'bench'));
+const serverFlags = options['server-flags']?.split(/\s+/).filter(Boolean) ?? [];
 
 // Pinning: one event loop per core (split), or both on one core (same). The runner itself is
 // idle while a run measures.
@@ -467,6 +498,8 @@ function checkInfo(variant: Variant, info: ProcessInfo, role: string): void {
 interface RunOptions {
   /** directory for --cpu-prof profiles; none: no profiling */
   profileDir?: string;
+  /** conns: heap snapshots of the server before the first step and after each, written here */
+  snapshotDir?: string;
 }
 
 const PROFILE_INTERVAL_US = 500;
@@ -487,9 +520,10 @@ let libraryHasBroadcast: boolean | undefined;
 
 async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions = {}): Promise<Values> {
   const env = envFor(variant.bufferutil);
-  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params, peer: variant.server });
+  const tls = OVER_TLS[scenario] ? await certificate() : undefined;
+  const config = (role: ProcessConfig['role'], impl: Impl, port: number): ProcessConfig => ({ role, impl, scenario, port, params, peer: variant.server, ...(tls ? { tls } : {}) });
   const contention = contentionMeter();
-  const server = new Child(`${variant.id} server`, 'server.js', config('server', variant.server, 0), 0, env, ['--expose-gc', ...profileFlags(run, 'server')]);
+  const server = new Child(`${variant.id} server`, 'server.js', config('server', variant.server, 0), 0, env, ['--expose-gc', ...serverFlags, ...profileFlags(run, 'server')]);
   let client: Child | null = null;
   try {
     const ready = await server.next('ready', 20_000);
@@ -501,10 +535,12 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
     let values: Values = {};
     switch (scenario) {
       case 'small':
-        values = { small: (await client.next('result', window)).values['messagesPerSecond'] };
+      case 'tls-small':
+        values = { [scenario]: (await client.next('result', window)).values['messagesPerSecond'] };
         break;
       case 'stream-up':
-        values = { 'stream-up': (await server.next('result', window)).values['megabytesPerSecond'] };
+      case 'tls-stream':
+        values = { [scenario]: (await server.next('result', window)).values['megabytesPerSecond'] };
         break;
       case 'stream-down':
         values = { 'stream-down': (await client.next('result', window)).values['megabytesPerSecond'] };
@@ -513,10 +549,13 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
         values = { large: (await client.next('result', params.largeMaxMs + 60_000)).values['msPerTrip'] };
         break;
       case 'conns':
-        values = await runConns(server, client);
+        values = await runConns(server, client, run);
         break;
       case 'compress':
         values = { compress: (await client.next('result', window)).values['messagesPerSecond'] };
+        break;
+      case 'active':
+        values = await runActive(server, client);
         break;
     }
     const others = contention([server, client]);
@@ -528,22 +567,32 @@ async function runSockets(scenario: Scenario, variant: Variant, run: RunOptions 
 }
 
 /** Scenarios 4 and 5: open connections step by step; after each step, memory and broadcast. */
-async function runConns(server: Child, client: Child): Promise<Values> {
+async function runConns(server: Child, client: Child, run: RunOptions): Promise<Values> {
   const values: Values = {};
   const memory = async () => (await server.request({ type: 'memory' }, 'memory', 60_000)).sample;
+  const snapshot = async (name: string) => run.snapshotDir && (await server.request({ type: 'snapshot', file: join(run.snapshotDir, name) }, 'snapshot', 120_000)).file;
   let before = await memory();
   let openedBefore = 0;
   let seconds = 0;
   for (const [step, total] of params.connections.slice(0, 2).entries()) {
+    if (step === 0) await snapshot('at-0.heapsnapshot');
+    const cpu0 = await serverCpuMs(server);
     const opened = await client.request({ type: 'open', total }, 'opened', 120_000);
+    values[`conns.cpu.${step}`] = (1000 * ((await serverCpuMs(server)) - cpu0)) / (total - openedBefore);
     seconds += opened.seconds;
     values[`conns.rate.${step}`] = total / seconds;
+    await snapshot(`at-${total}.heapsnapshot`);
     const after = await memory();
     if (after.connections !== total) throw new Error(`the server holds ${after.connections} connections, expected ${total}`);
     const per = perConnection(after, before, total - openedBefore);
     values[`conns.heap.${step}`] = per.heap;
     values[`conns.rss.${step}`] = per.rss;
-    const rounds = step === 0 ? params.broadcastRounds : Math.max(3, params.broadcastRounds >> 1);
+    // Not in the tables: the parts of the figures above (for --heap-snapshot's account of RSS).
+    const n = total - openedBefore;
+    values[`conns.heapUsed.${step}`] = (after.heapUsed - before.heapUsed) / n;
+    values[`conns.heapTotal.${step}`] = (after.heapTotal - before.heapTotal) / n;
+    values[`conns.external.${step}`] = (after.external - before.external) / n;
+    const rounds = step === 0 ? params.broadcastRounds : Math.max(Math.min(3, params.broadcastRounds), params.broadcastRounds >> 1);
     const broadcast = await client.request({ type: 'broadcast', warmupRounds: params.broadcastWarmupRounds, rounds }, 'broadcasted', 120_000);
     values[`conns.bcast.${step}`] = median(broadcast.ms);
     // The next step's per-connection figures are marginal: from here (after the broadcast) on.
@@ -551,6 +600,49 @@ async function runConns(server: Child, client: Child): Promise<Values> {
     openedBefore = total;
   }
   return values;
+}
+
+/**
+ * Scenario 8: the lean client opens its connections, warms up, then records every round trip
+ * of its window; the server's CPU time (process.cpuUsage, user + system) is sampled at the
+ * start and the end of that window.
+ */
+async function runActive(server: Child, client: Child): Promise<Values> {
+  client.send({ type: 'active' });
+  const opened = await client.next('opened', 120_000);
+  if (opened.total !== params.activeConnections) throw new Error(`${opened.total} of ${params.activeConnections} connections opened`);
+  await client.next('measuring', params.activeWarmupMs + 30_000);
+  const [cpu0, t0] = [await serverCpuMs(server), performance.now()];
+  const { values } = await client.next('result', params.activeDurationMs + 30_000);
+  const [cpu1, t1] = [await serverCpuMs(server), performance.now()];
+  return {
+    'active.p50': values['p50'],
+    'active.p99': values['p99'],
+    'active.max': values['max'],
+    'active.cpu': (100 * (cpu1 - cpu0)) / (t1 - t0),
+    'active.rate': values['perSecond'],
+  };
+}
+
+/** The CPU time (user + system, ms) the server process has used so far, by its own process.cpuUsage(). */
+async function serverCpuMs(server: Child): Promise<number> {
+  const { usage } = await server.request({ type: 'cpu' }, 'cpu', 10_000);
+  return (usage.user + usage.system) / 1000;
+}
+
+/** The TLS scenarios' certificate: made once per run with openssl (as the TLS tests make theirs), removed at exit. */
+let certificateFiles: Promise<{ key: string; cert: string }> | undefined;
+function certificate(): Promise<{ key: string; cert: string }> {
+  certificateFiles ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'websockets-bench-tls-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const pem = await selfSignedCertificate(dir);
+    const files = { key: join(dir, 'bench-key.pem'), cert: join(dir, 'bench-cert.pem') };
+    writeFileSync(files.key, pem.key);
+    writeFileSync(files.cert, pem.cert);
+    return files;
+  })();
+  return certificateFiles;
 }
 
 async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values> {
@@ -574,8 +666,11 @@ async function runCodec(variantId: string, run: RunOptions = {}): Promise<Values
 function variantsOf(scenario: ScenarioId): Variant[] {
   // Compression: the libraries' own clients only (the lean client and node:net do not deflate).
   if (scenario === 'compress') return variants.filter((v) => v.group === 'pairs' && v.server !== 'net');
-  if (scenario !== 'codec') return [...variants];
-  return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
+  // Many active connections: a server comparison (the lean client keeps the client's cost low and equal).
+  if (scenario === 'active') return variants.filter((v) => v.group === 'servers');
+  if (scenario === 'codec') return variants.filter((v) => CODEC_VARIANTS.includes(v.id));
+  if (OVER_TLS[scenario]) return variants.filter((v) => v.id === reference || TLS_VARIANTS.includes(v.id));
+  return [...variants];
 }
 
 function runOne(scenario: ScenarioId, variant: Variant, run: RunOptions = {}): Promise<Values> {
@@ -658,29 +753,32 @@ function summaryTable(results: Results): string {
   if (shown.length === 0) return '';
   const header = `| benchmark | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
-  const rows = activeMetrics().map((metric) => {
-    const byVariant = results.cells.get(metric.key);
-    const cells = shown.map((variant) => {
-      if (metric.scenario === 'codec' && !CODEC_VARIANTS.includes(variant.id)) return '';
-      const cell = byVariant?.get(variant.id);
-      const value = cell && range(cell.values);
-      if (!value) return cell ? 'failed' : '';
-      const ratio = range(cell.ratios);
-      return variant.id === reference || !ratio ? fmt(value.median, metric.unit) : `${fmt(value.median, metric.unit)} (${fmtRatio(ratio.median)})`;
+  const rows = activeMetrics()
+    .filter((metric) => variantsOf(metric.scenario).some((v) => v.group === 'pairs'))
+    .map((metric) => {
+      const byVariant = results.cells.get(metric.key);
+      const cells = shown.map((variant) => {
+        if (metric.scenario === 'codec' && !CODEC_VARIANTS.includes(variant.id)) return '';
+        const cell = byVariant?.get(variant.id);
+        const value = cell && range(cell.values);
+        if (!value) return cell ? 'failed' : '';
+        const ratio = range(cell.ratios);
+        return variant.id === reference || !ratio ? fmt(value.median, metric.unit) : `${fmt(value.median, metric.unit)} (${fmtRatio(ratio.median)})`;
+      });
+      return `| ${metric.label(params)} | ${metric.unit} | ${metric.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} |`;
     });
-    return `| ${metric.label(params)} | ${metric.unit} | ${metric.better === 'higher' ? '↑' : '↓'} | ${cells.join(' | ')} |`;
-  });
-  return [header, rule, ...rows].join('\n');
+  return rows.length > 0 ? [header, rule, ...rows].join('\n') : '';
 }
 
 /** The server comparison: every server under the lean client, ratios to ws + bufferutil's server and to node:net. */
 function serversTable(results: Results): string {
   const shown = variants.filter((v) => v.group === 'servers');
-  if (shown.length === 0 || !scenarios.some((s) => s !== 'codec' && s !== 'compress')) return '';
+  const inGroup = (metric: Metric) => variantsOf(metric.scenario).some((v) => v.group === 'servers');
+  if (shown.length === 0 || !activeMetrics().some(inGroup)) return '';
   const header = `| benchmark (lean client) | unit | better | ${shown.map((v) => v.label).join(' | ')} |`;
   const rule = `| --- | --- | :-: | ${shown.map(() => '---:').join(' | ')} |`;
   const rows = activeMetrics()
-    .filter((metric) => metric.scenario !== 'codec' && metric.scenario !== 'compress')
+    .filter(inGroup)
     .map((metric) => {
       const byVariant = results.cells.get(metric.key);
       const cells = shown.map((variant) => {
@@ -740,7 +838,8 @@ function issue18Targets(results: Results): string {
   }
   const compressed = sameRunRatio(results, 'compress', 'ours', REFERENCE);
   lines.push(`| compressed ${size(params.compressSize)} text echo vs ws + bufferutil (both with deflate, both ends ours / ws) | ≥ 1.2× | ${compressed === null ? 'not measured' : fmtRatio(compressed)} | ${compressed === null ? '—' : compressed >= 1.2 ? 'yes' : 'no'} |`);
-  lines.push('| 1,000 active connections, p99 round trip vs ws | ≤ 0.8× | not measured (no scenario yet) | — |');
+  const p99 = sameRunRatio(results, 'active.p99', 'srv-ours', SERVER_REFERENCE);
+  lines.push(`| ${count(params.activeConnections)} active connections, p99 round trip vs ws + bufferutil (lean client) | ≤ 0.8× | ${p99 === null ? 'not measured' : fmtRatio(p99)} | ${p99 === null ? '—' : p99 <= 0.8 ? 'yes' : 'no'} |`);
   return lines.join('\n');
 }
 
@@ -858,11 +957,15 @@ async function profile(scenario: ScenarioId): Promise<string> {
   const saved = { ...params };
   Object.assign(params, {
     durationMs: Math.max(params.durationMs, 5000),
-    largeTrips: Math.max(params.largeTrips, 24),
+    largeTrips: Math.max(params.largeTrips, 64),
     largeMaxMs: Math.max(params.largeMaxMs, 20_000),
     broadcastRounds: Math.max(params.broadcastRounds, 40),
     codecMs: Math.max(params.codecMs, 1500),
+    activeDurationMs: Math.max(params.activeDurationMs, 10_000),
   });
+  // conns: what falls short there is the handshakes (the broadcast meets its target), so its
+  // profile is of opening connections: one broadcast round per step, none unmeasured.
+  if (scenario === 'conns') Object.assign(params, { broadcastRounds: 1, broadcastWarmupRounds: 0 });
   const sections: string[] = [
     `### CPU profile: ${scenario} (node --cpu-prof, ${PROFILE_INTERVAL_US} µs sampling, one longer run each; self time, % of the busy time)`,
     '',
@@ -881,6 +984,41 @@ async function profile(scenario: ScenarioId): Promise<string> {
         sections.push(formatProfile(summary, `${variant.label}: ${role} (${relative(ROOT, join(roleDir, file))})`));
       }
     }
+  }
+  Object.assign(params, saved);
+  return sections.join('\n');
+}
+
+/**
+ * Heap snapshots of the server in the conns scenario: what an idle connection keeps, per kind
+ * of object. Marginal, as the target is: from N open connections to 2N (the first N also
+ * leave the code compiled for them, once).
+ */
+async function heapSnapshots(): Promise<string> {
+  const wanted = list(options['profile-variants']) ?? ['srv-ours', SERVER_REFERENCE, SERVER_CEILING];
+  const saved = { ...params };
+  const first = params.connections[0];
+  Object.assign(params, { connections: [first, 2 * first], broadcastRounds: 1, broadcastWarmupRounds: 0 });
+  const sections = [
+    `### Heap snapshots: what an idle connection keeps (conns, v8.writeHeapSnapshot after full GCs with ${count(first)} and with ${count(2 * first)} connections open; the difference in shallow sizes per kind of object, per connection)`,
+    '',
+  ];
+  for (const variant of variantsOf('conns').filter((v) => wanted.includes(v.id))) {
+    const dir = join(BUILD_DIR, 'snapshots', variant.id);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    log(`heap snapshots: conns / ${variant.id} …`);
+    await runSockets('conns', variant, { snapshotDir: dir });
+    const diff = formatCensusDiff(heapCensus(join(dir, `at-${first}.heapsnapshot`)), heapCensus(join(dir, `at-${2 * first}.heapsnapshot`)), first, `${variant.label} (${relative(ROOT, dir)})`);
+    // Writing a snapshot grows RSS: the process's own account comes from a run without snapshots.
+    const v = await runSockets('conns', variant);
+    const b = (key: string) => `${fmt(v[`${key}.1`] ?? Number.NaN, '')} B`;
+    sections.push(
+      diff,
+      `process.memoryUsage(), ${count(first)} → ${count(2 * first)} connections, per connection (another run, without snapshots): heapUsed ${b('conns.heapUsed')}, ` +
+        `heapTotal (committed) ${b('conns.heapTotal')}, external ${b('conns.external')}, RSS ${b('conns.rss')}.`,
+      '',
+    );
   }
   Object.assign(params, saved);
   return sections.join('\n');
@@ -982,12 +1120,13 @@ async function main(): Promise<void> {
     if (target && SCENARIOS.includes(target)) profileText = await profile(target);
     else log(profileOption === 'auto' ? 'profile auto: websockets.ts meets every speed target; nothing to profile' : `unknown scenario ${profileOption}`);
   }
+  if (options['heap-snapshot']) profileText = [profileText, await heapSnapshots()].filter(Boolean).join('\n');
   const totalSeconds = (performance.now() - started) / 1000;
 
   if (reps > 0) {
     const meta = {
       date: new Date().toISOString(),
-      command: `node build/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
+      command: `node build/bench/run.js ${process.argv.slice(2).map((arg) => (/\s/.test(arg) ? `"${arg}"` : arg)).join(' ')}`.trim(),
       quick: options.quick,
       reps,
       machine: info,
@@ -1086,8 +1225,11 @@ async function main(): Promise<void> {
   }
   if (profileText) {
     console.log(profileText);
-    mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, 'profile.md'), `${profileText}\n`);
+    // bench/profile.md is the written account of the profiles: a run's own go to build/bench/profile.md (or --out DIR).
+    const file = options.out ? join(outDir, 'profile.md') : join(BUILD_DIR, 'profile.md');
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `${profileText}\n`);
+    log(`profiles written to ${relative(process.cwd(), file)}`);
   }
   log(`done in ${totalSeconds.toFixed(0)} s${reps > 0 ? `; wrote ${relative(process.cwd(), join(outDir, 'results.json'))}, results.md and results.svg` : ''}`);
   if (results.errors.length > 0) process.exitCode = 1;

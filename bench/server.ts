@@ -7,8 +7,12 @@
 // ws through WebSocketServer and 'message' events, node:net through 'data' events.
 
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { writeHeapSnapshot } from 'node:v8';
 import * as lib from '../websockets.ts';
 import type { Data, WebSocket } from '../websockets.ts';
 import type { RawData } from 'ws';
@@ -18,6 +22,7 @@ import {
   Window,
   binaryPayload,
   byteLength,
+  collectGarbage,
   fail,
   ignore,
   loadUws,
@@ -35,6 +40,8 @@ import {
 const config = readConfig();
 const { params } = config;
 const mode = SERVER_MODE[config.scenario];
+/** TLS scenarios: the certificate and its key, PEM. */
+const tls = config.tls ? { key: readFileSync(config.tls.key, 'utf8'), cert: readFileSync(config.tls.cert, 'utf8') } : undefined;
 
 /** The receiver's window (sink mode): the server posts the result. */
 const sinkWindow = () => new Window(params.warmupMs, params.durationMs, (values) => post({ type: 'result', values }));
@@ -88,7 +95,7 @@ async function startOurs(): Promise<number> {
   }
   // Keepalive off for fairness (ws pings nobody by default); the runner kills connections, so no error reports.
   // compress: permessage-deflate with the library's defaults.
-  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore, compression: config.scenario === 'compress' });
+  const server = await lib.listen(params.host, 0, handler, { pingInterval: 0, onError: ignore, compression: config.scenario === 'compress', ...(tls ? { tls } : {}) });
   return server.port;
 }
 
@@ -101,8 +108,18 @@ function isCommand(data: RawData, isBinary: boolean): boolean {
 async function startWs(): Promise<number> {
   const { WebSocketServer } = await import('ws');
   // compress: permessage-deflate with ws's defaults (threshold 1 KiB, zlib's level).
-  const wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate: config.scenario === 'compress' });
-  await once(wss, 'listening');
+  const perMessageDeflate = config.scenario === 'compress';
+  let wss: InstanceType<typeof WebSocketServer>;
+  if (tls) {
+    // ws over TLS, as its README shows: an https server of one's own.
+    const https = createHttpsServer(tls);
+    wss = new WebSocketServer({ server: https, perMessageDeflate });
+    https.listen(0, params.host);
+    await once(https, 'listening');
+  } else {
+    wss = new WebSocketServer({ host: params.host, port: 0, perMessageDeflate });
+    await once(wss, 'listening');
+  }
   connectionCount = () => wss.clients.size;
   const chunk = binaryPayload(params.streamSize);
   const window = mode === 'sink' ? sinkWindow() : null;
@@ -131,7 +148,7 @@ async function startWs(): Promise<number> {
 async function startUws(): Promise<number> {
   const loaded = loadUws();
   if ('error' in loaded) throw new Error(`uWebSockets.js does not load here (${loaded.error})`);
-  const app = loaded.uws.App();
+  const app = config.tls ? loaded.uws.SSLApp({ key_file_name: config.tls.key, cert_file_name: config.tls.cert }) : loaded.uws.App();
   let open = 0;
   connectionCount = () => open;
   const chunk = binaryPayload(params.streamSize);
@@ -186,7 +203,7 @@ async function startNet(): Promise<number> {
   const chunk = binaryPayload(params.streamSize);
   const window = mode === 'sink' ? sinkWindow() : null;
   const payload = Buffer.from(textPayload(params.broadcastSize));
-  const server = createServer({ noDelay: true }, (socket) => {
+  const onSocket = (socket: Socket) => {
     socket.on('error', ignore);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -208,7 +225,13 @@ async function startNet(): Promise<number> {
         }
       });
     }
-  });
+  };
+  const server = tls
+    ? createTlsServer(tls, (socket) => {
+        socket.setNoDelay(true);
+        onSocket(socket);
+      })
+    : createServer({ noDelay: true }, onSocket);
   server.listen(0, params.host);
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
@@ -219,6 +242,11 @@ async function startNet(): Promise<number> {
 async function main(): Promise<void> {
   serveCommands(async (command) => {
     if (command.type === 'memory') post({ type: 'memory', sample: await measureMemory(connectionCount()) });
+    else if (command.type === 'cpu') post({ type: 'cpu', usage: process.cpuUsage() });
+    else if (command.type === 'snapshot') {
+      await collectGarbage();
+      post({ type: 'snapshot', file: writeHeapSnapshot(command.file) });
+    }
   });
   const start = config.impl === 'ours' ? startOurs : config.impl === 'ws' ? startWs : config.impl === 'uws' ? startUws : startNet;
   const port = await start();

@@ -846,7 +846,7 @@ describe('the npm package', () => {
 
   for (const ts of TYPESCRIPTS) {
     for (const configName of Object.keys(PACKAGE_CONFIGS)) {
-      test(`types of the installed package, ${ts.label}, ${configName}`, { timeout: TSC_MS * 3 }, async () => {
+      test(`types of the installed package, ${ts.label}, ${configName}`, { timeout: TSC_MS * 5 }, async () => {
         const check = packageChecks.get(`${ts.version} ${configName}`);
         assert.ok(check);
         assertCompiled(await check());

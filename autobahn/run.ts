@@ -625,7 +625,7 @@ function checkHandshakes(plan: RunPlan, who: string, stats: VersionStats | undef
   }
   out.notes.push(
     `${who}: ${total} handshakes, ${counts || 'none'} (${field}); at most ${stats.maxOpen} open at once; ` +
-      `the slowest close took ${seconds(stats.slowestCloseMs)} after its last message.`,
+      `the slowest close took ${stats.slowestCloseMs} ms after its last message.`,
   );
 }
 

@@ -1,19 +1,43 @@
 // Autobahn testee: echo client built on websockets.ts, driven by wstest's
 // fuzzingserver (see fuzzingserver.json).
 //
-//   node build/autobahn/client.js [url] [agent]
+//   node build/autobahn/client.js [url] [agent] [--http2 [--ca cert.pem]]
 //
 // url defaults to $AUTOBAHN_URL or ws://127.0.0.1:9003, agent to
 // $AUTOBAHN_AGENT or websockets.ts. It asks the fuzzing server for the number
 // of cases, runs each one by echoing every message back with its type until
 // the server ends the case, and finally asks the server to write its reports.
-import { connect } from '../dist/websockets.js';
+// With --http2 (wss: URLs: nghttpx in front of the fuzzing server) it connects
+// with `http2: true`, trusting the certificate in --ca. At the end it prints
+// how many handshakes each HTTP version carried (ws.response.httpVersion;
+// autobahn/versions.ts); run.js checks the versions.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { connect, type WebSocket } from '../dist/websockets.js';
+import { versionTally } from './versions.ts';
 
-const base = (process.argv[2] ?? process.env['AUTOBAHN_URL'] ?? 'ws://127.0.0.1:9003').replace(/\/+$/, '');
-const agent = process.argv[3] ?? process.env['AUTOBAHN_AGENT'] ?? 'websockets.ts';
+const { values: flags, positionals } = parseArgs({
+  options: { http2: { type: 'boolean', default: false }, ca: { type: 'string' } },
+  allowPositionals: true,
+});
+const base = (positionals[0] ?? process.env['AUTOBAHN_URL'] ?? 'ws://127.0.0.1:9003').replace(/\/+$/, '');
+const agent = positionals[1] ?? process.env['AUTOBAHN_AGENT'] ?? 'websockets.ts';
 // The slowest cases (9.*) let wstest wait up to 100 s before it gives up.
 const CASE_TIMEOUT_MS = Number(process.env['AUTOBAHN_CASE_TIMEOUT_MS'] ?? 120_000);
-const options = { pingInterval: 0, maxMessageSize: 16 * 1024 * 1024, compression: { threshold: 0 } };
+const options = {
+  pingInterval: 0,
+  maxMessageSize: 16 * 1024 * 1024,
+  compression: { threshold: 0 },
+  ...(flags.http2 ? { http2: true } : {}),
+  ...(flags.ca !== undefined ? { tls: { ca: readFileSync(flags.ca) } } : {}),
+};
+const versions = versionTally();
+
+// connect(), counted by the HTTP version of its handshake; ended() when its messages end.
+async function open(url: string): Promise<{ ws: WebSocket; ended: () => void }> {
+  const ws = await connect(url, options);
+  return { ws, ended: versions.opened(ws.response?.httpVersion ?? '', ws.closed) };
+}
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -28,7 +52,7 @@ function describe(error: unknown): string {
 }
 
 async function caseCount(): Promise<number> {
-  const ws = await connect(`${base}/getCaseCount`, options);
+  const { ws } = await open(`${base}/getCaseCount`);
   const message = await ws.receive();
   await ws.close().catch(() => {});
   const count = Number(message);
@@ -43,7 +67,7 @@ async function caseCount(): Promise<number> {
 // §7.1.1), so the next case, and above all the final updateReports, waits for
 // ws.closed: otherwise the last case can be missing from the report.
 async function runCase(index: number): Promise<void> {
-  const ws = await connect(`${base}/runCase?case=${index}&agent=${encodeURIComponent(agent)}`, options);
+  const { ws, ended } = await open(`${base}/runCase?case=${index}&agent=${encodeURIComponent(agent)}`);
   try {
     for await (const message of ws) await ws.send(message);
   } catch (error) {
@@ -52,6 +76,7 @@ async function runCase(index: number): Promise<void> {
     await ws.close().catch(() => {});
     throw error;
   } finally {
+    ended();
     await ws.closed;
   }
 }
@@ -66,7 +91,7 @@ async function runCaseBounded(index: number): Promise<string | undefined> {
 }
 
 async function updateReports(): Promise<void> {
-  const ws = await connect(`${base}/updateReports?agent=${encodeURIComponent(agent)}`, options);
+  const { ws } = await open(`${base}/updateReports?agent=${encodeURIComponent(agent)}`);
   // The server closes the connection once the reports are written.
   try {
     for await (const _ of ws) {
@@ -100,4 +125,5 @@ for (let i = 1; i <= count; i++) {
 
 await withTimeout(updateReports(), 120_000, 'updateReports');
 console.log(`[client] reports updated; ${count} cases in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(versions.line());
 process.exit(0);

@@ -4,6 +4,7 @@
 // every peer) a missing peer is never a skip: the tests run and fail loudly.
 
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 export interface SystemPeer {
   /** What the tests need, as the SKIPPED line names it. */
@@ -69,3 +70,16 @@ export const PYTHON_H2: SystemPeer = {
   install: 'apt-get install -y python3-h2',
   present: () => spawnSync('/usr/bin/python3', ['-c', 'import h2'], { stdio: 'ignore', timeout: 10_000 }).status === 0,
 };
+
+/** Debian installs nghttpx in /usr/sbin, which a user's PATH often lacks. */
+const NGHTTPX_IN_SBIN = '/usr/sbin/nghttpx';
+
+/** Debian's nghttpx (package nghttp2-proxy), the HTTP/2 proxy of the Autobahn runs over RFC 8441 (autobahn/run.ts). */
+export const NGHTTPX: SystemPeer = {
+  name: 'nghttpx',
+  install: 'apt-get install -y nghttp2-proxy',
+  present: () => onPath('nghttpx') || existsSync(NGHTTPX_IN_SBIN),
+};
+
+/** How to run nghttpx: from the PATH, else from /usr/sbin. */
+export const nghttpxCommand = (): string => (onPath('nghttpx') ? 'nghttpx' : NGHTTPX_IN_SBIN);

@@ -1,8 +1,8 @@
 // Small helpers shared by the test suites (not a test file itself).
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { after, before } from 'node:test';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import type { Server as HttpServer } from 'node:http';
 import { listen, WebSocketError } from '../websockets.ts';
 import type { Server, ServerOptions, WebSocket } from '../websockets.ts';
+import { selfSignedCertificate } from './certificate.ts';
 
 /** RFC 6455 §1.3: the GUID a server appends to the client's key. */
 export const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -772,17 +773,6 @@ export function temporaryCertificate(prefix: string): { dir: string; key: string
     if (pem.dir) await rm(pem.dir, { recursive: true, force: true });
   });
   return pem;
-}
-
-/** A self-signed certificate for localhost and 127.0.0.1 (openssl, valid one day), made in `dir`: PEM key and certificate. */
-export async function selfSignedCertificate(dir: string): Promise<{ key: string; cert: string }> {
-  const keyFile = join(dir, 'key.pem');
-  const certFile = join(dir, 'cert.pem');
-  await new Promise<void>((resolve, reject) => execFile('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ], { timeout: 30_000 }, (error, _stdout, stderr) => (error ? reject(new Error(`openssl failed: ${stderr}`, { cause: error })) : resolve())));
-  return { key: await readFile(keyFile, 'utf8'), cert: await readFile(certFile, 'utf8') };
 }
 
 /** What a connect() that must fail rejected with: a WebSocketError with 1006, whose message and causes do not hold `secret` (if given). */

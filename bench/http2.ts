@@ -35,7 +35,7 @@ import { parseArgs } from 'node:util';
 import { writeHeapSnapshot } from 'node:v8';
 import { connect, listen } from '../websockets.ts';
 import type { ClientOptions, Server, WebSocket } from '../websockets.ts';
-import { selfSignedCertificate } from '../test/support.ts';
+import { selfSignedCertificate } from '../test/certificate.ts';
 import { KiB, Window, binaryPayload, byteLength, formatProfile, ignore, measureMemory, median, summarizeProfile, textPayload } from './common.ts';
 import type { MemorySample, Values } from './common.ts';
 

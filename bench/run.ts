@@ -40,7 +40,7 @@ import {
   type Values,
 } from './common.ts';
 import { renderChart } from './chart.ts';
-import { selfSignedCertificate } from '../test/support.ts';
+import { selfSignedCertificate } from '../test/certificate.ts';
 
 const BUILD_DIR = dirname(fileURLToPath(import.meta.url)); // build/bench
 const ROOT = resolve(BUILD_DIR, '..', '..');

@@ -4367,11 +4367,14 @@ function startTls(node: NodeModules, socket: NodeSocket, host: string, tls: Clie
   return connected(node.tls.connect({ servername, ...tls, socket }), 'secureConnect', signal, socket);
 }
 
+/** What `connected` waits on: a socket, or an HTTP/2 session. */
+type Connecting = NodeEmitter & { destroy(): unknown };
+
 /**
  * Resolves with `socket` once it emits `event`; rejects on its error, its close or the
  * abort, destroying it (and `under`, the stream it runs over).
  */
-function connected(socket: NodeSocket, event: string, signal: AbortSignal, under?: NodeSocket): Promise<NodeSocket> {
+function connected<T extends Connecting>(socket: T, event: string, signal: AbortSignal, under?: NodeSocket): Promise<T> {
   return new Promise((resolve, reject) => {
     const fail = (error: unknown) => {
       cleanup();
@@ -4846,7 +4849,7 @@ async function openSession(attempt: Attempt, target: DialTarget, proxy: Proxy | 
   });
   session.once('connect', () => session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW));
   session.on('error', ignoreError); // each stream reports the failure to its WebSocket
-  await remoteSettings(session, signal);
+  await connected(session, 'remoteSettings', signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
   if (DEBUG) debugLog(`handshake ${target.host}:${target.port}`, 'the HTTP/2 server did not enable extended CONNECT: HTTP/1.1 instead');
   session.close();
@@ -4854,27 +4857,6 @@ async function openSession(attempt: Attempt, target: DialTarget, proxy: Proxy | 
 }
 
 function ignoreError(): void {}
-
-/** Resolves once the session received the server's first SETTINGS; rejects, destroying it, if it ends or the signal aborts first. */
-function remoteSettings(session: NodeHttp2Session, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (error?: unknown) => {
-      signal.removeEventListener('abort', onAbort);
-      session.off('remoteSettings', onSettings);
-      session.off('close', onClose);
-      if (error === undefined) return resolve();
-      session.destroy();
-      reject(error);
-    };
-    const onSettings = () => done();
-    const onClose = () => done(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, 'connection failed: the HTTP/2 connection closed before the server sent its SETTINGS'));
-    const onAbort = () => done(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    session.once('remoteSettings', onSettings);
-    session.once('close', onClose);
-  });
-}
 
 /** `promise`, or the signal's reason if it aborts first. */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {

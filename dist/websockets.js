@@ -3315,32 +3315,13 @@ async function openSession(attempt, target, proxy) {
   });
   session.once("connect", () => session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW));
   session.on("error", ignoreError);
-  await remoteSettings(session, signal);
+  await connected(session, "remoteSettings", signal);
   if (session.remoteSettings.enableConnectProtocol) return new SharedSession(session);
   if (DEBUG) debugLog(`handshake ${target.host}:${target.port}`, "the HTTP/2 server did not enable extended CONNECT: HTTP/1.1 instead");
   session.close();
   return null;
 }
 function ignoreError() {
-}
-function remoteSettings(session, signal) {
-  return new Promise((resolve, reject) => {
-    const done = (error) => {
-      signal.removeEventListener("abort", onAbort);
-      session.off("remoteSettings", onSettings);
-      session.off("close", onClose);
-      if (error === void 0) return resolve();
-      session.destroy();
-      reject(error);
-    };
-    const onSettings = () => done();
-    const onClose = () => done(new WebSocketError(CloseCode.ABNORMAL_CLOSURE, "connection failed: the HTTP/2 connection closed before the server sent its SETTINGS"));
-    const onAbort = () => done(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    session.once("remoteSettings", onSettings);
-    session.once("close", onClose);
-  });
 }
 function untilAborted(promise, signal) {
   if (signal.aborted) return Promise.reject(signal.reason);

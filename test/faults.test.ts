@@ -468,36 +468,42 @@ describe('faults through Toxiproxy', { skip: peerMissing(TOXIPROXY), timeout: 24
 
   // ── black hole mid-connection ──────────────────────────────────────────────────────────
 
-  test('black hole mid-connection (timeout toxic: data stops, no FIN): keepalive ends both sides within pingInterval + pingTimeout, 1011 / 1006, no timer or socket left', { timeout: 30_000 }, async (t) => {
-    const keepalive = { pingInterval: 500, pingTimeout: 500 };
-    const bound = keepalive.pingInterval + keepalive.pingTimeout;
-    const baseline = timers();
-    await withServer(keepalive, async (echo) => toxiproxy.with(echo.server.port, async (proxy) => {
-      const ws = await connect(proxy.url, keepalive);
-      const server = await echo.accepted.next();
-      await ws.send('before the black hole');
-      assert.equal(await ws.receive(), 'before the black hole');
-      const start = performance.now();
-      for (const stream of ['upstream', 'downstream'] as const) await toxiproxy.add(proxy, { name: `timeout_${stream}`, type: 'timeout', stream, attributes: { timeout: 0 } });
-      const received = settle(ws.receive());
-      const [clientEnd, serverEnd] = await Promise.all([ws.closed.then(() => ms(start)), server.closed.then(() => ms(start))]);
-      const clientError = await received;
-      assert.ok(!clientError.ok);
-      assert.equal(codeOf(clientError.error, 'receive() after the black hole'), 1011);
-      assert.match((clientError.error as Error).message, /keepalive/);
-      assert.equal(ws.closeCode, 1006, 'no close frame came: closeCode 1006');
-      assert.equal(server.closeCode, 1006);
-      for (const [side, took] of [['client', clientEnd], ['server', serverEnd]] as const) {
-        assert.ok(took <= bound + SLACK, `${side} noticed after ${took} ms (pingInterval + pingTimeout = ${bound})`);
-        assert.ok(took >= keepalive.pingTimeout - 50, `${side} gave up after ${took} ms, before pingTimeout`);
-      }
-      assert.ok(await eventually(() => tcpConnections([proxy.port, echo.server.port]) === 0, 2_000), `our sockets of the connection are gone (${tcpConnections([proxy.port, echo.server.port])} left)`);
-      assert.ok(await eventually(() => timers() <= baseline, 2_000), `no timer left (${timers()} active, ${baseline} before)`);
-      await sleep(50);
-      assert.deepEqual(echo.ends, [1011]);
-      figure(t, `black hole mid-connection, pingInterval ${keepalive.pingInterval} + pingTimeout ${keepalive.pingTimeout}: client ended after ${clientEnd} ms, server after ${serverEnd} ms; receive() 1011 "keepalive ping timeout", closeCode 1006; 0 sockets and no timers left`);
-    }));
-  });
+  // Toxiproxy passes one side's end on to the other, so when both sides' keepalives fire in the
+  // same millisecond either may be first: each run gives one side the shorter pingTimeout, and
+  // checks that side's keepalive ended it (1011) and the other side followed, both bounded.
+  for (const first of ['client', 'server'] as const) {
+    test(`black hole mid-connection (timeout toxic: data stops, no FIN), the ${first}'s keepalive first: it ends with 1011 within pingInterval + pingTimeout, the other side follows, 1006 on both, no timer or socket left`, { timeout: 30_000 }, async (t) => {
+      const early = { pingInterval: 500, pingTimeout: 500 };
+      const late = { pingInterval: 500, pingTimeout: 1_500 };
+      const [clientKeepalive, serverKeepalive] = first === 'client' ? [early, late] : [late, early];
+      const bound = early.pingInterval + early.pingTimeout;
+      const baseline = timers();
+      await withServer(serverKeepalive, async (echo) => toxiproxy.with(echo.server.port, async (proxy) => {
+        const ws = await connect(proxy.url, clientKeepalive);
+        const server = await echo.accepted.next();
+        await ws.send('before the black hole');
+        assert.equal(await ws.receive(), 'before the black hole');
+        const start = performance.now();
+        for (const stream of ['upstream', 'downstream'] as const) await toxiproxy.add(proxy, { name: `timeout_${stream}`, type: 'timeout', stream, attributes: { timeout: 0 } });
+        const received = settle(ws.receive());
+        const [clientEnd, serverEnd] = await Promise.all([ws.closed.then(() => ms(start)), server.closed.then(() => ms(start))]);
+        const clientError = await received;
+        assert.ok(!clientError.ok);
+        await sleep(50);
+        const [firstEnd, firstCode] = first === 'client' ? [clientEnd, codeOf(clientError.error, 'receive() after the black hole')] : [serverEnd, echo.ends[0]];
+        assert.equal(firstCode, 1011, `the ${first} ended by its keepalive`);
+        if (first === 'client') assert.match((clientError.error as Error).message, /keepalive/);
+        assert.ok(firstEnd >= early.pingTimeout - 50, `the ${first} gave up after ${firstEnd} ms, before pingTimeout`);
+        assert.ok(firstEnd <= bound + SLACK, `the ${first} noticed after ${firstEnd} ms (pingInterval + pingTimeout = ${bound})`);
+        assert.ok(Math.max(clientEnd, serverEnd) <= late.pingInterval + late.pingTimeout + SLACK, `both sides ended (client ${clientEnd} ms, server ${serverEnd} ms)`);
+        assert.equal(ws.closeCode, 1006, 'no close frame came: closeCode 1006');
+        assert.equal(server.closeCode, 1006);
+        assert.ok(await eventually(() => tcpConnections([proxy.port, echo.server.port]) === 0, 2_000), `our sockets of the connection are gone (${tcpConnections([proxy.port, echo.server.port])} left)`);
+        assert.ok(await eventually(() => timers() <= baseline, 2_000), `no timer left (${timers()} active, ${baseline} before)`);
+        figure(t, `black hole mid-connection, the ${first}'s keepalive first (pingInterval ${early.pingInterval} + pingTimeout ${early.pingTimeout}): client ended after ${clientEnd} ms, server after ${serverEnd} ms; ${first} 1011 "keepalive ping timeout", the server's handler ended with ${echo.ends.join(', ')}, closeCode 1006 on both; 0 sockets and no timers left`);
+      }));
+    });
+  }
 
   test('black hole mid-connection, ws as the other side: our server and our client each detect it by keepalive', { timeout: 30_000 }, async (t) => {
     const keepalive = { pingInterval: 500, pingTimeout: 500 };

@@ -5640,9 +5640,13 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? 'wss' : 'ws';
   let closing: Promise<void> | undefined;
+  // One listener for all sockets (a closure or once() per socket would cost ~200 bytes each).
+  const untrack = function (this: NodeSocket) {
+    tracker.connections.delete(this);
+  };
   httpServer.on('connection', (socket: NodeSocket) => {
     tracker.connections.add(socket);
-    socket.once('close', () => tracker.connections.delete(socket));
+    socket.on('close', untrack);
   });
   const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
   const closeServer = () => (closing ??= shutdown(httpServer, tracker, closeTimeout));

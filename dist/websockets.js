@@ -3841,9 +3841,12 @@ async function listen(host, port, handler, options = {}) {
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? "wss" : "ws";
   let closing;
+  const untrack = function() {
+    tracker.connections.delete(this);
+  };
   httpServer.on("connection", (socket) => {
     tracker.connections.add(socket);
-    socket.once("close", () => tracker.connections.delete(socket));
+    socket.on("close", untrack);
   });
   const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
   const closeServer = () => closing ??= shutdown(httpServer, tracker, closeTimeout);

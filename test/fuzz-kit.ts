@@ -942,6 +942,12 @@ function mutatedHandshake(rng: Rng, config: StreamConfig, headers: Array<[string
   return { kind: 'mutated', bytes, fin: rng.chance(0.5), pipelined: null };
 }
 
+/** Bytes after the end of the request's head (the blank line), 0 if it has none. */
+function trailingBytes(bytes: Uint8Array): number {
+  const end = Buffer.from(bytes).indexOf('\r\n\r\n');
+  return end < 0 ? 0 : bytes.length - (end + 4);
+}
+
 export interface HandshakeOutcome {
   status: number | null;
   statusLine: string;
@@ -1000,9 +1006,13 @@ export async function runHandshake(port: number, input: HandshakeInput, config: 
     const pipelinedConfig = { ...config, compression: false };
     const pipelinedExpectation = input.pipelined ? expect(input.pipelined, pipelinedConfig) : null;
     if (upgradedFrames && !isClosed() && !input.fin) {
-      if (pipelinedExpectation === null) {
+      if (pipelinedExpectation === null && trailingBytes(input.bytes) === 0) {
         // A plain 101: we close properly.
         socket.write(wireFrame(OP.CLOSE, Uint8Array.of(0x03, 0xe8), { mask: rng.bytes(4) }));
+      } else if (pipelinedExpectation === null) {
+        // A mutation left bytes after the request: perhaps the start of a frame whose rest
+        // never comes, which would swallow a close frame of ours. Our FIN ends it instead.
+        socket.end();
       } else if (pipelinedExpectation.end.kind === 'incomplete') {
         // The server waits for the rest of a frame: once the expected replies are in, our FIN ends it.
         const replies = pipelinedExpectation.echoes.length + pipelinedExpectation.pongs.length;

@@ -5598,6 +5598,21 @@ function trackConnections(options: ServerOptions): ConnectionTracker {
 }
 
 /**
+ * Keeps `tracker.connections` to the server's open TCP connections, from their first byte (for
+ * Server.close() to cut what is left). One 'close' listener serves every socket: a closure or
+ * once() per socket would cost about 200 bytes of heap per idle connection.
+ */
+function trackSockets(httpServer: NodeHttpServer, tracker: ConnectionTracker): void {
+  const untrack = function (this: NodeSocket) {
+    tracker.connections.delete(this);
+  };
+  httpServer.on('connection', (socket: NodeSocket) => {
+    tracker.connections.add(socket);
+    socket.on('close', untrack);
+  });
+}
+
+/**
  * Starts a WebSocket server. Each connection runs `handler`; when it returns, the socket is
  * closed with 1000; when it throws, the error goes to `onError` and the socket closes with
  * 1011. Port 0 picks a free port. Plain HTTP requests get 426 Upgrade Required.
@@ -5640,14 +5655,7 @@ async function listen(host: string, port: number, handler: (ws: WebSocket) => un
   httpServer.on('upgrade', (request: NodeIncomingMessage, socket: NodeSocket, head: Uint8Array) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? 'wss' : 'ws';
   let closing: Promise<void> | undefined;
-  // One listener for all sockets (a closure or once() per socket would cost ~200 bytes each).
-  const untrack = function (this: NodeSocket) {
-    tracker.connections.delete(this);
-  };
-  httpServer.on('connection', (socket: NodeSocket) => {
-    tracker.connections.add(socket);
-    socket.on('close', untrack);
-  });
+  trackSockets(httpServer, tracker);
   const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
   const closeServer = () => (closing ??= shutdown(httpServer, tracker, closeTimeout));
   const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };

@@ -3814,6 +3814,15 @@ function trackConnections(options) {
   };
   return { sockets: /* @__PURE__ */ new Set(), pending: /* @__PURE__ */ new Set(), sessions: /* @__PURE__ */ new Map(), connections: /* @__PURE__ */ new Set(), closing: false, handlerFailed };
 }
+function trackSockets(httpServer, tracker) {
+  const untrack = function() {
+    tracker.connections.delete(this);
+  };
+  httpServer.on("connection", (socket) => {
+    tracker.connections.add(socket);
+    socket.on("close", untrack);
+  });
+}
 async function listen(host, port, handler, options = {}) {
   if (!isNode) throw new Error("listen() needs Node.js: a browser cannot accept connections");
   if (options.reusePort) checkReusePort();
@@ -3841,13 +3850,7 @@ async function listen(host, port, handler, options = {}) {
   httpServer.on("upgrade", (request, socket, head) => acceptUpgrade(node, request, socket, head, handler, options, tracker));
   const scheme = options.tls ? "wss" : "ws";
   let closing;
-  const untrack = function() {
-    tracker.connections.delete(this);
-  };
-  httpServer.on("connection", (socket) => {
-    tracker.connections.add(socket);
-    socket.on("close", untrack);
-  });
+  trackSockets(httpServer, tracker);
   const closeTimeout = options.closeTimeout ?? DEFAULTS.closeTimeout;
   const closeServer = () => closing ??= shutdown(httpServer, tracker, closeTimeout);
   const controls = { close: closeServer, [ASYNC_DISPOSE]: closeServer };
